@@ -1,0 +1,79 @@
+"""In-memory image-classification datasets: uint8 NHWC images and int32 labels per split."""
+
+import dataclasses
+
+import numpy as np
+
+
+class DataError(ValueError):
+  """Data that is missing or malformed; its message is one line a user can act on."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  images: np.ndarray  # uint8, (N, H, W, C)
+  labels: np.ndarray  # int32, (N,)
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Train / validation / test splits and what a model needs to know about them."""
+  name: str
+  train: Split
+  validation: Split
+  test: Split
+  num_classes: int
+  pixel_mean: np.ndarray  # float32, (C,): images are fed as (x - mean) / std
+  pixel_std: np.ndarray
+
+  @property
+  def image_shape(self) -> tuple:
+    return tuple(self.train.images.shape[1:])
+
+
+def as_split(images, labels, what: str) -> Split:
+  """Checks and converts arrays into a Split; images may be (N, H, W) or (N, H, W, C) uint8."""
+  images, labels = np.asarray(images), np.asarray(labels)
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.ndim != 4:
+    raise DataError(f"{what}: images must have shape (N, H, W) or (N, H, W, C), "
+                    f"got {images.shape}")
+  if images.dtype != np.uint8:
+    raise DataError(f"{what}: images must be uint8 pixels 0..255, got dtype {images.dtype}")
+  if labels.ndim != 1 or len(labels) != len(images):
+    raise DataError(f"{what}: labels must have shape ({len(images)},), got {labels.shape}")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise DataError(f"{what}: labels must be integers, got dtype {labels.dtype}")
+  if len(labels) == 0:
+    raise DataError(f"{what}: the split is empty")
+  if labels.min() < 0:
+    raise DataError(f"{what}: labels must be >= 0, found {labels.min()}")
+  return Split(images=images, labels=labels.astype(np.int32))
+
+
+def carve_validation(train: Split, validation_size: int, seed: int) -> tuple[Split, Split]:
+  """Moves `validation_size` examples, chosen by a permutation from `seed`, out of `train`."""
+  if not 0 < validation_size < len(train):
+    raise DataError(f"data.validation_size must be in [1, {len(train) - 1}] for a training "
+                    f"split of {len(train)} examples, got {validation_size}")
+  order = np.random.default_rng(seed).permutation(len(train))
+  held_out, kept = np.sort(order[:validation_size]), np.sort(order[validation_size:])
+  take = lambda idx: Split(train.images[idx], train.labels[idx])
+  return take(kept), take(held_out)
+
+
+def pixel_statistics(train: Split, normalization: str) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel (mean, std) for "unit" scaling to [0, 1] or "standardize" on the train split."""
+  channels = train.images.shape[-1]
+  if normalization == "unit":
+    return np.zeros(channels, np.float32), np.full(channels, 255.0, np.float32)
+  if normalization == "standardize":
+    pixels = train.images.reshape(-1, channels).astype(np.float64)
+    return (pixels.mean(0).astype(np.float32),
+            np.maximum(pixels.std(0), 1e-6).astype(np.float32))
+  raise DataError(
+      f"unknown data.normalization {normalization!r}; choose 'unit' or 'standardize'")

@@ -1,0 +1,44 @@
+"""The fields every run config has, with their defaults. Config files under `configs/` start
+from `base_config()` and set what their experiment changes."""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """All config fields fgjax reads. Seeds stay apart from tuned hyperparameters."""
+  config = ml_collections.ConfigDict()
+  # What is trained, and how the gradient is obtained.
+  config.model = "mlp"  # a name in fgjax.models.MODELS: "mlp", "cnn", "vgg"
+  config.estimator = "backprop"  # "forward" (jax.jvp forward gradient) or "backprop" (jax.grad)
+  config.num_directions = 1  # forward gradient: tangents averaged per step
+  config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
+  config.jvp_clip = config_dict.placeholder(float)  # clip <grad f, v> to [-c, c]; None: off
+  # Optimizer: optax chain of clipping, sgd | nesterov | adam, and gamma * exp(-decay * t).
+  config.optimizer = "sgd"
+  config.learning_rate = 0.1
+  config.decay = 0.0
+  config.momentum = 0.0  # nesterov only
+  config.b1 = 0.9  # adam only
+  config.b2 = 0.999  # adam only
+  config.eps = 1e-8  # adam only
+  config.grad_clip_norm = config_dict.placeholder(float)  # clip_by_global_norm; None: off
+  # Schedule.
+  config.batch_size = 64
+  config.num_epochs = 1
+  config.seed = 0  # parameter init, data order and tangents; never tuned
+  config.on_nonfinite = "stop"  # "stop" the run, or "skip" the step, on a non-finite loss/grad
+  # Output.
+  config.log_every_steps = 50  # one metrics row (mean train loss) per this many steps
+  config.eval_batch_size = 1000
+  # Data.
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "mnist"
+  config.data.source = "tfds"  # "tfds", "npz" or "embedded"
+  config.data.path = ""  # the .npz file when source="npz"
+  config.data.tfds_data_dir = config_dict.placeholder(str)  # None: tfds's default
+  config.data.download = False  # tfds: download and prepare when missing (needs TensorFlow)
+  config.data.validation_size = 10000  # carved from the training split
+  config.data.split_seed = 0  # which training examples form the validation split
+  config.data.normalization = "unit"  # "unit": pixels / 255; "standardize": train mean / std
+  return config

@@ -1,0 +1,147 @@
+"""The compiled training step and evaluation, free of host work.
+
+`make_train_chunk` returns one jitted function that runs `num_steps` optimizer steps inside a
+`lax.scan`: it gathers each batch from the device-resident training images by the epoch's
+permutation, computes the gradient with the configured estimator, and applies the optax update.
+The tangent key of step t is `fold_in(state.rng, t)`, so a run is reproducible from (seed, step)
+alone and a resumed run draws exactly the tangents an uninterrupted one would.
+"""
+
+import functools
+from typing import Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fgjax import estimators
+
+ESTIMATORS = ("forward", "backprop")
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32: optimizer steps taken so far (skipped ones included)
+  params: dict
+  opt_state: optax.OptState
+  rng: jax.Array  # base key of the tangent draws
+  num_skipped: jax.Array  # int32: steps whose non-finite loss or gradient was not applied
+  diverged_at: jax.Array  # int32: first non-finite step under policy "stop"; -1 if none
+
+
+def init_state(params, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    rng=rng, num_skipped=jnp.zeros((), jnp.int32),
+                    diverged_at=jnp.full((), -1, jnp.int32))
+
+
+def make_loss_fn(apply: Callable, pixel_mean, pixel_std) -> Callable:
+  """`loss_fn(params, images_uint8, labels) -> (mean cross-entropy, logits)`."""
+  mean = np.asarray(pixel_mean, np.float32)
+  inv_std = 1.0 / np.asarray(pixel_std, np.float32)
+
+  def loss_fn(params, images, labels):
+    logits = apply(params, (images.astype(jnp.float32) - mean) * inv_std)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return loss, logits
+
+  return loss_fn
+
+
+def make_gradient_fn(config) -> Callable:
+  """`gradient(loss_of_params, params, key) -> (loss, grads)` for `config.estimator`."""
+  if config.estimator == "forward":
+    return functools.partial(estimators.forward_gradient,
+                             num_directions=int(config.num_directions),
+                             tangent=config.tangent, jvp_clip=config.jvp_clip)
+  if config.estimator == "backprop":
+    return lambda loss_of_params, params, key: estimators.backprop(loss_of_params, params)
+  raise ValueError(f"unknown estimator {config.estimator!r}; choose one of {ESTIMATORS}")
+
+
+def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config) -> Callable:
+  """`train_step(state, images, labels) -> (state, loss)` for one batch."""
+  gradient = make_gradient_fn(config)
+  stop_on_nonfinite = config.on_nonfinite == "stop"
+
+  def train_step(state: TrainState, images, labels):
+    loss_of_params = lambda params: loss_fn(params, images, labels)[0]
+    key = jax.random.fold_in(state.rng, state.step)
+    loss, grads = gradient(loss_of_params, state.params, key)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+    if stop_on_nonfinite:
+      apply = finite & (state.diverged_at < 0)
+      diverged_at = jnp.where(apply | (state.diverged_at >= 0), state.diverged_at, state.step)
+      num_skipped = state.num_skipped
+    else:
+      apply, diverged_at = finite, state.diverged_at
+      num_skipped = state.num_skipped + (~finite).astype(jnp.int32)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(apply, n, o), new, old)
+    state = state.replace(step=state.step + 1, params=keep(params, state.params),
+                          opt_state=keep(opt_state, state.opt_state),
+                          num_skipped=num_skipped, diverged_at=diverged_at)
+    return state, loss
+
+  return train_step
+
+
+def make_train_chunk(train_step: Callable, batch_size: int) -> Callable:
+  """Jitted `chunk(state, images, labels, order, first_batch, num_steps) -> (state, losses)`.
+
+  Runs batches `first_batch, ..., first_batch + num_steps - 1` of the epoch whose example order is
+  `order` (a permutation of the training indices); `losses` holds each step's loss. The input
+  state's buffers are donated.
+  """
+
+  @functools.partial(jax.jit, static_argnames="num_steps", donate_argnames="state")
+  def train_chunk(state, images, labels, order, first_batch, num_steps):
+    def body(state, i):
+      batch = jax.lax.dynamic_slice_in_dim(order, (first_batch + i) * batch_size, batch_size)
+      return train_step(state, images[batch], labels[batch])
+
+    return jax.lax.scan(body, state, jnp.arange(num_steps))
+
+  return train_chunk
+
+
+@jax.jit
+def epoch_order(data_rng: jax.Array, epoch, num_examples_like: jax.Array) -> jax.Array:
+  """The example order of `epoch`: a permutation drawn from (data_rng, epoch) alone."""
+  return jax.random.permutation(jax.random.fold_in(data_rng, epoch),
+                                num_examples_like.shape[0])
+
+
+def batch_for_eval(images: np.ndarray, labels: np.ndarray, batch_size: int):
+  """Pads a split to whole batches: (images, labels, weights), each shaped (batches, B, ...)."""
+  n = len(labels)
+  num_batches = -(-n // batch_size)
+  pad = num_batches * batch_size - n
+  weights = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+  images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+  labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+  shape = lambda a: a.reshape((num_batches, batch_size) + a.shape[1:])
+  return shape(images), shape(labels), shape(weights)
+
+
+def make_evaluate(loss_fn: Callable) -> Callable:
+  """Jitted `evaluate(params, images, labels, weights) -> {"loss", "accuracy"}` (batched)."""
+
+  @jax.jit
+  def evaluate(params, images, labels, weights):
+    def batch_sums(batch):
+      images, labels, weights = batch
+      logits = loss_fn(params, images, labels)[1]
+      losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+      correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+      return jnp.sum(losses * weights), jnp.sum(correct * weights)
+
+    losses, correct = jax.lax.map(batch_sums, (images, labels, weights))
+    total = jnp.sum(weights)
+    return {"loss": jnp.sum(losses) / total, "accuracy": jnp.sum(correct) / total}
+
+  return evaluate
