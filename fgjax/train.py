@@ -118,10 +118,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 "epoch_train_loss": float(np.nanmean(np.concatenate(epoch_losses))),
                 **metrics, "elapsed_seconds": time.time() - start}
     writer.write(eval_row)
-    logging.info("epoch %d/%d: train %.4f | validation %.4f (acc %.4f) | test %.4f (acc %.4f)",
-                 epoch + 1, config.num_epochs, eval_row["epoch_train_loss"],
-                 metrics["validation_loss"], metrics["validation_accuracy"],
-                 metrics["test_loss"], metrics["test_accuracy"])
+    logging.log_every_n_seconds(
+        logging.INFO, "epoch %d/%d: train %.4f | validation %.4f (acc %.4f) | test %.4f "
+        "(acc %.4f)", 10, epoch + 1, config.num_epochs, eval_row["epoch_train_loss"],
+        metrics["validation_loss"], metrics["validation_accuracy"], metrics["test_loss"],
+        metrics["test_accuracy"])
   writer.close()
 
   steps = int(state.step)

@@ -1,0 +1,17 @@
+"""Table I row: backprop, VGG-style CNN (64-128-256 blocks, dense 1024), CIFAR-10, SGD, 100 epochs, batch 64.
+
+  python -m fgjax.main --config=configs/cifar_bp.py --workdir=runs/cifar_bp
+
+Paper's test loss: 1.685. Ours: experiments/results/table1.md (experiments/table1.py).
+The paper leaves the dense head unsaid: ours is Dense 1024 -> ReLU -> Dense 10.
+CIFAR-10 must be prepared once with tfds on a networked machine (see README).
+"""
+
+from fgjax import paper
+
+
+def get_config():
+  config = paper.row_config("cifar10", "vgg", "sgd", "backprop")
+  config.learning_rate = 0.01
+  config.decay = 0.0001
+  return config

@@ -1,0 +1,16 @@
+"""Table I row: backprop, MLP (1024-1024-10), MNIST, SGD with Nesterov momentum, 50 epochs, batch 64.
+
+  python -m fgjax.main --config=configs/mnist_mlp_nesterov_bp.py --workdir=runs/mnist_mlp_nesterov_bp
+
+Paper's test loss: 0.000. Ours: experiments/results/table1.md (experiments/table1.py).
+"""
+
+from fgjax import paper
+
+
+def get_config():
+  config = paper.row_config("mnist", "mlp", "nesterov", "backprop")
+  config.learning_rate = 0.1
+  config.decay = 0
+  config.momentum = 0.5
+  return config

@@ -1,0 +1,17 @@
+"""Table I row: forward gradient, MLP (1024-1024-10), MNIST, SGD, 50 epochs, batch 64.
+
+  python -m fgjax.main --config=configs/mnist_mlp_sgd_fwd.py --workdir=runs/mnist_mlp_sgd_fwd
+
+Paper's test loss: 0.332. Ours: experiments/results/table1.md (experiments/table1.py).
+The directional derivative is clipped to [-1, 1], as the paper did; the paper
+names no gradient-norm bound, so grad_clip_norm stays off.
+"""
+
+from fgjax import paper
+
+
+def get_config():
+  config = paper.row_config("mnist", "mlp", "sgd", "forward")
+  config.learning_rate = 0.000464
+  config.decay = 1e-05
+  return config
