@@ -9,6 +9,7 @@ argument), and the table compares test loss, test accuracy and wall-clock time.
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -16,6 +17,7 @@ from absl import logging
 
 from fgjax import config_loading
 from fgjax import train
+from fgjax.data import DataError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["configs/default.py:forward", "configs/default.py:backprop"],
@@ -45,12 +47,17 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
-  configs = [(run_name(spec), config_loading.load_config(spec)) for spec in FLAGS.configs]
-  rows = []
-  for name, config in configs:
-    logging.info("=== %s ===", name)
-    rows.append((name, train.train_and_evaluate(config, os.path.join(FLAGS.workdir, name))))
+  try:
+    configs = [(run_name(spec), config_loading.load_config(spec)) for spec in FLAGS.configs]
+    rows = []
+    for name, config in configs:
+      logging.info("=== %s ===", name)
+      rows.append((name, train.train_and_evaluate(config, os.path.join(FLAGS.workdir, name))))
+  except (config_loading.ConfigError, DataError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   print(format_table(rows))
+  return 0
 
 
 if __name__ == "__main__":

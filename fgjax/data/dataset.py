@@ -52,6 +52,8 @@ def as_split(images, labels, what: str) -> Split:
     raise DataError(f"{what}: the split is empty")
   if labels.min() < 0:
     raise DataError(f"{what}: labels must be >= 0, found {labels.min()}")
+  if labels.max() > np.iinfo(np.int32).max:  # int32 would wrap them around silently
+    raise DataError(f"{what}: labels must be < 2**31, found {labels.max()}")
   return Split(images=images, labels=labels.astype(np.int32))
 
 
@@ -72,8 +74,13 @@ def pixel_statistics(train: Split, normalization: str) -> tuple[np.ndarray, np.n
   if normalization == "unit":
     return np.zeros(channels, np.float32), np.full(channels, 255.0, np.float32)
   if normalization == "standardize":
-    pixels = train.images.reshape(-1, channels).astype(np.float64)
-    return (pixels.mean(0).astype(np.float32),
-            np.maximum(pixels.std(0), 1e-6).astype(np.float32))
+    # From each channel's histogram of the 256 pixel values: exact, and without a float copy of
+    # the images (1.2 GB for CIFAR-10's training split).
+    values = np.arange(256, dtype=np.float64)
+    counts = np.stack([np.bincount(train.images[..., c].ravel(), minlength=256)
+                       for c in range(channels)]).astype(np.float64)
+    mean = counts @ values / counts.sum(1)
+    std = np.sqrt(np.sum(counts * (values - mean[:, None]) ** 2, 1) / counts.sum(1))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
   raise DataError(
       f"unknown data.normalization {normalization!r}; choose 'unit' or 'standardize'")

@@ -17,16 +17,21 @@ def load_npz(path: str) -> tuple[Split, Split]:
   if not os.path.isfile(path):
     raise DataError(f"data.path {path!r}: no such file")
   try:
-    with np.load(path, allow_pickle=False) as archive:
-      missing = [name for name in REQUIRED if name not in archive.files]
-      if missing:
-        raise DataError(f"data.path {path!r}: missing arrays {missing}; an npz dataset needs "
-                        f"{list(REQUIRED)} (found {sorted(archive.files)})")
-      arrays = {name: archive[name] for name in REQUIRED}
+    archive = np.load(path, allow_pickle=False)
   except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-    if isinstance(error, DataError):
-      raise
     raise DataError(f"data.path {path!r} is not a readable .npz file ({error})") from None
+  if not isinstance(archive, np.lib.npyio.NpzFile):
+    raise DataError(f"data.path {path!r} holds a single array, not an .npz archive of "
+                    f"{list(REQUIRED)}")
+  with archive:
+    missing = [name for name in REQUIRED if name not in archive.files]
+    if missing:
+      raise DataError(f"data.path {path!r}: missing arrays {missing}; an npz dataset needs "
+                      f"{list(REQUIRED)} (found {sorted(archive.files)})")
+    try:
+      arrays = {name: archive[name] for name in REQUIRED}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+      raise DataError(f"data.path {path!r}: an array cannot be read ({error})") from None
   train = as_split(arrays["x_train"], arrays["y_train"], f"{path} train")
   test = as_split(arrays["x_test"], arrays["y_test"], f"{path} test")
   if train.images.shape[1:] != test.images.shape[1:]:
