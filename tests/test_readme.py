@@ -1,0 +1,39 @@
+"""The README's promises: its quick start is what CI runs, and its code example runs."""
+
+import os
+import re
+import subprocess
+import sys
+
+REPO = os.path.join(os.path.dirname(__file__), "..")
+
+
+def _readme():
+  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    return f.read()
+
+
+def _quick_start_commands():
+  section = _readme().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+  return re.findall(r"```bash\n(.*?)\n```", section, re.S)
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_second():
+  commands = _quick_start_commands()
+  assert len(commands) == 2
+  with open(os.path.join(REPO, ".ci", "run"), encoding="utf-8") as f:
+    ci_lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+  assert commands[1] in ci_lines
+
+
+def test_estimator_example_runs(tmp_path):
+  section = _readme().split("## Train your own model", 1)[1].split("\n## ", 1)[0]
+  (code,) = re.findall(r"```python\n(.*?)\n```", section, re.S)
+  script = tmp_path / "example.py"
+  script.write_text(code)
+  result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  start = float(re.search(r"loss at the start: ([\d.]+)", result.stdout)[1])
+  end = float(re.search(r"loss after 100 forward-gradient steps: ([\d.]+)", result.stdout)[1])
+  assert end < 0.5 * start
