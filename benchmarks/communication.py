@@ -1,0 +1,101 @@
+"""Bytes that cross devices per data-parallel training step: backprop against forward gradient.
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 python benchmarks/communication.py \
+      [--model mlp] [--json benchmarks/results/communication_mlp.json]
+
+Each variant is the package's own step (`fgjax.train_step.make_train_step` around the loss that
+`fgjax.sharding.data_parallel` splits over a mesh of every device) for the model's Table I setup at
+batch 64. The step is compiled, not run, and the collectives of the compiled HLO
+(`jax.jit(step).lower(...).compile().as_text()`) are summed: the bytes each device puts into an
+all-reduce per step. Backprop all-reduces the full gradient (every parameter, float32); the
+forward gradient all-reduces the loss and its K directional derivatives, since every device draws
+the same tangents from the shared key and rebuilds the update locally. A ring all-reduce moves
+about twice its operand per device, for both alike. On a CPU the flag above simulates the
+devices; on a TPU or several GPUs the real ones are used.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from fgjax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import optimizers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import train_step as ts  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+DIRECTIONS = (1, 4)
+
+
+def step_collectives(model: str, config) -> list[tuple[str, str, int]]:
+  """The collectives of `config`'s compiled data-parallel step, with their bytes."""
+  config.sharding.data_parallel = True
+  net = models.create_model(model, common.MODEL_DATA[model][1], common.NUM_CLASSES, 0)
+  tx = optimizers.build_optimizer(config)
+  loss_fn = ts.make_loss_fn(net.apply, 127.5, 64.0)
+  train_loss_fn, place = sharding.data_parallel(config, loss_fn)
+  state = place(ts.init_state(net.params, tx, jax.random.PRNGKey(1)))
+  images = place(np.zeros((config.batch_size,) + common.MODEL_DATA[model][1], np.uint8))
+  labels = place(np.zeros((config.batch_size,), np.int32))
+  step = jax.jit(ts.make_train_step(train_loss_fn, tx, config))
+  return sharding.collectives(step.lower(state, images, labels).compile().as_text())
+
+
+def measure(model: str, batch_size: int) -> dict:
+  """The collectives of backprop's and each K's forward-gradient step; returns the report."""
+  variants = {"backprop": common.step_config(model, "backprop")}
+  for k in DIRECTIONS:
+    variants[f"forward K={k}"] = common.step_config(model, "forward", k)
+  rows = []
+  for name, config in variants.items():
+    config.batch_size = batch_size
+    found = step_collectives(model, config)
+    rows.append({"name": name, "collectives": found,
+                 "bytes": sum(size for _, _, size in found),
+                 "ops": sorted({op for op, _, _ in found})})
+  num_params = models.num_params(
+      models.create_model(model, common.MODEL_DATA[model][1], common.NUM_CLASSES, 0).params)
+  return {"model": model, "batch_size": batch_size, "num_devices": jax.device_count(),
+          "num_params": num_params, "machine": common.machine_info(), "rows": rows}
+
+
+def format_table(report: dict) -> str:
+  backprop = report["rows"][0]["bytes"]
+  lines = [f"{report['model']} ({report['num_params']:,} parameters), batch "
+           f"{report['batch_size']} over {report['num_devices']} devices: bytes each device "
+           "all-reduces per step, from the compiled HLO",
+           common.describe_machine(report["machine"]), "",
+           "| step | collectives | floats (4 B) | bytes per step | backprop / this |",
+           "|---|---|---:|---:|---:|"]
+  for row in report["rows"]:
+    lines.append(f"| {row['name']} | {', '.join(row['ops']) or '-'} | {row['bytes'] // 4:,} | "
+                 f"{row['bytes']:,} | {backprop / row['bytes']:,.0f} |")
+  return "\n".join(lines)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model", choices=sorted(common.MODEL_DATA), default="mlp")
+  parser.add_argument("--batch_size", type=int, default=64)
+  parser.add_argument("--json", help="also write the report as JSON to this path")
+  args = parser.parse_args()
+  if jax.device_count() < 2:
+    parser.error("needs several devices; on a CPU run it with "
+                 "XLA_FLAGS=--xla_force_host_platform_device_count=4")
+  report = measure(args.model, args.batch_size)
+  print(format_table(report))
+  if args.json:
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=2)
+      f.write("\n")
+
+
+if __name__ == "__main__":
+  main()

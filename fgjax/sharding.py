@@ -1,0 +1,152 @@
+"""Training past one device: data parallelism with `jax.sharding`, and what it costs to talk.
+
+Data parallelism: a `Mesh` over the devices with one axis, "data". Parameters, optimizer state and
+the (small, device-resident) datasets are replicated on every device; each step's batch is split
+along the mesh, each device computes on its shard, and the devices average what the estimator
+needs. Switched on by `config.sharding.data_parallel`; `jax.distributed.initialize` joins the
+processes of a multi-host run (`python -m fgjax.main --distributed`).
+
+The one wrapper is `data_parallel_loss`: it runs the loss on each device's batch shard inside
+`jax.shard_map` and averages it over the mesh with `lax.pmean`. Both estimators differentiate
+through it unchanged, and what crosses devices follows from the mode of differentiation:
+
+- backprop (`jax.grad`): the transpose of the replicated parameters' broadcast is a `psum` of
+  every device's parameter cotangent, an all-reduce of the full gradient (P floats per step);
+- forward gradient (`jax.jvp`): the tangent v is drawn from the step's key
+  `fold_in(state.rng, state.step)`, replicated like the rest of the state, so every device draws
+  the same v; the JVP of `pmean` is the `pmean` of the directional derivatives, so only the loss
+  and the K derivatives <grad f, v_k> are all-reduced (K + 1 floats per step), and every device
+  rebuilds the same update g = d v locally. The estimator clips d after this average, i.e. on the
+  global batch's derivative, so a sharded run equals a single-device run up to float summation
+  order.
+
+So `fgjax.estimators` and `fgjax.train_step` stay as they are: the train loop only swaps the loss
+it differentiates and places its arrays (`data_parallel`). Evaluation is not split: every device
+evaluates the whole (small) split, which needs no communication.
+
+`collectives` reads the cross-device operations and their sizes out of a compiled program, which
+is how `benchmarks/communication.py` and the tests show the difference (and that the compiler
+draws the tangent on every device rather than splitting the draw and gathering it).
+"""
+
+import re
+from typing import Callable, Optional
+
+from absl import logging
+import jax
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+import numpy as np
+
+from fgjax.config_loading import ConfigError
+
+DATA_AXIS = "data"
+
+
+def initialize_distributed(coordinator_address: Optional[str] = None,
+                           num_processes: Optional[int] = None,
+                           process_id: Optional[int] = None) -> None:
+  """Joins this process to a multi-host run; must run before any other JAX call.
+
+  On Cloud TPU VMs, Slurm and Open MPI every argument may stay None (JAX detects them); elsewhere
+  give all three, the same coordinator address ("host:port" of process 0) on every process.
+  """
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
+  logging.info("process %d of %d: %d local devices, %d in all", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def make_mesh(num_devices: Optional[int] = None) -> Mesh:
+  """A one-axis ("data") mesh over the first `num_devices` devices (None: all, of all hosts).
+
+  The axis is of type Auto: `jax.jit` then propagates shardings from its inputs, so the training
+  loop needs no mesh context around it.
+  """
+  devices = jax.devices()
+  if num_devices is not None:
+    if not 1 <= num_devices <= len(devices):
+      raise ConfigError(f"sharding.num_devices must be in [1, {len(devices)}], got {num_devices}")
+    if jax.process_count() > 1 and num_devices != len(devices):
+      raise ConfigError("sharding.num_devices must be None (all devices) in a multi-host run")
+    devices = devices[:num_devices]
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,),
+                       devices=devices)
+
+
+def data_parallel_loss(loss_fn: Callable, mesh: Mesh) -> Callable:
+  """Runs `loss_fn(params, images, labels) -> (mean loss, logits)` data-parallel over `mesh`.
+
+  The returned function has the same signature and values: params are replicated, images and
+  labels are split along their first axis, the per-shard mean losses are averaged with
+  `lax.pmean` (equal shards, so this is the global batch's mean) and the logits stay split. Its
+  derivatives therefore exchange a full gradient under `jax.grad` but only scalars under
+  `jax.jvp` (see the module docstring).
+  """
+
+  def per_device(params, images, labels):
+    loss, logits = loss_fn(params, images, labels)
+    return jax.lax.pmean(loss, DATA_AXIS), logits
+
+  return jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS)),
+                       out_specs=(P(), P(DATA_AXIS)))
+
+
+def replicate(tree, mesh: Mesh):
+  """Copies a pytree of arrays onto every device of `mesh`.
+
+  Leaves go through host memory (numpy), which is what `jax.device_put` accepts for a sharding
+  that spans other hosts' devices (every process must pass the same values).
+  """
+  return jax.device_put(jax.tree.map(np.asarray, tree), NamedSharding(mesh, P()))
+
+
+def data_parallel(config, loss_fn: Callable) -> tuple[Callable, Callable]:
+  """`(train_loss_fn, place)` for `config.sharding`: the train loop's only sharding hook.
+
+  `train_loss_fn` is the loss the train step differentiates and `place(tree)` puts arrays (the
+  train state, the datasets) where the step expects them. With `data_parallel` off they are
+  `loss_fn` itself and `jax.device_put` (the default device), so the loop runs as before.
+  Raises ConfigError if the batch does not split evenly over the devices.
+  """
+  if not config.sharding.data_parallel:
+    return loss_fn, jax.device_put
+  mesh = make_mesh(config.sharding.num_devices)
+  num_devices = mesh.shape[DATA_AXIS]
+  if config.batch_size % num_devices:
+    raise ConfigError(f"batch_size {config.batch_size} must be a multiple of the {num_devices} "
+                      "devices of the data-parallel mesh")
+  logging.info("data parallel over %d devices (%s): %d examples per device and step",
+               num_devices, jax.devices()[0].platform, config.batch_size // num_devices)
+  return data_parallel_loss(loss_fn, mesh), lambda tree: replicate(tree, mesh)
+
+
+_COLLECTIVE = re.compile(
+    r"=\s*(?P<shape>.*?)\s+(?P<op>all-reduce|all-gather|reduce-scatter|all-to-all|"
+    r"collective-permute)(?:-start)?\(")
+_ARRAY = re.compile(r"\b(?P<dtype>pred|[a-z]+(?P<bits>\d+)[a-z\d]*)\[(?P<dims>[\d,]*)\]")
+
+
+def _num_bytes(shape_text: str) -> int:
+  """Bytes of an HLO shape such as `f32[784,1024]{1,0}` or a tuple `(f32[2]{0}, f32[])`."""
+  total = 0
+  for array in _ARRAY.finditer(shape_text):
+    bits = 8 if array["dtype"] == "pred" else int(array["bits"])  # bf16: 16, f8e4m3fn: 8
+    size = int(np.prod([int(d) for d in array["dims"].split(",") if d]))
+    total += size * bits // 8
+  return total
+
+
+def collectives(hlo_text: str) -> list[tuple[str, str, int]]:
+  """`(op, shape, bytes)` of each cross-device operation in a compiled HLO module's text.
+
+  `hlo_text` is `jax.jit(f).lower(...).compile().as_text()`. Ops: all-reduce, all-gather,
+  reduce-scatter, all-to-all and collective-permute (async `-start` forms counted once). The
+  bytes are those of the op's result on one device; for an all-reduce that is its operand, the
+  data each device contributes (an async all-gather's result also holds its operand).
+  """
+  found = []
+  for line in hlo_text.splitlines():
+    match = _COLLECTIVE.search(line)
+    if match:
+      found.append((match["op"], match["shape"], _num_bytes(match["shape"])))
+  return found

@@ -1,0 +1,240 @@
+"""Data parallelism on simulated CPU devices (fgjax.sharding).
+
+The device count of a process is fixed when it first imports JAX, and pytest's own process has
+one device, so the multi-device checks run in subprocesses started with
+`XLA_FLAGS=--xla_force_host_platform_device_count=N`. This file is also their worker:
+`python tests/test_sharding.py train OUTDIR` (4 devices) trains a few steps of both estimators on
+one device and data-parallel over four, compares them, records the sharded steps' collectives,
+saves the sharded state with orbax, and runs `train_and_evaluate` data-parallel with checkpoints,
+dropping its last one as a kill would; `python tests/test_sharding.py restore OUTDIR` (2 devices)
+restores the orbax checkpoint onto one device and onto a two-device mesh, and resumes the run.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from fgjax import checkpointing
+from fgjax import data
+from fgjax import default_config
+from fgjax import models
+from fgjax import optimizers
+from fgjax import sharding
+from fgjax import train
+from fgjax import train_step as ts
+from fgjax.config_loading import ConfigError
+
+NUM_STEPS = 8
+NUM_DIRECTIONS = 2
+RUN_STEPS = 16  # one epoch of the digits' 1,078 training examples in batches of 64
+RESULT_FILE = "result.json"
+
+
+def _config(estimator: str, data_parallel: bool):
+  config = default_config.base_config()
+  config.estimator = estimator
+  config.learning_rate = 3e-3 if estimator == "forward" else 0.1
+  config.jvp_clip = 1.0 if estimator == "forward" else None
+  config.num_directions = NUM_DIRECTIONS
+  config.data.name, config.data.source, config.data.validation_size = "digits", "embedded", 360
+  config.sharding.data_parallel = data_parallel
+  return config
+
+
+def _run_config():
+  """One epoch of RUN_STEPS backprop steps, data parallel, a checkpoint every RUN_STEPS / 2."""
+  config = _config("backprop", data_parallel=True)
+  config.log_every_steps = config.checkpoint_every_steps = RUN_STEPS // 2
+  return config
+
+
+def _initial_state(config, dataset):
+  model = models.create_model(config.model, dataset.image_shape, dataset.num_classes,
+                              config.seed)
+  tx = optimizers.build_optimizer(config)
+  return model, tx, ts.init_state(model.params, tx, jax.random.PRNGKey(config.seed))
+
+
+def _setup(config):
+  """The pieces of `train.train_and_evaluate` up to the first chunk, through the sharding hook."""
+  dataset = data.load_dataset(config.data)
+  model, tx, state = _initial_state(config, dataset)
+  loss_fn = ts.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std)
+  train_loss_fn, place = sharding.data_parallel(config, loss_fn)
+  chunk = ts.make_train_chunk(ts.make_train_step(train_loss_fn, tx, config), config.batch_size)
+  images, labels = place(dataset.train.images), place(dataset.train.labels)
+  order = ts.epoch_order(jax.random.PRNGKey(1), 0, labels)
+  return chunk, place(state), images, labels, order
+
+
+def _train(config):
+  """Trains NUM_STEPS steps; returns (state, losses, collectives of the compiled chunk)."""
+  chunk, state, images, labels, order = _setup(config)
+  compiled = chunk.lower(state, images, labels, order, 0, num_steps=NUM_STEPS).compile()
+  state, losses = compiled(state, images, labels, order, 0)
+  return state, np.asarray(losses), sharding.collectives(compiled.as_text())
+
+
+def _worker_train(outdir: str) -> dict:
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  result = {"num_devices": jax.device_count()}
+  for estimator in ts.ESTIMATORS:
+    single, single_losses, _ = _train(_config(estimator, data_parallel=False))
+    sharded, sharded_losses, collectives = _train(_config(estimator, data_parallel=True))
+    diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
+                         single.params, sharded.params)
+    result[estimator] = {
+        "max_param_diff": max(jax.tree.leaves(diffs)),
+        "max_param": max(float(np.max(np.abs(leaf))) for leaf in jax.tree.leaves(single.params)),
+        "max_loss_diff": float(np.max(np.abs(single_losses - sharded_losses))),
+        "num_params": models.num_params(single.params),
+        "collectives": collectives,
+        "state_devices": sorted({len(leaf.sharding.device_set)
+                                 for leaf in jax.tree.leaves(sharded)}),
+        "state_replicated": all(leaf.sharding.is_fully_replicated
+                                for leaf in jax.tree.leaves(sharded)),
+    }
+    if estimator == "forward":
+      with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(os.path.join(outdir, "orbax"), sharded)
+      np.savez(os.path.join(outdir, "expected.npz"),
+               *[np.asarray(leaf) for leaf in jax.tree.leaves(sharded)])
+  run = os.path.join(outdir, "run")
+  result["run_summary"] = train.train_and_evaluate(_run_config(), run)
+  # As if killed after its first checkpoint: the last checkpoint and the summary never written.
+  shutil.rmtree(os.path.join(run, checkpointing.CHECKPOINT_DIR, str(RUN_STEPS)))
+  os.remove(os.path.join(run, train.SUMMARY_FILE))
+  odd_batch = _config("forward", data_parallel=True)
+  odd_batch.batch_size = 62
+  try:
+    sharding.data_parallel(odd_batch, loss_fn=None)
+    result["odd_batch_error"] = None
+  except ConfigError as error:
+    result["odd_batch_error"] = str(error)
+  return result
+
+
+def _worker_restore(outdir: str) -> dict:
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  config = _config("forward", data_parallel=True)
+  _, _, fresh = _initial_state(config, data.load_dataset(config.data))  # the target's structure
+  expected = np.load(os.path.join(outdir, "expected.npz"))
+  expected = [expected[f"arr_{i}"] for i in range(len(expected.files))]
+
+  def check(restored):
+    leaves = jax.tree.leaves(restored)
+    return {"equal": len(leaves) == len(expected) and all(
+                np.array_equal(np.asarray(a), b) for a, b in zip(leaves, expected)),
+            "devices": sorted({len(leaf.sharding.device_set) for leaf in leaves})}
+
+  result = {"num_devices": jax.device_count()}
+  # orbax restores onto the target's sharding: one device, or a mesh of two.
+  targets = {"one_device": jax.device_put(fresh, jax.devices()[0]),
+             "two_device_mesh": sharding.replicate(fresh, sharding.make_mesh(2))}
+  for name, target in targets.items():
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    with ocp.StandardCheckpointer() as checkpointer:
+      result[name] = check(checkpointer.restore(os.path.join(outdir, "orbax"), abstract))
+  # The run resumes from its checkpoint of step RUN_STEPS / 2, now over two devices.
+  restore = checkpointing.Checkpoints.restore
+
+  def restore_and_record(checkpoints, template):
+    restored = restore(checkpoints, template)
+    result["resumed_from"] = None if restored is None else restored.step
+    return restored
+
+  checkpointing.Checkpoints.restore = restore_and_record
+  result["run_summary"] = train.train_and_evaluate(_run_config(), os.path.join(outdir, "run"))
+  return result
+
+
+def _run_worker(command: str, outdir: str, num_devices: int) -> dict:
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={num_devices}"
+  env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
+  subprocess.run([sys.executable, __file__, command, outdir], env=env, check=True, timeout=300)
+  with open(os.path.join(outdir, f"{command}_{RESULT_FILE}"), encoding="utf-8") as f:
+    return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  outdir = str(tmp_path_factory.mktemp("sharding"))
+  return {"train": _run_worker("train", outdir, 4), "restore": _run_worker("restore", outdir, 2)}
+
+
+@pytest.mark.parametrize("estimator", ts.ESTIMATORS)
+def test_sharded_training_matches_single_device(runs, estimator):
+  assert runs["train"]["num_devices"] == 4
+  result = runs["train"][estimator]
+  assert result["max_param_diff"] <= 1e-5 * result["max_param"], result
+  assert result["max_loss_diff"] <= 1e-5, result
+  assert result["state_devices"] == [4] and result["state_replicated"]
+
+
+def test_forward_gradient_all_reduces_only_the_scalars(runs):
+  collectives = runs["train"]["forward"]["collectives"]
+  assert {op for op, _, _ in collectives} == {"all-reduce"}, collectives
+  # The loss and the K directional derivatives, float32.
+  assert sum(size for _, _, size in collectives) == 4 * (NUM_DIRECTIONS + 1), collectives
+
+
+def test_backprop_all_reduces_the_full_gradient(runs):
+  result = runs["train"]["backprop"]
+  total = sum(size for op, _, size in result["collectives"] if op == "all-reduce")
+  assert total >= 4 * result["num_params"], result["collectives"]
+
+
+def test_batch_must_split_evenly(runs):
+  assert "multiple of the 4 devices" in runs["train"]["odd_batch_error"]
+
+
+@pytest.mark.parametrize("target,devices", [("one_device", [1]), ("two_device_mesh", [2])])
+def test_checkpoint_from_four_devices_restores_on_fewer(runs, target, devices):
+  restore = runs["restore"]
+  assert restore["num_devices"] == 2
+  assert restore[target] == {"equal": True, "devices": devices}
+
+
+def test_run_from_four_devices_resumes_on_two(runs):
+  assert runs["restore"]["resumed_from"] == RUN_STEPS // 2
+  full, resumed = runs["train"]["run_summary"], runs["restore"]["run_summary"]
+  assert full["status"] == resumed["status"] == "completed"
+  assert full["steps"] == resumed["steps"] == RUN_STEPS
+  for name in ("train_loss", "validation_loss", "test_loss", "test_accuracy"):
+    assert resumed[name] == pytest.approx(full[name], rel=1e-5), name
+
+
+def test_collectives_parses_tuples_and_async_forms():
+  hlo = "\n".join([
+      "  %all-reduce = (f32[2]{0}, f32[]) all-reduce(%a, %b), channel_id=1, to_apply=%add",
+      "  %ars = bf16[784,1024]{1,0} all-reduce-start(%g), channel_id=2, to_apply=%add",
+      "  %ard = bf16[784,1024]{1,0} all-reduce-done(%ars)",
+      "  %ag = s32[8]{0} all-gather(%i), dimensions={0}",
+      "  %add = f32[] add(%x, %y)",
+  ])
+  assert sharding.collectives(hlo) == [
+      ("all-reduce", "(f32[2]{0}, f32[])", 12),
+      ("all-reduce", "bf16[784,1024]{1,0}", 784 * 1024 * 2),
+      ("all-gather", "s32[8]{0}", 32),
+  ]
+
+
+def test_data_parallel_off_leaves_the_loop_unchanged():
+  loss_fn = lambda params, images, labels: (0.0, None)
+  train_loss_fn, place = sharding.data_parallel(_config("forward", data_parallel=False), loss_fn)
+  assert train_loss_fn is loss_fn and place is jax.device_put
+
+
+if __name__ == "__main__":
+  _command, _outdir = sys.argv[1:]
+  _result = {"train": _worker_train, "restore": _worker_restore}[_command](_outdir)
+  with open(os.path.join(_outdir, f"{_command}_{RESULT_FILE}"), "w", encoding="utf-8") as _f:
+    json.dump(_result, _f)
