@@ -31,6 +31,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Output.
   config.log_every_steps = 50  # one metrics row (mean train loss) per this many steps
   config.eval_batch_size = 1000
+  # Checkpoints in <workdir>/checkpoints: saved at the first chunk end (every `log_every_steps`
+  # steps and at each epoch's end) at or past each multiple of this, and when the run ends.
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3  # the newest ones kept; older ones are deleted
   # Data.
   config.data = ml_collections.ConfigDict()
   config.data.name = "mnist"
@@ -41,4 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.validation_size = 10000  # carved from the training split
   config.data.split_seed = 0  # which training examples form the validation split
   config.data.normalization = "unit"  # "unit": pixels / 255; "standardize": train mean / std
+  # Devices (fgjax.sharding): each batch split over a mesh of devices, parameters replicated.
+  config.sharding = ml_collections.ConfigDict()
+  config.sharding.data_parallel = False  # batch_size must be a multiple of the device count
+  config.sharding.num_devices = config_dict.placeholder(int)  # None: every device, all hosts
   return config

@@ -1,0 +1,144 @@
+"""Checking a run's config and workdir before any work is done.
+
+`validate(config)` and `validate_workdir(workdir)` raise `ConfigError` with one line that names
+every problem found, so that a mistake in a config costs the user no training time, no traceback
+and no half-written workdir. Data files are checked by `fgjax.data.load_dataset` (`DataError`),
+which `train_and_evaluate` calls before it writes anything either.
+"""
+
+import math
+import numbers
+import os
+
+from fgjax import data
+from fgjax import models
+from fgjax import optimizers
+from fgjax import tangents
+from fgjax import train_step
+from fgjax.config_loading import ConfigError
+from fgjax.data import embedded
+
+_MISSING = object()
+
+# Names a config chooses, and the registries they must come from.
+_CHOICES = {
+    "model": tuple(models.MODELS),
+    "estimator": train_step.ESTIMATORS,
+    "optimizer": optimizers.OPTIMIZERS,
+    "tangent": tuple(tangents.SAMPLERS),
+    "on_nonfinite": train_step.NONFINITE_POLICIES,
+    "data.source": data.SOURCES,
+}
+# Integer fields and their smallest allowed value.
+_INTEGERS = {
+    "batch_size": 1, "num_epochs": 1, "num_directions": 1, "eval_batch_size": 1,
+    "log_every_steps": 1, "checkpoint_every_steps": 1, "keep_checkpoints": 1,
+    "seed": None, "data.validation_size": 1, "data.split_seed": 0,
+}
+# Real fields and the interval they must lie in: (low, low_excluded, high, high_excluded).
+_REALS = {
+    "learning_rate": (0.0, True, math.inf, False),
+    "decay": (0.0, False, math.inf, False),
+    "eps": (0.0, False, math.inf, False),
+    "momentum": (0.0, False, 1.0, True),
+    "b1": (0.0, False, 1.0, True),
+    "b2": (0.0, False, 1.0, True),
+}
+# Optional positive reals: None switches the feature off.
+_OPTIONAL_POSITIVE = ("jvp_clip", "grad_clip_norm")
+
+
+def _get(config, dotted: str):
+  value = config
+  for name in dotted.split("."):
+    if name not in value:
+      return _MISSING
+    value = value[name]
+  return value
+
+
+def _is_real(value) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _interval(low, low_excluded, high, high_excluded) -> str:
+  if high == math.inf:
+    return f"{'>' if low_excluded else '>='} {low:g}"
+  return f"in {'(' if low_excluded else '['}{low:g}, {high:g}{')' if high_excluded else ']'}"
+
+
+def _check_choice(name, value, options):
+  if value not in options:
+    return f"{name} {value!r} is unknown; choose one of {sorted(options)}"
+  return None
+
+
+def _check_integer(name, value, lowest):
+  if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+    return f"{name} must be an integer, got {value!r}"
+  if lowest is not None and value < lowest:
+    return f"{name} must be >= {lowest}, got {value}"
+  return None
+
+
+def _check_real(name, value, low, low_excluded, high, high_excluded):
+  if not _is_real(value) or not math.isfinite(value):
+    return f"{name} must be a finite number, got {value!r}"
+  if (value < low or (low_excluded and value == low) or value > high
+      or (high_excluded and value == high)):
+    return f"{name} must be {_interval(low, low_excluded, high, high_excluded)}, got {value}"
+  return None
+
+
+def _check_optional_positive(name, value):
+  if value is None:
+    return None
+  if not _is_real(value) or not math.isfinite(value) or value <= 0:
+    return f"{name} must be a positive number or None (off), got {value!r}"
+  return None
+
+
+def problems(config) -> list[str]:
+  """Every problem of `config`, one short phrase each; empty when the config is valid."""
+  checks = ([(name, _check_choice, (options,)) for name, options in _CHOICES.items()]
+            + [(name, _check_integer, (lowest,)) for name, lowest in _INTEGERS.items()]
+            + [(name, _check_real, interval) for name, interval in _REALS.items()]
+            + [(name, _check_optional_positive, ()) for name in _OPTIONAL_POSITIVE])
+  found = []
+  for name, check, bounds in checks:
+    value = _get(config, name)
+    problem = f"config has no field {name}" if value is _MISSING else check(name, value, *bounds)
+    if problem:
+      found.append(problem)
+  source, name = _get(config, "data.source"), _get(config, "data.name")
+  if source == "embedded" and name not in embedded.EMBEDDED:
+    found.append(f"data.name {name!r} is not an embedded dataset; choose one of "
+                 f"{list(embedded.EMBEDDED)}")
+  if source == "npz" and not _get(config, "data.path"):
+    found.append("data.source 'npz' needs data.path, the .npz file to read")
+  return found
+
+
+def validate(config) -> None:
+  """Raises ConfigError naming every problem of `config` (one line), or returns None."""
+  found = problems(config)
+  if found:
+    raise ConfigError("invalid config: " + "; ".join(found))
+
+
+def validate_workdir(workdir: str) -> None:
+  """Raises ConfigError unless `workdir` exists as a writable directory or can be created.
+
+  Creates nothing: a missing workdir is checked through its nearest existing ancestor.
+  """
+  if not workdir:
+    raise ConfigError("workdir must be a non-empty path")
+  path = os.path.abspath(workdir)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise ConfigError(f"workdir {workdir!r} cannot be created: {path!r} is not a directory")
+  if not os.access(path, os.W_OK | os.X_OK):
+    what = "is not writable" if path == os.path.abspath(workdir) else (
+        f"cannot be created: {path!r} is not writable")
+    raise ConfigError(f"workdir {workdir!r} {what}")

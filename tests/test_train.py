@@ -1,0 +1,434 @@
+"""fgjax.train end to end on the embedded digits: exact resume after SIGKILL, refusing to mix
+experiments, divergence policies, damaged checkpoints, and bad input that writes nothing.
+
+Runs are short: 16 steps per epoch, a chunk (metrics row) every 4 steps and a checkpoint every 16.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from fgjax import config_loading
+from fgjax import train
+from fgjax import train_step as ts
+from fgjax.config_loading import ConfigError
+from fgjax.data import DataError
+from fgjax.metrics_writer import MetricWriter, read_metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = os.path.join(REPO, "configs", "default.py")
+STEPS_PER_EPOCH = 16  # 1,078 training digits // batch 64
+# 4 epochs: 64 steps, checkpoints at 16, 32, 48 and 64 (the last 3 kept).
+OVERRIDES = {"num_epochs": 4, "log_every_steps": 4, "checkpoint_every_steps": 16}
+TOTAL_STEPS = 4 * STEPS_PER_EPOCH
+WALL_CLOCK = ("wall_clock_seconds", "train_steps_per_second")
+
+
+def digits_config(side: str, **changes):
+  """configs/default.py:`side` with OVERRIDES and `changes` (a dict updates a config group)."""
+  config = config_loading.load_config(f"{DEFAULT_CONFIG}:{side}")
+  for name, value in {**OVERRIDES, **changes}.items():
+    if isinstance(value, dict):
+      config[name].update(value)
+    else:
+      setattr(config, name, value)
+  return config
+
+
+def cli(estimator: str, workdir: str, *flags: str) -> list[str]:
+  """The `fgjax.main` command that trains `digits_config(estimator)`."""
+  return ([sys.executable, "-m", "fgjax.main", f"--config={DEFAULT_CONFIG}:{estimator}",
+           f"--workdir={workdir}"]
+          + [f"--config.{name}={value}" for name, value in OVERRIDES.items()] + list(flags))
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+def checkpoint_state(workdir: str, step: int) -> dict:
+  """A checkpoint's train state as nested dicts of numpy arrays, read by orbax directly."""
+  with ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+
+
+def read_json(path: str) -> dict:
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def metrics_rows(workdir: str) -> list[dict]:
+  """metrics.jsonl without its wall-clock column."""
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f]
+  return [{k: v for k, v in row.items() if k != "elapsed_seconds"} for row in rows]
+
+
+def snapshot(directory: str) -> dict:
+  """Every file under `directory` with its bytes; None if it does not exist."""
+  if not os.path.exists(directory):
+    return None
+  if os.path.isfile(directory):
+    with open(directory, "rb") as f:
+      return {"": f.read()}
+  files = {}
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        files[os.path.relpath(path, directory)] = f.read()
+  return files
+
+
+def assert_same_run(expected_workdir: str, workdir: str) -> None:
+  """Same final train state bit for bit, same summary numbers, same metrics rows."""
+  assert checkpoint_steps(workdir)[-1] == checkpoint_steps(expected_workdir)[-1] == TOTAL_STEPS
+  expected = checkpoint_state(expected_workdir, TOTAL_STEPS)
+  got = checkpoint_state(workdir, TOTAL_STEPS)
+  assert jax.tree.structure(expected) == jax.tree.structure(got)
+  for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+    assert a.dtype == b.dtype and np.array_equal(a, b)
+  numbers = lambda s: {k: v for k, v in s.items() if k not in WALL_CLOCK}
+  assert numbers(read_json(os.path.join(workdir, "summary.json"))) == numbers(
+      read_json(os.path.join(expected_workdir, "summary.json")))
+  assert metrics_rows(workdir) == metrics_rows(expected_workdir)
+
+
+def assert_checkpoints_finite(workdir: str) -> None:
+  for step in checkpoint_steps(workdir):
+    for leaf in jax.tree.leaves(checkpoint_state(workdir, step)):
+      assert np.isfinite(leaf).all(), f"non-finite value in checkpoint {step}"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """Uninterrupted runs of both estimators: {estimator: workdir}. Tests copy, never change them."""
+  runs = {}
+  for estimator in ("forward", "backprop"):
+    workdir = str(tmp_path_factory.mktemp(f"reference_{estimator}"))
+    summary = train.train_and_evaluate(digits_config(estimator), workdir)
+    assert summary["status"] == "completed" and summary["steps"] == TOTAL_STEPS
+    assert checkpoint_steps(workdir) == [32, 48, 64]
+    runs[estimator] = workdir
+  return runs
+
+
+def _kill_each_after_its_first_checkpoint(processes: dict, workdirs: dict) -> dict:
+  """SIGKILLs each process once its workdir holds a checkpoint; returns the newest steps."""
+  killed_at, deadline = {}, time.time() + 300
+  while len(killed_at) < len(processes):
+    for name, process in processes.items():
+      if name in killed_at:
+        continue
+      if checkpoint_steps(workdirs[name]):
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_at[name] = checkpoint_steps(workdirs[name])[-1]
+        assert not os.path.exists(os.path.join(workdirs[name], "summary.json")), name
+      else:
+        assert process.poll() is None, f"{name} ended before its first checkpoint"
+    assert time.time() < deadline, "no checkpoint within 300 s"
+    time.sleep(0.01)
+  return killed_at
+
+
+def test_sigkilled_runs_resume_bit_identically(reference, tmp_path, caplog):
+  """Both estimators' CLI runs, side by side, killed after their first checkpoint; then rerun
+  (in this process, to spare two interpreter starts) and compared with uninterrupted runs."""
+  estimators = ("forward", "backprop")
+  workdirs = {e: str(tmp_path / e) for e in estimators}
+  logs = {e: open(tmp_path / f"{e}.log", "w", encoding="utf-8") for e in estimators}
+  processes = {e: subprocess.Popen(cli(e, workdirs[e]), stdout=logs[e],
+                                   stderr=subprocess.STDOUT) for e in estimators}
+  try:
+    killed_at = _kill_each_after_its_first_checkpoint(processes, workdirs)
+  finally:
+    for process in processes.values():
+      if process.poll() is None:
+        process.kill()
+    for log in logs.values():
+      log.close()
+  assert all(step < TOTAL_STEPS for step in killed_at.values()), killed_at
+
+  for estimator in estimators:
+    with caplog.at_level("INFO"):
+      summary = train.train_and_evaluate(digits_config(estimator), workdirs[estimator])
+    assert summary["status"] == "completed"
+    assert f"from step {killed_at[estimator]} of {TOTAL_STEPS}" in caplog.text
+    assert_same_run(reference[estimator], workdirs[estimator])
+
+
+def test_finished_run_is_a_no_op(reference, caplog):
+  workdir = reference["backprop"]
+  before = snapshot(workdir)
+  with caplog.at_level("INFO"):
+    summary = train.train_and_evaluate(digits_config("backprop"), workdir)
+  assert (f"already holds a finished run (status completed after {TOTAL_STEPS} steps)"
+          in caplog.text)
+  assert summary == read_json(os.path.join(workdir, "summary.json"))
+  assert snapshot(workdir) == before
+
+
+def test_other_experiment_is_refused_but_checkpoint_fields_may_change(reference):
+  workdir = reference["forward"]
+  before = snapshot(workdir)
+  with pytest.raises(ConfigError) as error:
+    train.train_and_evaluate(digits_config("forward", learning_rate=0.5, log_every_steps=8),
+                             workdir)
+  assert str(error.value) == (
+      f"workdir {workdir!r} holds a run of another config: learning_rate (saved 0.003, now 0.5); "
+      "log_every_steps (saved 4, now 8). Use another workdir, or start over with --restart")
+  summary = train.train_and_evaluate(
+      digits_config("forward", checkpoint_every_steps=5, keep_checkpoints=1), workdir)
+  assert summary["status"] == "completed"
+  assert snapshot(workdir) == before
+
+
+def test_corrupted_latest_checkpoint_falls_back_and_ends_identically(reference, tmp_path, caplog):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference["backprop"], workdir)
+  os.remove(os.path.join(workdir, "summary.json"))  # as if killed after its last checkpoint
+  state_dir = os.path.join(workdir, "checkpoints", str(TOTAL_STEPS), "state")
+  files = [os.path.join(root, n) for root, _, names in os.walk(state_dir) for n in names]
+  largest = max(files, key=os.path.getsize)
+  with open(largest, "r+b") as f:
+    f.seek(os.path.getsize(largest) // 2)
+    f.write(b"\x5a" * 16)
+  with caplog.at_level("INFO"):
+    summary = train.train_and_evaluate(digits_config("backprop"), workdir)
+  assert summary["status"] == "completed"
+  assert f"checkpoint {TOTAL_STEPS} in" in caplog.text and "corrupted" in caplog.text
+  assert f"from step {TOTAL_STEPS - 16} of {TOTAL_STEPS}" in caplog.text
+  assert_same_run(reference["backprop"], workdir)
+
+
+def test_run_killed_after_its_last_checkpoint_only_writes_its_summary(reference, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference["forward"], workdir)
+  os.remove(os.path.join(workdir, "summary.json"))
+  summary = train.train_and_evaluate(digits_config("forward"), workdir)
+  assert summary["status"] == "completed"
+  assert_same_run(reference["forward"], workdir)
+
+
+def test_resumed_metrics_drop_rows_past_the_checkpoint_and_a_cut_line(tmp_path):
+  rows = [{"step": 4, "train_loss": 2.0}, {"step": 8, "train_loss": 1.9},
+          {"step": 8, "epoch": 1, "test_loss": 1.8}, {"step": 12, "train_loss": 1.7}]
+  with open(tmp_path / "metrics.jsonl", "w", encoding="utf-8") as f:
+    f.writelines(json.dumps(row) + "\n" for row in rows)
+    f.write('{"step": 16, "train_lo')  # killed mid-write
+  writer = MetricWriter(str(tmp_path), start_step=8)
+  writer.write({"step": 12, "train_loss": 1.6})
+  writer.close()
+  assert read_metrics(str(tmp_path)) == rows[:3] + [{"step": 12, "train_loss": 1.6}]
+
+
+def poison_steps(monkeypatch, steps):
+  """Makes the training loss NaN at the given steps, inside the real compiled step and guard."""
+  make_train_step = ts.make_train_step
+
+  def poisoned_make_train_step(loss_fn, tx, config):
+    now = {}
+
+    def poisoned_loss_fn(params, images, labels):
+      loss, logits = loss_fn(params, images, labels)
+      return jnp.where(now["poisoned"], jnp.nan, loss), logits
+
+    train_step = make_train_step(poisoned_loss_fn, tx, config)
+
+    def step(state, images, labels):
+      now["poisoned"] = jnp.isin(state.step, jnp.asarray(steps))  # traced with the step
+      return train_step(state, images, labels)
+
+    return step
+
+  monkeypatch.setattr(ts, "make_train_step", poisoned_make_train_step)
+
+
+def test_stop_policy_ends_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  poison_steps(monkeypatch, [37])
+  workdir = str(tmp_path / "run")
+  config = digits_config("backprop", num_epochs=3)
+  summary = train.train_and_evaluate(config, workdir)
+  assert summary["status"] == "diverged"
+  assert summary["diverged_at_step"] == summary["steps"] == 37
+  assert np.isfinite(summary["last_finite_loss"])
+  assert summary["last_checkpoint_step"] == 32 and summary["epochs_completed"] == 2
+  assert checkpoint_steps(workdir) == [16, 32]
+  assert_checkpoints_finite(workdir)
+  assert max(row["step"] for row in metrics_rows(workdir)) == 36  # the chunk of 37 is dropped
+  assert read_json(os.path.join(workdir, "summary.json")) == summary
+  assert train.train_and_evaluate(config, workdir) == summary  # finished: not trained again
+
+
+def test_skip_policy_counts_skipped_steps(tmp_path, monkeypatch):
+  poison_steps(monkeypatch, [5, 6, 37])
+  workdir = str(tmp_path / "run")
+  summary = train.train_and_evaluate(
+      digits_config("backprop", num_epochs=3, on_nonfinite="skip"), workdir)
+  assert summary["status"] == "completed" and summary["steps"] == 48
+  assert summary["num_skipped_steps"] == 3
+  assert np.isfinite(summary["test_loss"]) and np.isfinite(summary["train_loss"])
+  assert checkpoint_steps(workdir) == [16, 32, 48]
+  assert_checkpoints_finite(workdir)
+  assert all(row["train_loss"] is None or np.isfinite(row["train_loss"])
+             for row in metrics_rows(workdir) if "train_loss" in row)
+
+
+def test_restart_with_a_huge_learning_rate_diverges_cleanly_from_the_cli(reference, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference["backprop"], workdir)
+  with open(os.path.join(workdir, "notes.txt"), "w", encoding="utf-8") as f:
+    f.write("not a run file")
+  result = subprocess.run(cli("backprop", workdir, "--config.learning_rate=1e30", "--restart"),
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert result.stdout.startswith("diverged: non-finite loss or gradient at step 1 (last finite "
+                                  "loss ")
+  assert "no checkpoint before it" in result.stdout and "Traceback" not in result.stderr
+  summary = read_json(os.path.join(workdir, "summary.json"))
+  assert summary["status"] == "diverged" and summary["diverged_at_step"] == 1
+  assert checkpoint_steps(workdir) == []  # the old run's are gone, and none was saved
+  assert os.path.exists(os.path.join(workdir, "notes.txt"))
+  assert read_json(os.path.join(workdir, "config.json"))["learning_rate"] == 1e30
+
+
+def write_npz(path, drop=(), **arrays) -> str:
+  """A small npz dataset of 8x8 images, with `arrays` replacing (or adding) some and `drop` gone."""
+  rng = np.random.default_rng(0)
+  good = {"x_train": rng.integers(0, 256, (200, 8, 8), dtype=np.uint8),
+          "y_train": rng.integers(0, 10, 200),
+          "x_test": rng.integers(0, 256, (50, 8, 8), dtype=np.uint8),
+          "y_test": rng.integers(0, 10, 50)}
+  good.update(arrays)
+  np.savez(path, **{name: a for name, a in good.items() if name not in drop})
+  return str(path)
+
+
+def npz_config(path: str):
+  config = digits_config("backprop")
+  config.data.name, config.data.source, config.data.path = "mine", "npz", path
+  config.data.validation_size = 20
+  return config
+
+
+def _garbage_file(path) -> str:
+  with open(path, "wb") as f:
+    f.write(b"not a zip archive")
+  return str(path)
+
+
+# (id, tmp_path -> config, error type, the message, exactly)
+BAD_INPUTS = [
+    ("unknown_model", lambda tmp: digits_config("forward", model="resnet"), ConfigError,
+     "invalid config: model 'resnet' is unknown; choose one of ['cnn', 'mlp', 'vgg']"),
+    ("unknown_optimizer", lambda tmp: digits_config("forward", optimizer="rmsprop"), ConfigError,
+     "invalid config: optimizer 'rmsprop' is unknown; choose one of ['adam', 'nesterov', 'sgd']"),
+    ("unknown_estimator", lambda tmp: digits_config("forward", estimator="reverse"), ConfigError,
+     "invalid config: estimator 'reverse' is unknown; choose one of ['backprop', 'forward']"),
+    ("unknown_source", lambda tmp: digits_config("forward", data={"source": "web"}), ConfigError,
+     "invalid config: data.source 'web' is unknown; choose one of ['embedded', 'npz', 'tfds']"),
+    ("unknown_dataset", lambda tmp: digits_config("forward", data={"name": "mnist2"}),
+     ConfigError, "invalid config: data.name 'mnist2' is not an embedded dataset; choose one of "
+     "['digits']"),
+    ("bad_numbers", lambda tmp: digits_config(
+        "forward", learning_rate=-1.0, batch_size=0, num_epochs=0, momentum=1.0, b1=-0.1,
+        b2=1.0, decay=-1.0), ConfigError,
+     "invalid config: batch_size must be >= 1, got 0; num_epochs must be >= 1, got 0; "
+     "learning_rate must be > 0, got -1.0; decay must be >= 0, got -1.0; momentum must be in "
+     "[0, 1), got 1.0; b1 must be in [0, 1), got -0.1; b2 must be in [0, 1), got 1.0"),
+    ("model_too_big_for_the_images", lambda tmp: digits_config("forward", model="cnn"),
+     ConfigError, "model 'cnn' on digits: input shape (8, 8, 1) is too small for 2 conv blocks "
+     "with VALID padding"),
+    ("batch_larger_than_the_data", lambda tmp: digits_config("forward", batch_size=5000),
+     ConfigError, "batch_size 5000 exceeds the 1078 training examples of digits"),
+    ("missing_data_file", lambda tmp: npz_config(str(tmp / "absent.npz")), DataError,
+     "data.path '{tmp}/absent.npz': no such file"),
+    ("not_an_npz", lambda tmp: npz_config(_garbage_file(tmp / "garbage.npz")), DataError,
+     "data.path '{tmp}/garbage.npz' is not a readable .npz file"),
+    ("wrong_array_names", lambda tmp: npz_config(write_npz(
+        tmp / "names.npz", drop=("x_train",), images=np.zeros((200, 8, 8), np.uint8))),
+     DataError, "data.path '{tmp}/names.npz': missing arrays ['x_train']"),
+    ("float_images", lambda tmp: npz_config(write_npz(
+        tmp / "float.npz", x_train=np.zeros((200, 8, 8), np.float32))),
+     DataError, "{tmp}/float.npz train: images must be uint8 pixels 0..255, got dtype float32"),
+    ("labels_of_wrong_shape", lambda tmp: npz_config(write_npz(
+        tmp / "shape.npz", y_train=np.zeros(199, np.int64))),
+     DataError, "{tmp}/shape.npz train: labels must have shape (200,), got (199,)"),
+    ("negative_labels", lambda tmp: npz_config(write_npz(
+        tmp / "negative.npz", y_test=np.full(50, -1))),
+     DataError, "{tmp}/negative.npz test: labels must be >= 0, found -1"),
+]
+
+
+@pytest.mark.parametrize("make_config,error_type,message",
+                         [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, make_config, error_type, message):
+  config = make_config(tmp_path)
+  message = message.format(tmp=tmp_path)
+  new_workdir = str(tmp_path / "new" / "run")
+  existing = tmp_path / "existing"
+  existing.mkdir()
+  (existing / "notes.txt").write_text("mine")
+  before = snapshot(str(existing))
+  for workdir in (new_workdir, str(existing)):
+    with pytest.raises(error_type) as error:
+      train.train_and_evaluate(config, workdir)
+    assert str(error.value).startswith(message), str(error.value)
+    assert "\n" not in str(error.value)
+  assert not os.path.exists(tmp_path / "new")
+  assert snapshot(str(existing)) == before
+
+
+def test_workdir_that_cannot_be_created_is_refused(tmp_path):
+  (tmp_path / "file").write_text("x")
+  with pytest.raises(ConfigError, match=r"workdir '.*/file/run' cannot be created: "
+                                        r"'.*/file' is not a directory"):
+    train.train_and_evaluate(digits_config("forward"), str(tmp_path / "file" / "run"))
+
+
+def test_cli_reports_bad_input_in_one_line_with_status_2(tmp_path):
+  """A bad config, a malformed data file and a workdir that cannot be created, through
+  `python -m fgjax.main`, run side by side."""
+  (tmp_path / "file").write_text("x")
+  data_workdir = tmp_path / "data_run"
+  data_workdir.mkdir()
+  (data_workdir / "notes.txt").write_text("mine")
+  names = write_npz(tmp_path / "names.npz", drop=("y_test",))
+  cases = [
+      (cli("forward", str(tmp_path / "config_run"), "--config.optimizer=rmsprop",
+           "--config.learning_rate=-1"),
+       str(tmp_path / "config_run"),
+       "error: invalid config: optimizer 'rmsprop' is unknown; choose one of ['adam', "
+       "'nesterov', 'sgd']; learning_rate must be > 0, got -1.0"),
+      (cli("forward", str(data_workdir), "--config.data.source=npz", "--config.data.name=mine",
+           f"--config.data.path={names}", "--config.data.validation_size=20"),
+       str(data_workdir),
+       f"error: data.path '{names}': missing arrays ['y_test']; an npz dataset needs ['x_train', "
+       f"'y_train', 'x_test', 'y_test'] (found ['x_test', 'x_train', 'y_train'])"),
+      (cli("forward", str(tmp_path / "file" / "run")), str(tmp_path / "file"),
+       f"error: workdir '{tmp_path}/file/run' cannot be created: '{tmp_path}/file' is not a "
+       "directory"),
+  ]
+  before = [snapshot(workdir) for _, workdir, _ in cases]
+  processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for command, _, _ in cases]
+  for process, (_, workdir, expected), files in zip(processes, cases, before):
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 2, stderr
+    assert stderr.strip() == expected and stdout == ""
+    assert snapshot(workdir) == files
