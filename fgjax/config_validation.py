@@ -116,7 +116,13 @@ def problems(config) -> list[str]:
                  f"{list(embedded.EMBEDDED)}")
   if source == "npz" and not _get(config, "data.path"):
     found.append("data.source 'npz' needs data.path, the .npz file to read")
-  return found
+  if not isinstance(_get(config, "sharding.data_parallel"), bool):
+    found.append(f"sharding.data_parallel must be True or False, got "
+                 f"{_get(config, 'sharding.data_parallel')!r}")
+  num_devices = _get(config, "sharding.num_devices")
+  if num_devices is not None:
+    found.append(_check_integer("sharding.num_devices", num_devices, 1))
+  return [problem for problem in found if problem]
 
 
 def validate(config) -> None:
