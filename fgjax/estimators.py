@@ -46,8 +46,10 @@ def forward_gradient(
     key: PRNG key for the tangent draw; the same key gives the same estimate.
     num_directions: K >= 1 tangents, evaluated together with `jax.vmap`; the K estimates are
       averaged, which divides the estimator's variance by K.
-    tangent: tangent law, a name in `fgjax.tangents.SAMPLERS` ("normal" or "rademacher"). Every
-      law has identity covariance, so the estimate stays unbiased.
+    tangent: tangent law, a name in `fgjax.tangents.SAMPLERS`: "normal" (N(0, 1) entries, the
+      default), "rademacher" (+-1 entries, the cheapest to draw) or "threefry_normal" (N(0, 1)
+      from `jax.random.normal`, slower). Every law has identity covariance, so the estimate
+      stays unbiased.
     jvp_clip: if set, each directional derivative <grad f, v> is clipped to [-jvp_clip, jvp_clip]
       before it scales v (Rike & Forland cap it at 1 to stop sudden explosions). Clipping makes
       the estimate biased whenever it binds.
@@ -61,19 +63,27 @@ def forward_gradient(
     raise ValueError(f"jvp_clip must be positive or None, got {jvp_clip}")
   sample = tangents.get_sampler(tangent)
 
-  def directional_derivative(direction_key):
-    v = sample(direction_key, params)
+  def directional_derivative(v):
     loss, derivative = jax.jvp(loss_fn, (params,), (v,))
     if jvp_clip is not None:
       derivative = jnp.clip(derivative, -jvp_clip, jvp_clip)
-    return loss, derivative, v
+    return loss, derivative
 
   if num_directions == 1:
-    loss, derivative, v = directional_derivative(key)
+    v = sample(key, params)
+    loss, derivative = directional_derivative(v)
     return loss, jax.tree.map(lambda t: (derivative * t).astype(t.dtype), v)
 
-  keys = jax.random.split(key, num_directions)
-  losses, derivatives, vs = jax.vmap(directional_derivative)(keys)
-  grads = jax.tree.map(
-      lambda t: (jnp.tensordot(derivatives, t, axes=1) / num_directions).astype(t.dtype), vs)
-  return losses[0], grads
+  # The K tangents of a leaf are stacked on the axis before its last one (kernels keep their
+  # output features last): there a batched matmul or convolution reads the K tangents as one
+  # wider kernel, with no transposed copy of them.
+  axes = jax.tree.map(lambda leaf: max(leaf.ndim - 1, 0), params)
+  vs = sample.stacked(jax.random.split(key, num_directions), params, axes)
+  losses, derivatives = jax.vmap(directional_derivative, in_axes=(axes,))(vs)
+
+  def average(t, axis):
+    shape = [1] * t.ndim
+    shape[axis] = num_directions
+    return (jnp.sum(derivatives.reshape(shape) * t, axis=axis) / num_directions).astype(t.dtype)
+
+  return losses[0], jax.tree.map(average, vs, axes)

@@ -1,0 +1,220 @@
+"""Time of one training step: forward gradient (K = 1 and 4, every tangent law) against backprop.
+
+  python benchmarks/step_time.py --model mlp --json benchmarks/results/step_time_mlp.json
+
+Each variant is the package's own step (`fgjax.train_step.make_train_step`: gradient, optax SGD
+update and the non-finite check) for the model's Table I setup at batch 64, on synthetic batches of
+the dataset's shape. `--steps` steps run inside one compiled `lax.scan` call, as training runs
+them, with the state donated; a call's time divided by its steps is one sample, and the variants
+take turns over `--repeats` rounds after a warm-up call. Reported: the median ms per step,
+examples per second, the median per-round ratio to backprop, and the time of drawing the step's
+tangents alone (the same scan around the sampler) with its share of the step. The "fixed tangent"
+row runs the K = 1 forward-gradient step with a tangent precomputed outside the compiled call:
+the floor that a free tangent draw would reach. `--mode jit` times one jitted call per step
+instead, outside any loop: for the convolutional networks XLA:CPU compiles backprop's weight
+gradients inside a loop body into a far slower kernel than outside one.
+
+Speed is half the comparison of tangent laws; the other half is the estimator's variance. For
+each law the script also measures the total variance E||g - grad f||^2 of the K = 1 estimate
+(no clipping) over `--variance_draws` tangents at one batch, divided by ||grad f||^2: theory says
+n + 1 for normal tangents and n - 1 for Rademacher ones (n parameters), so the laws differ by
+a factor (n - 1) / (n + 1), negligible here.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from unittest import mock
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from fgjax import estimators  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import tangents  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+DEFAULTS = {"mlp": (50, 10, 512), "cnn": (10, 7, 128), "vgg": (2, 3, 32)}  # steps, repeats, draws
+DIRECTIONS = (1, 4)
+FIXED = "fixed tangent"
+
+
+def _fixed_tangent_runner(model: str, state, mode: str):
+  """The K = 1 step whose tangent is the runner's last argument: a "fixed" sampler is registered
+  while the step is traced, so the step is the package's own apart from where v comes from."""
+  train_step, _ = common.build(model, common.step_config(model, "forward", tangent="fixed"))
+
+  def step(state, images, labels, tangent):
+    fixed = tangents.Sampler(lambda key, params: tangent, None, "a precomputed tangent")
+    with mock.patch.dict(tangents.SAMPLERS, fixed=fixed):
+      return train_step(state, images, labels)
+
+  return common.make_runner(step, mode), tangents.normal(jax.random.PRNGKey(42), state.params)
+
+
+def _draw_scan(sampler, params, num_directions: int, steps: int):
+  """Jitted `draw(tangents, key) -> tangents`: `steps` draws of the K tangents of a step, each
+  written out in full (the carry), so that their time is what a step spends drawing them."""
+  shapes = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params)
+
+  def draw_one(key):
+    if num_directions == 1:
+      return sampler(key, shapes)
+    return jax.vmap(lambda k: sampler(k, shapes))(jax.random.split(key, num_directions))
+
+  def draw(carry, key):
+    return jax.lax.scan(lambda _, i: (draw_one(jax.random.fold_in(key, i)), None), carry,
+                        jnp.arange(steps))[0]
+
+  return jax.jit(draw, donate_argnums=0), jax.eval_shape(draw_one, jax.random.PRNGKey(0))
+
+
+def estimator_variance(model: str, tangent: str, draws: int, images, labels) -> dict:
+  """E||g - grad f||^2 / ||grad f||^2 of the K = 1 forward gradient, with its standard error."""
+  loss_fn, params = common.loss_and_params(model)
+  loss = lambda p: loss_fn(p, images, labels)[0]
+  exact = jax.grad(loss)(params)
+  squared_norm = lambda tree: sum(jnp.sum(leaf ** 2) for leaf in jax.tree.leaves(tree))
+
+  @jax.jit
+  def squared_errors(keys):
+    def one(key):
+      grads = estimators.forward_gradient(loss, params, key, tangent=tangent)[1]
+      return squared_norm(jax.tree.map(jnp.subtract, grads, exact))
+    return jax.lax.map(one, keys) / squared_norm(exact)
+
+  values = squared_errors(jax.random.split(jax.random.PRNGKey(7), draws))
+  return {"relative_variance": float(jnp.mean(values)),
+          "standard_error": float(jnp.std(values) / draws ** 0.5)}
+
+
+def measure(model: str, batch_size: int, steps: int, repeats: int, variance_draws: int,
+            mode: str) -> dict:
+  """Times every variant interleaved; returns the JSON report."""
+  images, labels = common.synthetic_batches(model, steps, batch_size)
+  variants = {"backprop": common.step_config(model, "backprop")}
+  for k in DIRECTIONS:
+    for name in tangents.SAMPLERS:
+      variants[f"forward K={k} {name}"] = common.step_config(model, "forward", k, name)
+
+  calls, draw_names = {}, {}
+  for name, config in variants.items():
+    train_step, state = common.build(model, config)
+    run, held = common.make_runner(train_step, mode), {"state": state}
+
+    def call(run=run, held=held):
+      held["state"], losses = run(held["state"], images, labels)
+      losses.block_until_ready()
+
+    calls[name] = call
+    if config.estimator == "forward":
+      draw, out = _draw_scan(tangents.get_sampler(config.tangent), state.params,
+                             config.num_directions, steps)
+      draw_held = {"tangents": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out)}
+
+      def draw_call(draw=draw, held=draw_held):
+        held["tangents"] = draw(held["tangents"], jax.random.PRNGKey(0))
+        jax.block_until_ready(held["tangents"])
+
+      draw_names[name] = f"draw: {name}"
+      calls[draw_names[name]] = draw_call
+
+  _, state = common.build(model, variants["backprop"])
+  fixed_run, fixed = _fixed_tangent_runner(model, state, mode)
+  fixed_held = {"state": state}
+
+  def fixed_call():
+    fixed_held["state"], losses = fixed_run(fixed_held["state"], images, labels, fixed)
+    losses.block_until_ready()
+
+  calls[FIXED] = fixed_call
+  for call in calls.values():  # compile, then one warm call
+    call()
+    call()
+  seconds = common.time_interleaved(calls, repeats)
+
+  ms = {name: [1e3 * s / steps for s in values] for name, values in seconds.items()}
+  rows = []
+  for name in list(variants) + [FIXED]:
+    median = statistics.median(ms[name])
+    row = {"name": name, "ms": median, "examples_per_s": 1e3 * batch_size / median,
+           "ratio": common.paired_ratio(ms[name], ms["backprop"]), "ms_per_repeat": ms[name]}
+    if name in draw_names:
+      row["draw_ms"] = statistics.median(ms[draw_names[name]])
+      row["draw_share"] = common.paired_ratio(ms[draw_names[name]], ms[name])
+    rows.append(row)
+  by_name = {row["name"]: row for row in rows}
+  num_params = models.num_params(common.loss_and_params(model)[1])
+  variance = {name: estimator_variance(model, name, variance_draws, images[0], labels[0])
+              for name in tangents.SAMPLERS} if variance_draws else {}
+  fastest = min((by_name[f"forward K=1 {name}"] for name in tangents.SAMPLERS),
+                key=lambda row: row["ms"])
+  return {
+      "model": model, "mode": mode, "batch_size": batch_size, "steps_per_call": steps,
+      "repeats": repeats,
+      "machine": common.machine_info(), "rows": rows, "num_params": num_params,
+      "variance_draws": variance_draws, "estimator_variance": variance,
+      "bp_ms": by_name["backprop"]["ms"],
+      "fg_ms": by_name["forward K=1 normal"]["ms"],
+      "ratio": by_name["forward K=1 normal"]["ratio"],
+      "fg_fast_ms": fastest["ms"], "fg_fast_tangent": fastest["name"].split()[-1],
+      "fast_ratio": fastest["ratio"],
+      "fixed_tangent_ms": by_name[FIXED]["ms"], "fixed_ratio": by_name[FIXED]["ratio"],
+  }
+
+
+def format_table(report: dict) -> str:
+  per_call = ("per compiled call (lax.scan)" if report["mode"] == "scan"
+              else "per sample, one jitted call each")
+  lines = [f"{report['model']}, batch {report['batch_size']}: {report['steps_per_call']} steps "
+           f"{per_call}, medians of {report['repeats']} interleaved repeats",
+           common.describe_machine(report["machine"]), "",
+           "| step | ms/step | examples/s | vs backprop | tangent draw ms | draw share |",
+           "|---|---:|---:|---:|---:|---:|"]
+  for row in report["rows"]:
+    draw = (f"{row['draw_ms']:.2f} | {100 * row['draw_share']:.0f}%" if "draw_ms" in row
+            else "- | -")
+    lines.append(f"| {row['name']} | {row['ms']:.2f} | {row['examples_per_s']:,.0f} | "
+                 f"{row['ratio']:.2f} | {draw} |")
+  if report["estimator_variance"]:
+    n = report["num_params"]
+    lines += ["", f"Estimator variance, K = 1, no clipping: E||g - grad f||^2 / ||grad f||^2 over "
+              f"{report['variance_draws']} tangents (n = {n:,} parameters)", "",
+              "| tangent | measured | theory |", "|---|---:|---:|"]
+    for name, value in report["estimator_variance"].items():
+      theory = {"rademacher": f"{n - 1:,}"}.get(name, f"{n + 1:,}")
+      lines.append(f"| {name} | {value['relative_variance']:,.0f} +- "
+                   f"{value['standard_error']:,.0f} | {theory} |")
+  return "\n".join(lines)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model", choices=sorted(common.MODEL_DATA), default="mlp")
+  parser.add_argument("--batch_size", type=int, default=64)
+  parser.add_argument("--steps", type=int, help="steps per compiled call (default per model)")
+  parser.add_argument("--repeats", type=int, help="interleaved timed rounds (default per model)")
+  parser.add_argument("--variance_draws", type=int,
+                      help="tangents per law for the variance measurement, 0 to skip it")
+  parser.add_argument("--mode", choices=("scan", "jit"), default="scan",
+                      help="scan: many steps per compiled lax.scan call, as training runs them; "
+                      "jit: one jitted call per step")
+  parser.add_argument("--json", help="also write the report as JSON to this path")
+  args = parser.parse_args()
+  steps, repeats, draws = DEFAULTS[args.model]
+  report = measure(args.model, args.batch_size, args.steps or steps, args.repeats or repeats,
+                   draws if args.variance_draws is None else args.variance_draws, args.mode)
+  print(format_table(report))
+  if args.json:
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=2)
+      f.write("\n")
+
+
+if __name__ == "__main__":
+  main()

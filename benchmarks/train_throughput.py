@@ -1,0 +1,140 @@
+"""The training loop's cost over the bare step: data gather, chunking, host sync and metrics.
+
+  python benchmarks/train_throughput.py --model mlp --json benchmarks/results/train_throughput_mlp.json
+
+"loop" runs training as `fgjax.train` does: a device-resident training set (synthetic, of the
+dataset's size and shape), the epoch's permutation from `epoch_order`, `make_train_chunk` calls of
+`--chunk` steps (each gathering its batches by the permutation inside the compiled scan, with the
+state donated), and after each chunk the host work of the loop: the losses fetched, the
+divergence flag read, a metrics row written (JSON lines and TensorBoard, `MetricWriter`).
+"bare" is the same step on pre-gathered batches in one `lax.scan` (as `step_time.py` times it).
+Both run `--steps` steps per sample; the variants take turns over `--repeats` rounds.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from fgjax import train_step as ts  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax.metrics_writer import MetricWriter  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TRAIN_SIZE = {"mlp": 50000, "cnn": 50000, "vgg": 40000}  # training split after validation
+ESTIMATORS = {"forward gradient (K=1, normal)": "forward", "backprop": "backprop"}
+
+
+def _loop_call(model, config, batch_size, steps, chunk, workdir):
+  """One sample of the full loop: `steps` steps from the start of a fresh epoch."""
+  train_step, state = common.build(model, config)
+  train_chunk = ts.make_train_chunk(train_step, batch_size)
+  images, labels = common.synthetic_batches(model, 1, TRAIN_SIZE[model])
+  images, labels = images[0], labels[0]
+  data_rng = jax.random.PRNGKey(3)
+  os.makedirs(workdir)
+  writer = MetricWriter(workdir)
+  held = {"state": state, "epoch": 0}
+
+  def call():
+    state, epoch = held["state"], held["epoch"]
+    order = ts.epoch_order(data_rng, epoch, labels)
+    for first_batch in range(0, steps, chunk):
+      state, losses = train_chunk(state, images, labels, order, first_batch,
+                                  num_steps=min(chunk, steps - first_batch))
+      losses = np.asarray(losses)
+      finite = losses[np.isfinite(losses)]
+      if int(state.diverged_at) >= 0:
+        raise RuntimeError("the benchmarked run diverged")
+      writer.write({"step": int(state.step), "train_loss": float(np.mean(finite))})
+    held["state"], held["epoch"] = state, epoch + 1
+
+  return call, writer
+
+
+def _bare_call(model, config, batch_size, steps, chunk):
+  """One sample of the bare step: `steps` steps on pre-gathered batches, `chunk` per call."""
+  train_step, state = common.build(model, config)
+  run = common.make_runner(train_step)
+  images, labels = common.synthetic_batches(model, chunk, batch_size)
+  held = {"state": state}
+
+  def call():
+    for _ in range(0, steps, chunk):
+      held["state"], losses = run(held["state"], images, labels)
+    losses.block_until_ready()
+
+  return call
+
+
+def measure(model: str, batch_size: int, steps: int, chunk: int, repeats: int) -> dict:
+  if steps % chunk:
+    raise ValueError(f"--steps {steps} must be a multiple of --chunk {chunk}")
+  if steps * batch_size > TRAIN_SIZE[model]:
+    raise ValueError(f"--steps {steps} exceed one epoch of {TRAIN_SIZE[model]} examples")
+  calls, writers = {}, []
+  with tempfile.TemporaryDirectory() as workdir:
+    for label, estimator in ESTIMATORS.items():
+      config = common.step_config(model, estimator)
+      calls[f"{label}: loop"], writer = _loop_call(
+          model, config, batch_size, steps, chunk, os.path.join(workdir, estimator))
+      writers.append(writer)
+      calls[f"{label}: bare"] = _bare_call(model, config, batch_size, steps, chunk)
+    for call in calls.values():  # compile, then one warm call
+      call()
+      call()
+    seconds = common.time_interleaved(calls, repeats)
+    for writer in writers:
+      writer.close()
+  rows = []
+  for label in ESTIMATORS:
+    loop, bare = seconds[f"{label}: loop"], seconds[f"{label}: bare"]
+    rows.append({"estimator": label,
+                 "loop_ms": 1e3 * statistics.median(loop) / steps,
+                 "bare_ms": 1e3 * statistics.median(bare) / steps,
+                 "ratio": common.paired_ratio(loop, bare)})
+  return {"model": model, "batch_size": batch_size, "steps": steps, "chunk": chunk,
+          "repeats": repeats, "train_size": TRAIN_SIZE[model],
+          "machine": common.machine_info(), "rows": rows,
+          "loop_over_bare": rows[0]["ratio"]}
+
+
+def format_table(report: dict) -> str:
+  lines = [f"{report['model']}, batch {report['batch_size']}: {report['steps']} steps per sample "
+           f"in chunks of {report['chunk']}, training set of {report['train_size']:,}; medians "
+           f"of {report['repeats']} interleaved repeats",
+           common.describe_machine(report["machine"]), "",
+           "| estimator | loop ms/step | bare step ms | loop / bare |", "|---|---:|---:|---:|"]
+  for row in report["rows"]:
+    lines.append(f"| {row['estimator']} | {row['loop_ms']:.2f} | {row['bare_ms']:.2f} | "
+                 f"{row['ratio']:.3f} |")
+  return "\n".join(lines)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model", choices=sorted(common.MODEL_DATA), default="mlp")
+  parser.add_argument("--batch_size", type=int, default=64)
+  parser.add_argument("--steps", type=int, default=300, help="steps per timed sample")
+  parser.add_argument("--chunk", type=int, default=100,
+                      help="steps per compiled call (the configs' log_every_steps)")
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--json", help="also write the report as JSON to this path")
+  args = parser.parse_args()
+  report = measure(args.model, args.batch_size, args.steps, args.chunk, args.repeats)
+  print(format_table(report))
+  if args.json:
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=2)
+      f.write("\n")
+
+
+if __name__ == "__main__":
+  main()

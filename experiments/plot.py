@@ -1,0 +1,230 @@
+"""The paper's Figures 1 and 2, and loss against wall-clock time, from the runs' metrics.jsonl.
+
+  python experiments/plot.py                     # the paper's hyperparameters
+  python experiments/plot.py --variant=tuned     # the sweep-tuned runs (files end in _tuned)
+
+Reads the runs `experiments/table1.py` trains (`--workdir_root`, default runs/table1; per row the
+run at the paper's length, else the longest shortened one) and writes under `--out_dir`:
+  figure2_mnist.png   MNIST: {MLP, CNN} x {SGD, Nesterov, Adam}, forward gradient vs backprop
+                      training loss over iterations (the paper's Figure 2)
+  figure1_cifar.png   the same for CIFAR-10 with SGD (the paper's Figure 1)
+  wallclock.png       every pair's training loss against wall-clock minutes: per-step speed and
+                      convergence together, the comparison that decides whether forward
+                      gradients save time
+  sweeps.png          final validation loss against learning rate for every row swept into
+                      `--sweep_root/<row>` (fgjax.sweep), if any
+A missing run leaves its curve out, its legend entry says "not run yet", and the output lists it.
+The y axis is logarithmic where the curves span more than a factor of 20.
+"""
+
+import json
+import math
+import os
+import sys
+
+from absl import app
+from absl import flags
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import table1  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from fgjax import paper  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+FLAGS = flags.FLAGS
+
+STYLE = {"fwd": {"color": "tab:red", "label": "forward gradient"},
+         "bp": {"color": "tab:blue", "label": "backprop"}}
+MNIST_MODELS = ("mlp", "cnn")
+OPTIMIZERS = ("sgd", "nesterov", "adam")
+
+
+def load_curves(root: str, sweep_root: str, variant: str, row: str):
+  """The row's run: (train-loss rows, label suffix), or None when it has not run."""
+  workdir = table1.find_variant_run(root, sweep_root, row, variant)
+  if workdir is None:
+    return None
+  run = table1.load_run(workdir)
+  rows = [r for r in run["metrics"] if "train_loss" in r and r["train_loss"] is not None]
+  suffix = ""
+  if run["config"]["num_epochs"] < table1.row_config(row).num_epochs:
+    suffix = f" ({run['summary']['epochs_completed']} ep., shortened)"
+  if run["summary"]["status"] != "completed":
+    suffix += f" ({run['summary']['status']})"
+  return rows, suffix
+
+
+def _log_if_wide(ax, values) -> None:
+  values = [v for v in values if v > 0 and math.isfinite(v)]
+  if values and max(values) / min(values) > 20:
+    ax.set_yscale("log")
+
+
+def draw_pair(ax, root: str, sweep_root: str, variant: str, pair: str,
+              x_key: str) -> list[str]:
+  """Draws the pair's forward and backprop curves on `ax`; returns the rows that are missing.
+
+  A missing side gets a legend entry saying so; a panel with neither says "not run yet".
+  """
+  missing, values = [], []
+  scale = 1 / 60 if x_key == "elapsed_seconds" else 1  # wall-clock in minutes
+  for method in ("fwd", "bp"):
+    row = f"{pair}_{method}"
+    curves = load_curves(root, sweep_root, variant, row)
+    if curves is None or not curves[0]:
+      missing.append(row)
+      ax.plot([], [], color=STYLE[method]["color"], ls=":",
+              label=STYLE[method]["label"] + " (not run yet)")
+      continue
+    rows, suffix = curves
+    ys = [r["train_loss"] for r in rows]
+    values += ys
+    ax.plot([r[x_key] * scale for r in rows], ys, lw=1.0, color=STYLE[method]["color"],
+            label=STYLE[method]["label"] + suffix)
+  if len(missing) == 2:
+    ax.text(0.5, 0.5, "not run yet", transform=ax.transAxes, ha="center", va="center",
+            color="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return missing
+  _log_if_wide(ax, values)
+  ax.grid(True, which="major", alpha=0.3)
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
+  if x_key == "step":
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(
+        lambda x, _: f"{x / 1000:g}k" if x else "0"))
+  ax.legend(fontsize=8, loc="upper right")
+  return missing
+
+
+def _title(pair: str) -> str:
+  parts = pair.split("_")
+  if parts[0] == "cifar":
+    return "VGG CNN / SGD on CIFAR-10"
+  return f"{table1.LABELS[parts[1]]} / {table1.LABELS[parts[2]]} on MNIST"
+
+
+def _save(fig, path: str) -> None:
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  print(f"wrote {path}")
+
+
+def figure2(root: str, sweep_root: str, variant: str, path: str) -> list[str]:
+  fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)
+  missing = []
+  for i, model in enumerate(MNIST_MODELS):
+    for j, optimizer in enumerate(OPTIMIZERS):
+      pair = f"mnist_{model}_{optimizer}"
+      ax = axes[i, j]
+      missing += draw_pair(ax, root, sweep_root, variant, pair, "step")
+      ax.set_title(_title(pair))
+      ax.set_xlabel("iteration")
+      ax.set_ylabel("training loss")
+  fig.suptitle("Figure 2: MNIST training loss, forward gradient vs backprop "
+               f"({variant} hyperparameters)")
+  _save(fig, path)
+  return missing
+
+
+def figure1(root: str, sweep_root: str, variant: str, path: str) -> list[str]:
+  fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+  missing = draw_pair(ax, root, sweep_root, variant, "cifar", "step")
+  ax.set_title(f"Figure 1: {_title('cifar')}, training loss ({variant} hyperparameters)")
+  ax.set_xlabel("iteration")
+  ax.set_ylabel("training loss")
+  _save(fig, path)
+  return missing
+
+
+def wallclock(root: str, sweep_root: str, variant: str, path: str) -> list[str]:
+  pairs = [f"mnist_{m}_{o}" for m in MNIST_MODELS for o in OPTIMIZERS] + ["cifar"]
+  fig, axes = plt.subplots(2, 4, figsize=(18, 7.5), constrained_layout=True)
+  missing = []
+  for ax, pair in zip(axes.flat, pairs):
+    missing += draw_pair(ax, root, sweep_root, variant, pair, "elapsed_seconds")
+    ax.set_title(_title(pair))
+    ax.set_xlabel("wall-clock minutes")
+    ax.set_ylabel("training loss")
+  axes.flat[-1].axis("off")
+  fig.suptitle(f"Training loss against wall-clock time ({variant} hyperparameters), compilation "
+               "and evaluation included; machines in experiments/results/table1.md")
+  _save(fig, path)
+  return missing
+
+
+def sweeps(sweep_root: str, path: str) -> list[str]:
+  """Final validation loss against learning rate, one line per swept row; diverged as x."""
+  found = []
+  for row in paper.TABLE_I_ROWS:
+    results = os.path.join(sweep_root, row, sweep.RESULTS_FILE)
+    if os.path.isfile(results):
+      with open(results, encoding="utf-8") as f:
+        found.append((row, json.load(f)))
+  if not found:
+    return []
+  fig, ax = plt.subplots(figsize=(7.5, 5), constrained_layout=True)
+  values = []
+  for row, results in found:
+    method = row.rsplit("_", 1)[1]
+    settings = sorted(results["settings"], key=lambda s: s["hyperparameters"]["learning_rate"])
+    done = [s for s in settings if s["status"] == "completed"]
+    label = (f"{row} ({results['epochs_per_trial']} ep./trial"
+             + (f", best γ {results['best']['hyperparameters']['learning_rate']:g})"
+                if results.get("best") else ")"))
+    line, = ax.plot([s["hyperparameters"]["learning_rate"] for s in done],
+                    [s["validation_loss"] for s in done], "o-",
+                    color=STYLE[method]["color"] if len(found) <= 2 else None, label=label)
+    values += [s["validation_loss"] for s in done]
+    diverged = [s["hyperparameters"]["learning_rate"] for s in settings
+                if s["status"] != "completed"]
+    if diverged and done:
+      ax.plot(diverged, [max(s["validation_loss"] for s in done)] * len(diverged), "x",
+              color=line.get_color(), ms=9, mew=2)
+  ax.set_xscale("log")
+  _log_if_wide(ax, values)
+  ax.set_xlabel("learning rate γ")
+  ax.set_ylabel("final validation loss")
+  ax.set_title("Learning-rate sweeps (x: diverged, drawn at the top)")
+  ax.grid(True, which="major", alpha=0.3)
+  ax.legend(fontsize=8)
+  _save(fig, path)
+  return [row for row, _ in found]
+
+
+def _define_flags():
+  """The command line (defined only when run, so that tests can import this)."""
+  flags.DEFINE_string("workdir_root", os.path.join(table1.REPO, "runs", "table1"),
+                      "Parent of the Table I runs (as experiments/table1.py writes them).")
+  flags.DEFINE_enum("variant", "paper", table1.VARIANTS, "The paper's or the tuned runs.")
+  flags.DEFINE_string("sweep_root", os.path.join(table1.REPO, "runs", "sweeps"),
+                      "Parent of the sweeps' workdirs, one per row.")
+  flags.DEFINE_string("out_dir", os.path.join(table1.REPO, "experiments", "results"),
+                      "Where the PNG files go.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  os.makedirs(FLAGS.out_dir, exist_ok=True)
+  suffix = "" if FLAGS.variant == "paper" else "_tuned"
+  out = lambda name: os.path.join(FLAGS.out_dir, f"{name}{suffix}.png")
+  runs = (FLAGS.workdir_root, FLAGS.sweep_root, FLAGS.variant)
+  missing = figure2(*runs, out("figure2_mnist"))
+  missing += figure1(*runs, out("figure1_cifar"))
+  wallclock(*runs, out("wallclock"))
+  if missing:
+    print(f"missing runs ({FLAGS.variant}), left out of the figures: {', '.join(missing)}")
+  if FLAGS.variant == "paper":
+    swept = sweeps(FLAGS.sweep_root, os.path.join(FLAGS.out_dir, "sweeps.png"))
+    print(f"sweeps drawn: {', '.join(swept) if swept else 'none found'}")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,134 @@
+"""experiments/table1.py: trains rows into resumable workdirs and reports all 14 rows."""
+
+import json
+import os
+import sys
+import types
+
+import numpy as np
+
+from fgjax import train
+from fgjax.data import embedded
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "experiments"))
+import table1  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def write_run(workdir, row, *, epochs, test_loss, test_accuracy, val_losses, machine=None):
+  """A finished run as train.train_and_evaluate leaves it, written by hand."""
+  os.makedirs(workdir)
+  config = table1.row_config(row)
+  config.num_epochs = epochs
+  steps = [781 * (e + 1) for e in range(len(val_losses))]
+  rows = [{"step": s, "train_loss": 0.5 / (i + 1), "elapsed_seconds": 10.0 * (i + 1)}
+          for i, s in enumerate(steps)]
+  rows += [{"step": s, "epoch": i + 1, "epoch_train_loss": 0.4 / (i + 1), "validation_loss": v,
+            "validation_accuracy": 0.9, "test_loss": v, "test_accuracy": 0.9,
+            "elapsed_seconds": 10.0 * (i + 1)} for i, (s, v) in enumerate(zip(steps, val_losses))]
+  summary = {"status": "completed", "steps": steps[-1], "epochs_completed": len(val_losses),
+             "train_loss": 0.001, "test_loss": test_loss, "test_accuracy": test_accuracy,
+             "validation_loss": val_losses[-1], "wall_clock_seconds": 4000.0}
+  files = {train.CONFIG_FILE: config.to_dict(), train.SUMMARY_FILE: summary}
+  if machine:
+    files[table1.MACHINE_FILE] = machine
+  for name, obj in files.items():
+    with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
+      json.dump(obj, f)
+  with open(os.path.join(workdir, "metrics.jsonl"), "w", encoding="utf-8") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def write_sweep(sweep_root, row, learning_rate):
+  """What table1 reads of a sweep's results.json: a learning-rate search that chose
+  `learning_rate` over a worse and a diverged setting."""
+  settings = [{"hyperparameters": {"learning_rate": lr}, "status": status, "validation_loss": v}
+              for lr, status, v in ((learning_rate, "completed", 0.07),
+                                    (learning_rate / 10, "completed", 0.2),
+                                    (learning_rate * 10, "diverged", None))]
+  results = {"space": {"learning_rate": [s["hyperparameters"]["learning_rate"]
+                                         for s in settings]},
+             "search": "grid", "num_settings": 3, "seeds": 1, "epochs_per_trial": 5,
+             "wall_clock_seconds": 100.0, "machine": None, "settings": settings,
+             "best": {"hyperparameters": {"learning_rate": learning_rate},
+                      "validation_loss": 0.07}}
+  os.makedirs(os.path.join(sweep_root, row))
+  with open(os.path.join(sweep_root, row, "results.json"), "w", encoding="utf-8") as f:
+    json.dump(results, f)
+
+
+def args_for(tmp_path, **overrides):
+  args = dict(workdir_root=str(tmp_path / "runs"), sweep_root=str(tmp_path / "sweeps"),
+              out=str(tmp_path / "table1.md"), epochs=None, data_source=None, data_path=None,
+              tfds_data_dir=None)
+  args.update(overrides)
+  return types.SimpleNamespace(**args)
+
+
+def test_target_is_the_pairs_lowest_nonzero_paper_loss():
+  assert table1.target_loss("mnist_mlp_sgd_bp") == table1.target_loss("mnist_mlp_sgd_fwd") == 0.332
+  assert table1.target_loss("cifar_fwd") == 1.685
+
+
+def test_report_shows_full_and_shortened_runs_and_lists_missing_rows(tmp_path):
+  args = args_for(tmp_path)
+  machine = {"cpu": "Test CPU", "cpus_on_machine": 2, "cpus_used": 1, "jax": "0.0",
+             "backend": "cpu", "device": "cpu"}
+  root = args.workdir_root
+  write_run(os.path.join(root, "mnist_mlp_sgd_bp"), "mnist_mlp_sgd_bp", epochs=50,
+            test_loss=0.0612, test_accuracy=0.9832, val_losses=[0.4, 0.3, 0.1], machine=machine)
+  write_run(os.path.join(root, "mnist_mlp_sgd_fwd_1ep"), "mnist_mlp_sgd_fwd", epochs=1,
+            test_loss=0.9, test_accuracy=0.7, val_losses=[0.9])
+  write_run(os.path.join(root, "mnist_mlp_sgd_fwd_2ep"), "mnist_mlp_sgd_fwd", epochs=2,
+            test_loss=0.5, test_accuracy=0.8, val_losses=[0.9, 0.5])
+  text = table1.write_report(args)
+  assert open(args.out, encoding="utf-8").read() == text
+  lines = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
+           if line.startswith("| mnist") or line.startswith("| cifar")}
+  assert set(lines) == {"mnist_mlp_sgd_bp", "mnist_mlp_sgd_fwd"}
+  bp = lines["mnist_mlp_sgd_bp"].split(" | ")
+  # paper 0.000 next to ours; the target 0.332 first reached at the 2nd epoch's end (step 1562).
+  assert bp[4:10] == ["0.000", "0.0612", "0.9832", "0.0010", "0.332", "1562"]
+  assert f"- {bp[12]}: Test CPU, 1 of 2 CPUs, jax 0.0" in text
+  fwd = lines["mnist_mlp_sgd_fwd"].split(" | ")
+  assert fwd[3] == "**2 of 50 (shortened)**" and fwd[9] == "not reached"
+  assert "Not run yet: mnist_mlp_nesterov_fwd" in text and "cifar_bp" in text
+  assert "No tuned run yet" in text and "No sweep yet." in text
+  # A sweep that chose the paper's own setting makes the paper's run the tuned one.
+  write_sweep(args.sweep_root, "mnist_mlp_sgd_bp", learning_rate=0.1)
+  tuned = table1.write_report(args).split("## Tuned")[1]
+  assert "| mnist_mlp_sgd_bp |" in tuned and "sweep chose the paper's setting" in tuned
+  assert ("Best: learning_rate 0.1 (validation loss 0.0700); the paper's: learning_rate 0.1. "
+          "Final validation loss by learning_rate, best first: 0.1: 0.0700; 0.01: 0.2000; "
+          "1: diverged.") in tuned
+  assert ("mnist_mlp_sgd_bp: test accuracy 0.9832, so test loss >= ln 2 x 0.0168 = 0.0116; ours "
+          "0.0612 after epoch 3, lowest 0.1000 at epoch 3; final train loss 0.0010") in text
+
+
+def test_run_rows_trains_resumes_and_runs_the_tuned_variant(tmp_path):
+  # A tiny stand-in for MNIST: the rows carve 10,000 validation images, so tile the digits.
+  train_split, test_split, _ = embedded.load_digits()
+  x = np.resize(train_split.images[..., 0], (10064, 8, 8))
+  y = np.resize(train_split.labels, (10064,))
+  path = str(tmp_path / "tiny.npz")
+  np.savez(path, x_train=x, y_train=y, x_test=test_split.images[:100, ..., 0],
+           y_test=test_split.labels[:100])
+  args = args_for(tmp_path, epochs=1, data_source="npz", data_path=path)
+  table1.run_rows(["mnist_mlp_sgd_bp"], "paper", args)
+  workdir = os.path.join(args.workdir_root, "mnist_mlp_sgd_bp_1ep")
+  summary_path = os.path.join(workdir, train.SUMMARY_FILE)
+  with open(summary_path, encoding="utf-8") as f:
+    assert json.load(f)["steps"] == 1
+  assert os.path.isfile(os.path.join(workdir, table1.MACHINE_FILE))
+  stamp = os.path.getmtime(summary_path)
+  table1.run_rows(["mnist_mlp_sgd_bp"], "paper", args)  # done already: not trained again
+  assert os.path.getmtime(summary_path) == stamp
+
+  write_sweep(args.sweep_root, "mnist_mlp_sgd_bp", learning_rate=0.0316)
+  table1.run_rows(["mnist_mlp_sgd_bp", "mnist_mlp_sgd_fwd"], "tuned", args)  # fwd: no sweep
+  with open(os.path.join(args.workdir_root, "tuned", "mnist_mlp_sgd_bp_1ep", "config.json"),
+            encoding="utf-8") as f:
+    assert json.load(f)["learning_rate"] == 0.0316
+  assert not os.path.exists(os.path.join(args.workdir_root, "tuned", "mnist_mlp_sgd_fwd_1ep"))
+  text = table1.write_report(args)
+  assert "γ 0.0316" in text and "Not tuned yet: mnist_mlp_sgd_fwd" in text
