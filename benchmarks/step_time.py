@@ -76,18 +76,20 @@ def _draw_scan(sampler, params, num_directions: int, steps: int):
 def estimator_variance(model: str, tangent: str, draws: int, images, labels) -> dict:
   """E||g - grad f||^2 / ||grad f||^2 of the K = 1 forward gradient, with its standard error."""
   loss_fn, params = common.loss_and_params(model)
-  loss = lambda p: loss_fn(p, images, labels)[0]
-  exact = jax.grad(loss)(params)
   squared_norm = lambda tree: sum(jnp.sum(leaf ** 2) for leaf in jax.tree.leaves(tree))
 
   @jax.jit
-  def squared_errors(keys):
+  def squared_errors(params, images, labels, keys):  # arguments, not constants XLA would fold
+    loss = lambda p: loss_fn(p, images, labels)[0]
+    exact = jax.grad(loss)(params)
+
     def one(key):
       grads = estimators.forward_gradient(loss, params, key, tangent=tangent)[1]
       return squared_norm(jax.tree.map(jnp.subtract, grads, exact))
+
     return jax.lax.map(one, keys) / squared_norm(exact)
 
-  values = squared_errors(jax.random.split(jax.random.PRNGKey(7), draws))
+  values = squared_errors(params, images, labels, jax.random.split(jax.random.PRNGKey(7), draws))
   return {"relative_variance": float(jnp.mean(values)),
           "standard_error": float(jnp.std(values) / draws ** 0.5)}
 

@@ -9,8 +9,9 @@ loss and directional derivative from `torch.func.jvp` of `functional_call`, the 
 clipped to [-1, 1], and the SGD update in place; one Python call per step, with PyTorch's default
 threads unless `--torch_threads` says otherwise. fgjax's step is the package's own
 (`make_train_step`, K = 1, normal tangents, the same clipping and SGD), `--steps` per compiled
-`lax.scan` call. Both see the same uint8 batches, normalised inside the step. A backprop step of each (PyTorch: `loss.backward()`) is timed too,
-for scale. The variants take turns over `--repeats` rounds; medians are reported.
+`lax.scan` call. Both see the same uint8 batches, normalised inside the step. A backprop step
+of each (PyTorch: `loss.backward()`) is timed too, for scale. The variants take turns over
+`--repeats` rounds; medians are reported.
 """
 
 import argparse

@@ -1,6 +1,7 @@
 """The training loop's cost over the bare step: data gather, chunking, host sync and metrics.
 
-  python benchmarks/train_throughput.py --model mlp --json benchmarks/results/train_throughput_mlp.json
+  python benchmarks/train_throughput.py --model mlp \
+      --json benchmarks/results/train_throughput_mlp.json
 
 "loop" runs training as `fgjax.train` does: a device-resident training set (synthetic, of the
 dataset's size and shape), the epoch's permutation from `epoch_order`, `make_train_chunk` calls of
@@ -25,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fgjax import train_step as ts  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fgjax.metrics_writer import MetricWriter  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import metrics_writer  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TRAIN_SIZE = {"mlp": 50000, "cnn": 50000, "vgg": 40000}  # training split after validation
 ESTIMATORS = {"forward gradient (K=1, normal)": "forward", "backprop": "backprop"}
@@ -39,7 +40,7 @@ def _loop_call(model, config, batch_size, steps, chunk, workdir):
   images, labels = images[0], labels[0]
   data_rng = jax.random.PRNGKey(3)
   os.makedirs(workdir)
-  writer = MetricWriter(workdir)
+  writer = metrics_writer.MetricWriter(workdir)
   held = {"state": state, "epoch": 0}
 
   def call():

@@ -12,12 +12,11 @@ run at the paper's length, else the longest shortened one) and writes under `--o
                       convergence together, the comparison that decides whether forward
                       gradients save time
   sweeps.png          final validation loss against learning rate for every row swept into
-                      `--sweep_root/<row>` (fgjax.sweep), if any
+                      `--sweep_root/<row>` or `<row>_<E>ep` (fgjax.sweep), if any
 A missing run leaves its curve out, its legend entry says "not run yet", and the output lists it.
 The y axis is logarithmic where the curves span more than a factor of 20.
 """
 
-import json
 import math
 import os
 import sys
@@ -34,7 +33,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import table1  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fgjax import paper  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fgjax import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 
@@ -162,10 +160,9 @@ def sweeps(sweep_root: str, path: str) -> list[str]:
   """Final validation loss against learning rate, one line per swept row; diverged as x."""
   found = []
   for row in paper.TABLE_I_ROWS:
-    results = os.path.join(sweep_root, row, sweep.RESULTS_FILE)
-    if os.path.isfile(results):
-      with open(results, encoding="utf-8") as f:
-        found.append((row, json.load(f)))
+    results = table1.load_sweep(sweep_root, row)
+    if results is not None:
+      found.append((row, results))
   if not found:
     return []
   fig, ax = plt.subplots(figsize=(7.5, 5), constrained_layout=True)

@@ -15,7 +15,7 @@ not trained again, so an interrupted table resumes where it stopped.
 The report covers all 14 rows whatever `--rows` ran: per row the run at the paper's length if there
 is one, else the longest shortened one (labelled), else "not run". The tuned variant takes each
 row's searched hyperparameters from `<sweep_root>/<row>/results.json` (written by
-`python -m fgjax.sweep`).
+`python -m fgjax.sweep`; a sweep shortened into `<row>_<E>ep` is found too).
 
 Steps to target: the first step at which the run's validation loss (measured after every epoch,
 so the count is a whole number of epochs) is at or below the row's target, which is the lowest
@@ -107,13 +107,23 @@ def steps_to_target(metrics: list[dict], target: float):
   return None
 
 
+def load_sweep(sweep_root: str, row: str):
+  """The results.json of the row's sweep, `<sweep_root>/<row>` or `<sweep_root>/<row>_<E>ep`:
+  of several, the one with the most epochs per trial; None if there is none."""
+  found = []
+  for workdir in [os.path.join(sweep_root, row), *glob.glob(os.path.join(sweep_root,
+                                                                          f"{row}_*ep"))]:
+    path = os.path.join(workdir, sweep.RESULTS_FILE)
+    if os.path.isfile(path):
+      with open(path, encoding="utf-8") as f:
+        found.append(json.load(f))
+  return max(found, key=lambda results: results["epochs_per_trial"], default=None)
+
+
 def best_setting(sweep_root: str, row: str):
   """The searched hyperparameters of the row's sweep, or None if it has no successful one."""
-  path = os.path.join(sweep_root, row, sweep.RESULTS_FILE)
-  if not os.path.isfile(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    best = json.load(f).get("best")
+  results = load_sweep(sweep_root, row)
+  best = results and results["best"]
   return best and best["hyperparameters"]
 
 
@@ -291,11 +301,9 @@ def sweep_lines(sweep_root: str) -> list[str]:
   setting's final validation loss, best first."""
   lines = []
   for row in paper.TABLE_I_ROWS:
-    path = os.path.join(sweep_root, row, sweep.RESULTS_FILE)
-    if not os.path.isfile(path):
+    results = load_sweep(sweep_root, row)
+    if results is None:
       continue
-    with open(path, encoding="utf-8") as f:
-      results = json.load(f)
     names = list(results["space"])
     paper_setting = ", ".join(f"{n} {row_config(row)[n]:g}" for n in names)
     best = results["best"]
