@@ -166,28 +166,36 @@ def sweeps(sweep_root: str, path: str) -> list[str]:
   if not found:
     return []
   fig, ax = plt.subplots(figsize=(7.5, 5), constrained_layout=True)
-  values = []
+  values, any_diverged = [], False
   for row, results in found:
     method = row.rsplit("_", 1)[1]
-    settings = sorted(results["settings"], key=lambda s: s["hyperparameters"]["learning_rate"])
-    done = [s for s in settings if s["status"] == "completed"]
+    # The best completed setting at each learning rate (others searched are minimised over).
+    best_at, rates = {}, set()
+    for s in results["settings"]:
+      rate = s["hyperparameters"]["learning_rate"]
+      rates.add(rate)
+      if s["status"] == "completed":
+        best_at[rate] = min(best_at.get(rate, math.inf), s["validation_loss"])
+    searched = ", ".join(results["space"])
     label = (f"{row} ({results['epochs_per_trial']} ep./trial"
-             + (f", best γ {results['best']['hyperparameters']['learning_rate']:g})"
+             + ("" if searched == "learning_rate" else f"; best over {searched}")
+             + (f"; best γ {results['best']['hyperparameters']['learning_rate']:g})"
                 if results.get("best") else ")"))
-    line, = ax.plot([s["hyperparameters"]["learning_rate"] for s in done],
-                    [s["validation_loss"] for s in done], "o-",
+    done = sorted(best_at)
+    line, = ax.plot(done, [best_at[r] for r in done], "o-",
                     color=STYLE[method]["color"] if len(found) <= 2 else None, label=label)
-    values += [s["validation_loss"] for s in done]
-    diverged = [s["hyperparameters"]["learning_rate"] for s in settings
-                if s["status"] != "completed"]
-    if diverged and done:
-      ax.plot(diverged, [max(s["validation_loss"] for s in done)] * len(diverged), "x",
-              color=line.get_color(), ms=9, mew=2)
+    values += list(best_at.values())
+    diverged = sorted(rates - set(best_at))
+    if diverged and best_at:
+      any_diverged = True
+      ax.plot(diverged, [max(best_at.values())] * len(diverged), "x", color=line.get_color(),
+              ms=9, mew=2)
   ax.set_xscale("log")
   _log_if_wide(ax, values)
   ax.set_xlabel("learning rate γ")
   ax.set_ylabel("final validation loss")
-  ax.set_title("Learning-rate sweeps (x: diverged, drawn at the top)")
+  ax.set_title("Learning-rate sweeps" + (" (x: diverged, drawn at the top)" if any_diverged
+                                         else ""))
   ax.grid(True, which="major", alpha=0.3)
   ax.legend(fontsize=8)
   _save(fig, path)

@@ -196,6 +196,11 @@ def _fmt(value, spec=".4f") -> str:
       else format(value, spec)
 
 
+def _loss(value) -> str:
+  """A loss to 4 decimals, or in scientific notation when that would print it as 0.0000."""
+  return _fmt(value, ".1e" if value is not None and 0 < value < 5e-4 else ".4f")
+
+
 def _hyperparameters(config: dict) -> str:
   names = {"sgd": ("learning_rate", "decay"), "nesterov": ("learning_rate", "decay", "momentum"),
            "adam": ("learning_rate", "decay", "b1", "b2")}[config["optimizer"]]
@@ -243,7 +248,7 @@ def table_lines(root: str, sweep_root: str, variant: str,
     lines.append("| " + " | ".join([
         row, method, _hyperparameters(config), epochs_text,
         f"{paper.PAPER_TEST_LOSS[row]:.3f}", _fmt(summary["test_loss"]),
-        _fmt(summary["test_accuracy"]), _fmt(summary["train_loss"]), f"{target:.3f}",
+        _fmt(summary["test_accuracy"]), _loss(summary["train_loss"]), f"{target:.3f}",
         "not reached" if reached is None else str(reached), str(summary["steps"]),
         _duration(summary["wall_clock_seconds"]), label, status]) + " |")
   return lines, missing
@@ -259,7 +264,7 @@ def _backprop_evidence(run: dict) -> str:
   return (f"test accuracy {summary['test_accuracy']:.4f}, so test loss >= ln 2 x {errors:.4f} "
           f"= {math.log(2) * errors:.4f}; ours {summary['test_loss']:.4f} after epoch "
           f"{summary['epochs_completed']}, lowest {lowest['test_loss']:.4f} at epoch "
-          f"{lowest['epoch']}; final train loss {_fmt(summary['train_loss'])}")
+          f"{lowest['epoch']}; final train loss {_loss(summary['train_loss'])}")
 
 
 def notes(root: str) -> list[str]:
@@ -317,7 +322,7 @@ def sweep_lines(sweep_root: str) -> list[str]:
     lines.append(
         f"- **{row}**: {results['search']} search over {', '.join(names)}, "
         f"{results['num_settings']} settings x {results['seeds']} seed(s), "
-        f"{results['epochs_per_trial']} epochs per trial, "
+        f"{results['epochs_per_trial']} epoch(s) per trial, "
         f"{_duration(results['wall_clock_seconds'])} on "
         f"{sweep.format_machine(results['machine'])}. Best: {chosen}; the paper's: "
         f"{paper_setting}. Final validation loss by {', '.join(names)}, best first: {ranked}.")
@@ -345,8 +350,8 @@ def write_report(args) -> str:
   out += ["", "## Tuned: each method's own best setting from a search on the validation split",
           "", "Each row's searched hyperparameters come from `python -m fgjax.sweep` (settings "
           "ranked by final validation loss after a short budget; details in "
-          f"`{os.path.relpath(args.sweep_root, REPO)}/<row>/results.md`); the row then trains "
-          "with them like the paper's row. Sweeps:", ""]
+          f"`{os.path.relpath(args.sweep_root, REPO)}/<row>[_<E>ep]/results.md`); the row then "
+          "trains with them like the paper's row. Sweeps:", ""]
   out += sweep_lines(args.sweep_root) or ["No sweep yet."]
   out += [""]
   if len(tuned_missing) < len(paper.TABLE_I_ROWS):
@@ -355,7 +360,7 @@ def write_report(args) -> str:
   else:
     out += ["No tuned run yet: sweep a row, then `python experiments/table1.py --tuned "
             "--rows=<row> ...`."]
-  out += ["", "Machines:", ""]
+  out += ["", "Machines (each shared with other jobs while our runs ran):", ""]
   out += [f"- {label}: {machine}" for machine, label in machines.items()] or ["- (none)"]
   out += [""] + notes(args.workdir_root)
   text = "\n".join(out)

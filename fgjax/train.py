@@ -205,7 +205,7 @@ def train_and_evaluate(config, workdir: str, restart: bool = False) -> dict:
   loss_fn = ts.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std)
   train_loss_fn, place = sharding.data_parallel(config, loss_fn)  # config.sharding
   train_chunk = ts.make_train_chunk(ts.make_train_step(train_loss_fn, tx, config),
-                                    config.batch_size)
+                                    config.batch_size, scan=ts.scans_well(config.model))
   evaluate = ts.make_evaluate(loss_fn)
 
   # Everything above only read; from here on the workdir is written.

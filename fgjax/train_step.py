@@ -90,23 +90,47 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config)
   return train_step
 
 
-def make_train_chunk(train_step: Callable, batch_size: int) -> Callable:
-  """Jitted `chunk(state, images, labels, order, first_batch, num_steps) -> (state, losses)`.
+def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True) -> Callable:
+  """`chunk(state, images, labels, order, first_batch, num_steps) -> (state, losses)`.
 
   Runs batches `first_batch, ..., first_batch + num_steps - 1` of the epoch whose example order is
   `order` (a permutation of the training indices); `losses` holds each step's loss. The input
   state's buffers are donated.
+
+  With `scan` (the default) the steps run inside one jitted `lax.scan`: no per-step dispatch.
+  Without it, each step is one jitted call from a host loop: the way to run convolutional models
+  on XLA:CPU, whose fast convolution kernels are chosen only outside loop bodies (backprop's
+  weight-gradient convolutions inside a scan ran 8-45x slower here; benchmarks/README.md).
   """
 
-  @functools.partial(jax.jit, static_argnames="num_steps", donate_argnames="state")
-  def train_chunk(state, images, labels, order, first_batch, num_steps):
-    def body(state, i):
-      batch = jax.lax.dynamic_slice_in_dim(order, (first_batch + i) * batch_size, batch_size)
-      return train_step(state, images[batch], labels[batch])
+  def one_batch(state, images, labels, order, batch_index):
+    batch = jax.lax.dynamic_slice_in_dim(order, batch_index * batch_size, batch_size)
+    return train_step(state, images[batch], labels[batch])
 
-    return jax.lax.scan(body, state, jnp.arange(num_steps))
+  if scan:
+    @functools.partial(jax.jit, static_argnames="num_steps", donate_argnames="state")
+    def train_chunk(state, images, labels, order, first_batch, num_steps):
+      body = lambda state, i: one_batch(state, images, labels, order, first_batch + i)
+      return jax.lax.scan(body, state, jnp.arange(num_steps))
+
+    return train_chunk
+
+  step = jax.jit(one_batch, donate_argnames="state")
+
+  def train_chunk(state, images, labels, order, first_batch, num_steps):
+    losses = []
+    for i in range(num_steps):
+      state, loss = step(state, images, labels, order, jnp.asarray(first_batch + i, jnp.int32))
+      losses.append(loss)
+    return state, jnp.stack(losses)
 
   return train_chunk
+
+
+def scans_well(model_name: str) -> bool:
+  """Whether `make_train_chunk(scan=True)` suits `model_name` on the default backend: not for
+  convolutional models on CPU (see make_train_chunk)."""
+  return not (jax.default_backend() == "cpu" and model_name in ("cnn", "vgg"))
 
 
 @jax.jit

@@ -1,0 +1,40 @@
+"""fgjax.train_step: the chunk run as one scan equals the same steps dispatched one by one."""
+
+import jax
+import numpy as np
+import pytest
+
+from fgjax import default_config
+from fgjax import models
+from fgjax import optimizers
+from fgjax import train_step as ts
+
+
+@pytest.mark.parametrize("estimator", ["forward", "backprop"])
+def test_scan_and_host_loop_take_the_same_steps(estimator):
+  config = default_config.base_config()
+  config.estimator, config.jvp_clip = estimator, 1.0
+  model = models.create_model("mlp", (4, 4, 1), 3, seed=0)
+  tx = optimizers.build_optimizer(config)
+  step = ts.make_train_step(ts.make_loss_fn(model.apply, [0.0], [255.0]), tx, config)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (40, 4, 4, 1), dtype=np.uint8)
+  labels = rng.integers(0, 3, 40).astype(np.int32)
+  order = ts.epoch_order(jax.random.PRNGKey(1), 0, labels)
+  results = []
+  for scan in (True, False):
+    chunk = ts.make_train_chunk(step, 8, scan=scan)
+    params = jax.tree.map(np.array, model.params)  # each run donates its own copy
+    state = ts.init_state(params, tx, jax.random.PRNGKey(2))
+    results.append(chunk(state, images, labels, order, 1, num_steps=3))
+  (scan_state, scan_losses), (loop_state, loop_losses) = results
+  assert loop_losses.shape == (3,) and int(loop_state.step) == int(scan_state.step) == 3
+  np.testing.assert_allclose(loop_losses, scan_losses, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(loop_state.params), jax.tree.leaves(scan_state.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_convolutional_models_leave_the_scan_on_cpu():
+  assert jax.default_backend() == "cpu"
+  assert ts.scans_well("mlp")
+  assert not ts.scans_well("cnn") and not ts.scans_well("vgg")
