@@ -26,7 +26,9 @@ A spec is either a range `low:high:num`, `num` log-spaced values from `low` to `
                     never tuned.
   --epochs=E        the budget of every trial (default 3), whatever the config's num_epochs.
   --trials_per_call bounds memory: trials run in groups of at most this many, each group one
-                    vmapped program (the last group is padded, so a sweep compiles once).
+                    vmapped program (the last group is padded, so a sweep compiles once). On
+                    XLA:CPU, convolutional models run one trial per call (see
+                    effective_trials_per_call).
 
 Trials differ only in scalars that live in the optimizer state (`opt_state.hyperparams`, see
 fgjax.optimizers) and in their seed, so the compiled training chunk of fgjax.train_step is vmapped
@@ -283,22 +285,45 @@ def make_programs(config, dataset) -> Programs:
   """fgjax.train_step's chunk, epoch order and evaluation for `config`, vmapped over trials.
 
   Only `opt_state.hyperparams` differs between trials, so one update function serves them all.
+  Where fgjax.train_step says a model does not scan well (convolutions on XLA:CPU), the chunk
+  runs one vmapped step per call from a host loop, as fgjax.train does.
   """
   apply = models.create_model(config.model, dataset.image_shape, dataset.num_classes, 0).apply
   loss_fn = ts.make_loss_fn(apply, dataset.pixel_mean, dataset.pixel_std)
+  scan = ts.scans_well(config.model)
   train_chunk = ts.make_train_chunk(
       ts.make_train_step(loss_fn, optimizers.build_optimizer(config), config),
-      int(config.batch_size))
+      int(config.batch_size), scan=scan)
 
   @functools.partial(jax.jit, static_argnames="num_steps", donate_argnames="states")
-  def chunk(states, images, labels, orders, first_batch, num_steps):
+  def vmapped_chunk(states, images, labels, orders, first_batch, num_steps):
     run = lambda state, order: train_chunk(state, images, labels, order, first_batch,
                                            num_steps=num_steps)
     return jax.vmap(run)(states, orders)
 
+  def host_loop_chunk(states, images, labels, orders, first_batch, num_steps):
+    losses = []
+    for i in range(num_steps):
+      states, loss = vmapped_chunk(states, images, labels, orders, first_batch + i,
+                                   num_steps=1)
+      losses.append(loss)
+    return states, jnp.concatenate(losses, axis=1)
+
   return Programs(
-      chunk=chunk, orders=jax.jit(jax.vmap(ts.epoch_order, in_axes=(0, None, None))),
+      chunk=vmapped_chunk if scan else host_loop_chunk,
+      orders=jax.jit(jax.vmap(ts.epoch_order, in_axes=(0, None, None))),
       validate=jax.jit(jax.vmap(ts.make_evaluate(loss_fn), in_axes=(0, None, None, None))))
+
+
+def effective_trials_per_call(config, trials_per_call: int) -> int:
+  """`trials_per_call`, except 1 for models that do not scan well (convolutions on XLA:CPU):
+  vmapped over trials, their convolutions become grouped ones, which XLA:CPU runs several times
+  slower than the same convolutions one trial at a time."""
+  if trials_per_call > 1 and not ts.scans_well(config.model):
+    logging.warning("%s on %s: trials run one per call (vmapped convolutions are slow there)",
+                    config.model, jax.default_backend())
+    return 1
+  return trials_per_call
 
 
 def _mean_finite(losses: np.ndarray) -> float:
@@ -321,6 +346,7 @@ def run_trials(config, trials: Sequence[Trial], *, epochs: int, trials_per_call:
   if trials_per_call < 1 or epochs < 1:
     raise SweepError(f"trials_per_call and epochs must be >= 1, got {trials_per_call} and "
                      f"{epochs}")
+  trials_per_call = effective_trials_per_call(config, trials_per_call)
   dataset = data.load_dataset(config.data)
   batch_size = int(config.batch_size)
   steps_per_epoch = len(dataset.train) // batch_size
@@ -532,6 +558,7 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
   if epochs < 1 or seeds < 1:
     raise SweepError(f"epochs and seeds must be >= 1, got {epochs} and {seeds}")
   check_space(config, space)
+  trials_per_call = effective_trials_per_call(config, trials_per_call)
   if search == "grid":
     points = grid_points(space)
   else:

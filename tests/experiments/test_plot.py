@@ -42,13 +42,13 @@ def test_figures_draw_existing_runs_and_report_missing_ones(tmp_path):
   assert plot.load_curves(*runs, "mnist_cnn_adam_bp")[1] == " (2 ep., shortened)"
   assert plot.load_curves(*runs, "cifar_fwd")[1].endswith("(diverged)")
 
-  sweep_dir = tmp_path / "sweeps" / "mnist_mlp_sgd_bp"
+  sweep_dir = tmp_path / "sweeps" / "mnist_mlp_sgd_bp_3ep"  # a shortened sweep is found too
   sweep_dir.mkdir(parents=True)
   settings = [{"hyperparameters": {"learning_rate": lr}, "status": status, "validation_loss": v}
               for lr, status, v in ((0.01, "completed", 0.3), (0.1, "completed", 0.1),
                                     (10.0, "diverged", None))]
   (sweep_dir / "results.json").write_text(json.dumps(
-      {"settings": settings, "epochs_per_trial": 3,
+      {"settings": settings, "epochs_per_trial": 3, "space": {"learning_rate": [0.01, 0.1, 10.0]},
        "best": {"hyperparameters": {"learning_rate": 0.1}}}))
   assert plot.sweeps(str(tmp_path / "sweeps"), str(out / "sweeps.png")) == ["mnist_mlp_sgd_bp"]
   for name in ("figure2_mnist", "figure1_cifar", "wallclock", "sweeps"):
