@@ -304,7 +304,8 @@ def notes(root: str) -> list[str]:
       "not state: its gradient-clipping norm, its initialisation (PyTorch's default differs "
       "from Flax's), its input scaling (ours: pixels / 255, no standardisation). We have not "
       "tested which of these matters."
-      + (" Where our forward-gradient rows differ from the paper's: " + "; ".join(forward)
+      + (" Our full-length forward-gradient test losses against the paper's: "
+         + "; ".join(forward)
          + "." if forward else ""),
       "- **CIFAR-10's dense head** is unspecified in the paper; ours is Dense 1024 -> ReLU -> "
       "Dense 10. Rows marked shortened cannot be compared with the paper's numbers; they "
