@@ -6,6 +6,7 @@ for the VGG network) and dtypes (uint8 pixels, int32 labels): step time does not
 values, and the benchmarks then need no download.
 """
 
+import json
 import os
 import platform
 import statistics
@@ -136,3 +137,13 @@ def time_interleaved(calls: dict[str, Callable[[], None]], repeats: int) -> dict
 def paired_ratio(numerator: list, denominator: list) -> float:
   """Median over repeats of the per-repeat ratio: robust to load that drifts between repeats."""
   return statistics.median(a / b for a, b in zip(numerator, denominator))
+
+
+def publish(report: dict, table: str, json_path) -> None:
+  """Prints `table` and, if `json_path` is given, writes `report` there as JSON."""
+  print(table)
+  if json_path:
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+    with open(json_path, "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=2)
+      f.write("\n")

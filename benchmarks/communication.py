@@ -15,7 +15,6 @@ devices; on a TPU or several GPUs the real ones are used.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -89,12 +88,7 @@ def main():
     parser.error("needs several devices; on a CPU run it with "
                  "XLA_FLAGS=--xla_force_host_platform_device_count=4")
   report = measure(args.model, args.batch_size)
-  print(format_table(report))
-  if args.json:
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-      json.dump(report, f, indent=2)
-      f.write("\n")
+  common.publish(report, format_table(report), args.json)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ a factor (n - 1) / (n + 1), negligible here.
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -210,12 +209,7 @@ def main():
   steps, repeats, draws = DEFAULTS[args.model]
   report = measure(args.model, args.batch_size, args.steps or steps, args.repeats or repeats,
                    draws if args.variance_draws is None else args.variance_draws, args.mode)
-  print(format_table(report))
-  if args.json:
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-      json.dump(report, f, indent=2)
-      f.write("\n")
+  common.publish(report, format_table(report), args.json)
 
 
 if __name__ == "__main__":

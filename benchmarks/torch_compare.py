@@ -15,7 +15,6 @@ of each (PyTorch: `loss.backward()`) is timed too, for scale. The variants take 
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -129,12 +128,7 @@ def main():
   parser.add_argument("--json", help="also write the report as JSON to this path")
   args = parser.parse_args()
   report = measure(args.steps, args.repeats, args.torch_threads)
-  print(format_table(report))
-  if args.json:
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-      json.dump(report, f, indent=2)
-      f.write("\n")
+  common.publish(report, format_table(report), args.json)
 
 
 if __name__ == "__main__":
