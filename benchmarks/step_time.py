@@ -48,7 +48,8 @@ def _fixed_tangent_runner(model: str, state, mode: str):
   train_step, _ = common.build(model, common.step_config(model, "forward", tangent="fixed"))
 
   def step(state, images, labels, tangent):
-    fixed = tangents.Sampler(lambda key, params: tangent, None, "a precomputed tangent")
+    fixed = tangents.Sampler(lambda key, params: tangent, None, "a precomputed tangent",
+                             tangents.normal.max_abs)
     with mock.patch.dict(tangents.SAMPLERS, fixed=fixed):
       return train_step(state, images, labels)
 

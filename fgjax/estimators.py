@@ -11,6 +11,9 @@ Example::
         model_apply(p, x), y).mean()
     loss, grads = forward_gradient(loss_fn, params, key, jvp_clip=1.0)
     updates, opt_state = tx.update(grads, opt_state, params)
+
+`forward_gradient_and_derivatives` also returns the directional derivatives, from which
+`forward_gradient_is_finite` tells whether the estimate is finite without reading it.
 """
 
 from typing import Callable, Optional
@@ -57,6 +60,18 @@ def forward_gradient(
   Returns:
     `(loss, grads)`: the loss at `params` and the estimate, shaped like `params`.
   """
+  loss, grads, _ = forward_gradient_and_derivatives(
+      loss_fn, params, key, num_directions=num_directions, tangent=tangent, jvp_clip=jvp_clip)
+  return loss, grads
+
+
+def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.Array, *,
+                                     num_directions: int = 1, tangent: str = "normal",
+                                     jvp_clip: Optional[float] = None
+                                     ) -> tuple[jax.Array, PyTree, jax.Array]:
+  """`forward_gradient` (same arguments), also returning the K directional derivatives, shape (K,),
+  after `jvp_clip`: with the tangents, all the estimate is made of, so that questions about the
+  estimate (is it finite?) can be answered from K numbers instead of n."""
   if num_directions < 1:
     raise ValueError(f"num_directions must be >= 1, got {num_directions}")
   if jvp_clip is not None and jvp_clip <= 0:
@@ -72,7 +87,8 @@ def forward_gradient(
   if num_directions == 1:
     v = sample(key, params)
     loss, derivative = directional_derivative(v)
-    return loss, jax.tree.map(lambda t: (derivative * t).astype(t.dtype), v)
+    grads = jax.tree.map(lambda t: (derivative * t).astype(t.dtype), v)
+    return loss, grads, derivative.reshape(1)
 
   # The K tangents of a leaf are stacked on the axis before its last one (kernels keep their
   # output features last): there a batched matmul or convolution reads the K tangents as one
@@ -86,4 +102,20 @@ def forward_gradient(
     shape[axis] = num_directions
     return (jnp.sum(derivatives.reshape(shape) * t, axis=axis) / num_directions).astype(t.dtype)
 
-  return losses[0], jax.tree.map(average, vs, axes)
+  return losses[0], jax.tree.map(average, vs, axes), derivatives
+
+
+def forward_gradient_is_finite(derivatives: jax.Array, params: PyTree,
+                               tangent: str = "normal") -> jax.Array:
+  """Whether the forward gradient built from `derivatives` (shape (K,)) is finite everywhere.
+
+  Every entry of the estimate is (sum_k d_k v_k) / K with |v_k| <= the sampler's `max_abs`, so it
+  is finite, in float32 and after the cast to its leaf's dtype, whenever sum_k |d_k| * max_abs
+  is below the largest finite value of every leaf dtype. The test reads K numbers where a check of
+  the estimate itself reads all n entries of it (a pass over memory as long as the update's). It
+  is conservative: a bound above the largest finite value reports False even if no entry reached
+  it, which with float32 parameters takes a derivative above 6e37.
+  """
+  largest = min(float(jnp.finfo(leaf.dtype).max) for leaf in jax.tree.leaves(params))
+  bound = jnp.sum(jnp.abs(derivatives)) * tangents.get_sampler(tangent).max_abs
+  return bound <= largest  # False for inf and nan

@@ -106,10 +106,13 @@ class Sampler:
   `sampler.stacked(keys, params, axes)` draws the K tangents `sampler(keys[k], params)` at once,
   each leaf carrying them along its axis in `axes` (a pytree of ints shaped like `params`): the
   values of `jax.vmap(sampler, out_axes=axes)`, written straight into that layout.
+  `max_abs` bounds every entry's magnitude, so that a forward-gradient step can tell from its K
+  directional derivatives alone whether the estimate is finite.
   """
   sample: Callable[[jax.Array, PyTree], PyTree]
   stacked: Callable[[jax.Array, PyTree, PyTree], PyTree]
   description: str
+  max_abs: float
 
   def __call__(self, key: jax.Array, params: PyTree) -> PyTree:
     return self.sample(key, params)
@@ -125,7 +128,7 @@ def _hashed_leaf(from_bits, s0, s1, shape, dtype, axis):
   return from_bits(_hash(counter, s0, s1)).astype(dtype)
 
 
-def _hashed(from_bits, description: str) -> Sampler:
+def _hashed(from_bits, description: str, max_abs: float) -> Sampler:
   """Draws one 64-bit seed per leaf from the key (threefry) and hashes the entries' bits."""
 
   def sample(key, params):
@@ -146,10 +149,10 @@ def _hashed(from_bits, description: str) -> Sampler:
       drawn.append(_hashed_leaf(from_bits, s0, s1, leaf.shape, leaf.dtype, axis))
     return jax.tree.unflatten(treedef, drawn)
 
-  return Sampler(sample, stacked, description)
+  return Sampler(sample, stacked, description, max_abs)
 
 
-def _per_leaf(draw, description: str) -> Sampler:
+def _per_leaf(draw, description: str, max_abs: float) -> Sampler:
   """Draws each leaf with `jax.random` and its own subkey."""
 
   def sample(key, params):
@@ -159,21 +162,24 @@ def _per_leaf(draw, description: str) -> Sampler:
     return jax.tree.unflatten(treedef, drawn)
 
   return Sampler(sample, lambda keys, params, axes: jax.vmap(
-      sample, in_axes=(0, None), out_axes=axes)(keys, params), description)
+      sample, in_axes=(0, None), out_axes=axes)(keys, params), description, max_abs)
 
 
 normal = _hashed(
     normal_from_bits,
     "I.i.d. N(0, 1) entries (the tangent law of Baydin et al., 2022) from hashed bits, drawn in "
-    "float32 and cast to each leaf's dtype.")
+    "float32 and cast to each leaf's dtype.",
+    max_abs=5.3)  # the outermost cells' midpoints: +-5.29
 rademacher = _hashed(
     rademacher_from_bits,
     "I.i.d. +-1 entries from hashed bits: identity covariance, a lower estimator variance than "
-    "normal tangents (E[v^4] = 1 instead of 3), and the cheapest draw.")
+    "normal tangents (E[v^4] = 1 instead of 3), and the cheapest draw.",
+    max_abs=1.0)
 threefry_normal = _per_leaf(
     jax.random.normal,
     "I.i.d. N(0, 1) entries from `jax.random.normal` (threefry bits for every entry): the law "
-    "of `normal`, several times slower to draw.")
+    "of `normal`, several times slower to draw.",
+    max_abs=5.5)  # sqrt(2) erfinv of its most extreme uniform, 1 - 2^-24: 5.42
 
 SAMPLERS = {"normal": normal, "rademacher": rademacher, "threefry_normal": threefry_normal}
 

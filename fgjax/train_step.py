@@ -52,13 +52,31 @@ def make_loss_fn(apply: Callable, pixel_mean, pixel_std) -> Callable:
 
 
 def make_gradient_fn(config) -> Callable:
-  """`gradient(loss_of_params, params, key) -> (loss, grads)` for `config.estimator`."""
+  """`gradient(loss_of_params, params, key) -> (loss, grads, grads_finite)` for the estimator.
+
+  `grads_finite` says whether every entry of `grads` is finite. Backprop must read its gradient to
+  know; a forward gradient knows it from its K directional derivatives, so that the step's update
+  stays one fused pass that computes each tangent entry where it is used.
+  """
   if config.estimator == "forward":
-    return functools.partial(estimators.forward_gradient,
-                             num_directions=int(config.num_directions),
-                             tangent=config.tangent, jvp_clip=config.jvp_clip)
+    options = dict(num_directions=int(config.num_directions), tangent=config.tangent,
+                   jvp_clip=config.jvp_clip)
+
+    def forward(loss_of_params, params, key):
+      loss, grads, derivatives = estimators.forward_gradient_and_derivatives(
+          loss_of_params, params, key, **options)
+      return loss, grads, estimators.forward_gradient_is_finite(derivatives, params,
+                                                                config.tangent)
+
+    return forward
   if config.estimator == "backprop":
-    return lambda loss_of_params, params, key: estimators.backprop(loss_of_params, params)
+    def backprop(loss_of_params, params, key):
+      del key  # deterministic
+      loss, grads = estimators.backprop(loss_of_params, params)
+      finite = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(grads)]
+      return loss, grads, functools.reduce(jnp.logical_and, finite)
+
+    return backprop
   raise ValueError(f"unknown estimator {config.estimator!r}; choose one of {ESTIMATORS}")
 
 
@@ -70,10 +88,10 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config)
   def train_step(state: TrainState, images, labels):
     loss_of_params = lambda params: loss_fn(params, images, labels)[0]
     key = jax.random.fold_in(state.rng, state.step)
-    loss, grads = gradient(loss_of_params, state.params, key)
+    loss, grads, grads_finite = gradient(loss_of_params, state.params, key)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+    finite = jnp.isfinite(loss) & grads_finite
     if stop_on_nonfinite:
       apply = finite & (state.diverged_at < 0)
       diverged_at = jnp.where(apply | (state.diverged_at >= 0), state.diverged_at, state.step)

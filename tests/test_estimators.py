@@ -129,6 +129,40 @@ def test_estimators_are_jittable_and_keep_the_tree():
   assert jax.tree.structure(g_bp) == jax.tree.structure(params)
 
 
+@pytest.mark.parametrize("num_directions", [1, 3])
+def test_derivatives_are_what_scales_the_tangents(num_directions):
+  params, key = _params(), jax.random.PRNGKey(4)
+  loss, g, derivatives = estimators.forward_gradient_and_derivatives(
+      _loss, params, key, num_directions=num_directions, jvp_clip=0.5)
+  assert derivatives.shape == (num_directions,) and np.all(np.abs(derivatives) <= 0.5)
+  same_loss, same_g = estimators.forward_gradient(_loss, params, key,
+                                                  num_directions=num_directions, jvp_clip=0.5)
+  np.testing.assert_array_equal(loss, same_loss)
+  np.testing.assert_array_equal(_flat(g), _flat(same_g))
+  if num_directions == 1:
+    v = _tangent_of(key, params, "normal")
+    np.testing.assert_allclose(derivatives[0], jnp.clip(
+        jnp.dot(_flat(jax.grad(_loss)(params)), v), -0.5, 0.5), rtol=1e-5)
+
+
+@pytest.mark.parametrize("tangent", ["normal", "rademacher", "threefry_normal"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float16, jnp.bfloat16])
+def test_finiteness_from_the_derivatives_never_passes_a_non_finite_estimate(tangent, dtype):
+  params = jax.tree.map(lambda leaf: leaf.astype(dtype), _params())
+  verdicts = []
+  for scale in [1.0, 1e3, 1e4, 1e5, 1e30, 1e37, 1e38, np.inf, np.nan]:
+    scaled = lambda p, scale=scale: scale * _loss(jax.tree.map(lambda a: a.astype(jnp.float32), p))
+    for k in (1, 4):
+      _, g, derivatives = estimators.forward_gradient_and_derivatives(
+          scaled, params, jax.random.PRNGKey(9), num_directions=k, tangent=tangent)
+      said_finite = bool(estimators.forward_gradient_is_finite(derivatives, params, tangent))
+      is_finite = all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(g))
+      assert is_finite or not said_finite, (scale, k)  # never a non-finite estimate passed
+      verdicts.append(said_finite)
+  assert verdicts[:4] == [True] * 4  # scales 1 and 1000 pass in every dtype
+  assert verdicts[-4:] == [False] * 4  # inf and nan never
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"num_directions": 0}, "num_directions"),
     ({"tangent": "uniform"}, "unknown tangent"),

@@ -107,6 +107,18 @@ def test_normal_transform_is_the_inverse_cdf_on_every_cell():
   exact = math.sqrt(2) * special.erfinv(u)
   np.testing.assert_allclose(z, exact, rtol=3e-7)
   np.testing.assert_array_equal(z[::-1], -z)  # the law is exactly symmetric
+  assert tangents.normal.max_abs - 0.01 < np.abs(z).max() <= tangents.normal.max_abs
+
+
+def test_every_sampler_stays_within_its_bound(big_draws):
+  for name in SAMPLERS:
+    assert np.abs(_flat(big_draws[name])).max() <= tangents.SAMPLERS[name].max_abs, name
+  assert tangents.rademacher.max_abs == 1.0
+  # jax.random.normal is sqrt(2) erfinv(u) for float32 u in [nextafter(-1, 0), 1): its extremes.
+  lowest = np.nextafter(np.float32(-1), np.float32(0))
+  extremes = np.sqrt(np.float32(2)) * jax.scipy.special.erfinv(
+      jnp.array([lowest, -lowest], jnp.float32))
+  assert np.abs(np.asarray(extremes)).max() <= tangents.threefry_normal.max_abs
 
 
 def test_hash_bits_are_uniform():

@@ -1,6 +1,7 @@
 """fgjax.train_step: the chunk run as one scan equals the same steps dispatched one by one."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -32,6 +33,27 @@ def test_scan_and_host_loop_take_the_same_steps(estimator):
   np.testing.assert_allclose(loop_losses, scan_losses, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(loop_state.params), jax.tree.leaves(scan_state.params)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("estimator", ["forward", "backprop"])
+def test_a_finite_loss_with_a_non_finite_gradient_is_not_applied(estimator):
+  """sqrt(|w_0 - 1|) is 0 at w_0 = 1 but its derivative is not finite there."""
+  config = default_config.base_config()
+  config.estimator, config.jvp_clip, config.on_nonfinite = estimator, None, "skip"
+  tx = optimizers.build_optimizer(config)
+  params = {"w": jnp.array([1.0, 2.0])}
+  images, labels = jnp.ones((2, 1)), jnp.zeros((2,), jnp.int32)
+  smooth = lambda p, images, labels: (jnp.sum(p["w"] ** 2), None)
+  kinked = lambda p, images, labels: (jnp.sum(p["w"] ** 2) + jnp.sqrt(jnp.abs(p["w"][0] - 1)),
+                                      None)
+  for loss_fn, applied in ((smooth, True), (kinked, False)):
+    state = ts.init_state(params, tx, jax.random.PRNGKey(0))
+    step = jax.jit(ts.make_train_step(loss_fn, tx, config))
+    new_state, loss = step(state, images, labels)
+    assert np.isfinite(loss) and int(new_state.step) == 1
+    assert int(new_state.num_skipped) == (0 if applied else 1)
+    changed = not np.array_equal(new_state.params["w"], params["w"])
+    assert changed == applied and np.all(np.isfinite(new_state.params["w"]))
 
 
 def test_convolutional_models_leave_the_scan_on_cpu():
