@@ -15,11 +15,14 @@ sys.path.insert(0, os.path.join(REPO, "experiments"))
 import table1  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def write_run(workdir, row, *, epochs, test_loss, test_accuracy, val_losses, machine=None):
+def write_run(workdir, row, *, epochs, test_loss, test_accuracy, val_losses, machine=None,
+              learning_rate=None):
   """A finished run as train.train_and_evaluate leaves it, written by hand."""
   os.makedirs(workdir)
   config = table1.row_config(row)
   config.num_epochs = epochs
+  if learning_rate is not None:
+    config.learning_rate = learning_rate
   steps = [781 * (e + 1) for e in range(len(val_losses))]
   rows = [{"step": s, "train_loss": 0.5 / (i + 1), "elapsed_seconds": 10.0 * (i + 1)}
           for i, s in enumerate(steps)]
@@ -132,3 +135,22 @@ def test_run_rows_trains_resumes_and_runs_the_tuned_variant(tmp_path):
   assert not os.path.exists(os.path.join(args.workdir_root, "tuned", "mnist_mlp_sgd_fwd_1ep"))
   text = table1.write_report(args)
   assert "γ 0.0316" in text and "Not tuned yet: mnist_mlp_sgd_fwd" in text
+
+
+def test_notes_compare_full_length_tuned_runs_with_the_paper_setting(tmp_path):
+  args = args_for(tmp_path)
+  row = "mnist_mlp_sgd_fwd"
+  write_run(os.path.join(args.workdir_root, row), row, epochs=50, test_loss=0.47,
+            test_accuracy=0.86, val_losses=[0.9, 0.6, 0.48])
+  write_sweep(args.sweep_root, row, 0.001)
+  assert "Tuning on a short budget" not in table1.write_report(args)  # no tuned run yet
+  write_run(os.path.join(args.workdir_root, "tuned", row + "_1ep"), row, epochs=1,
+            test_loss=0.9, test_accuracy=0.7, val_losses=[0.9], learning_rate=0.001)
+  assert "Tuning on a short budget" not in table1.write_report(args)  # shortened: not compared
+  write_run(os.path.join(args.workdir_root, "tuned", row), row, epochs=50, test_loss=2.39,
+            test_accuracy=0.73, val_losses=[0.9, 0.85, 2.5], learning_rate=0.001)
+  text = table1.write_report(args)
+  assert "Tuning on a short budget" in text
+  assert ("  - mnist_mlp_sgd_fwd: paper's γ 0.000464: test loss 0.4700, lowest validation loss "
+          "0.4800 at epoch 3; 5-epoch sweep's γ 0.001: test loss 2.3900, lowest validation "
+          "loss 0.8500 at epoch 2") in text
