@@ -122,8 +122,8 @@ def main(argv):
            "*Steps*: compiled programs only, the median of "
            f"{FLAGS.repeats} timings per mode taken in alternation (sequential = num_trials x "
            "one trial's time). *Whole sweep*: `fgjax.sweep.run_trials` wall-clock, data "
-           "loading, compilation and per-epoch validation included, each mode timed once. The "
-           "machine was shared with other jobs: the alternating step timings are the reliable "
+           "loading, compilation and per-epoch validation included, each mode timed once. On a "
+           "machine shared with other jobs, the alternating step timings are the reliable "
            "ones.", "",
            "| config | steps: vmapped s | steps: sequential s | steps speed-up | whole sweep: "
            "steps/trial | vmapped s | sequential s | whole speed-up | max rel. diff of val. "
