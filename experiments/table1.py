@@ -254,23 +254,22 @@ def table_lines(root: str, sweep_root: str, variant: str,
   return lines, missing
 
 
+def _lowest_epoch(run: dict, metric: str) -> dict:
+  """The per-epoch metrics row with the lowest `metric` (e.g. "test_loss")."""
+  epochs = [r for r in run["metrics"] if "epoch" in r and r.get(metric) is not None]
+  return min(epochs, key=lambda r: r[metric])
+
+
 def _backprop_evidence(run: dict) -> str:
   """One line of numbers on a backprop MNIST run: the bound its accuracy puts on its test loss,
   its final train loss, and its lowest test loss over the epochs."""
   summary = run["summary"]
   errors = 1 - summary["test_accuracy"]
-  epochs = [r for r in run["metrics"] if "epoch" in r and r.get("test_loss") is not None]
-  lowest = min(epochs, key=lambda r: r["test_loss"])
+  lowest = _lowest_epoch(run, "test_loss")
   return (f"test accuracy {summary['test_accuracy']:.4f}, so test loss >= ln 2 x {errors:.4f} "
           f"= {math.log(2) * errors:.4f}; ours {summary['test_loss']:.4f} after epoch "
           f"{summary['epochs_completed']}, lowest {lowest['test_loss']:.4f} at epoch "
           f"{lowest['epoch']}; final train loss {_loss(summary['train_loss'])}")
-
-
-def _lowest_validation(run: dict) -> str:
-  epochs = [r for r in run["metrics"] if "epoch" in r and r.get("validation_loss") is not None]
-  lowest = min(epochs, key=lambda r: r["validation_loss"])
-  return f"lowest validation loss {lowest['validation_loss']:.4f} at epoch {lowest['epoch']}"
 
 
 def tuning_notes(root: str, sweep_root: str) -> list[str]:
@@ -279,18 +278,24 @@ def tuning_notes(root: str, sweep_root: str) -> list[str]:
   enough to rank the settings for the full run."""
   lines = []
   for row in paper.TABLE_I_ROWS:
-    full = row_config(row).num_epochs
-    runs = {v: find_variant_run(root, sweep_root, row, v) for v in VARIANTS}
-    if any(w is None or tuned_is_paper(sweep_root, row) for w in runs.values()):
+    sweep_results = load_sweep(sweep_root, row)
+    if sweep_results is None or tuned_is_paper(sweep_root, row):
       continue
-    loaded = {v: load_run(w) for v, w in runs.items()}
-    if any(r["config"]["num_epochs"] != full or r["summary"]["test_loss"] is None
-           for r in loaded.values()):
+    workdirs = {v: find_run(root, row, v) for v in VARIANTS}
+    if None in workdirs.values():
       continue
-    budget = load_sweep(sweep_root, row)["epochs_per_trial"]
-    described = [f"{name} γ {loaded[v]['config']['learning_rate']:g}: test loss "
-                 f"{loaded[v]['summary']['test_loss']:.4f}, {_lowest_validation(loaded[v])}"
-                 for v, name in (("paper", "paper's"), ("tuned", f"{budget}-epoch sweep's"))]
+    loaded = {v: load_run(w) for v, w in workdirs.items()}
+    if any(r["config"]["num_epochs"] != row_config(row).num_epochs
+           or r["summary"]["test_loss"] is None for r in loaded.values()):
+      continue
+    described = []
+    for variant, name in (("paper", "paper's"),
+                          ("tuned", f"{sweep_results['epochs_per_trial']}-epoch sweep's")):
+      run = loaded[variant]
+      lowest = _lowest_epoch(run, "validation_loss")
+      described.append(f"{name} γ {run['config']['learning_rate']:g}: test loss "
+                       f"{run['summary']['test_loss']:.4f}, lowest validation loss "
+                       f"{lowest['validation_loss']:.4f} at epoch {lowest['epoch']}")
     lines.append(f"  - {row}: {'; '.join(described)}")
   if not lines:
     return []
@@ -394,7 +399,8 @@ def write_report(args) -> str:
          "row's forward/backprop pair, and steps to target the first epoch-end step at which "
          "our validation loss (10,000 images carved from the training split) reached it. "
          "Wall-clock includes compilation and evaluation, on machines at times shared with "
-         "other jobs: compare with care. Rows marked *shortened* ran fewer epochs than the paper's.", "",
+         "other jobs: compare with care. Rows marked *shortened* ran fewer epochs than the "
+         "paper's.", "",
          "## The paper's hyperparameters", ""]
   out += paper_lines
   if paper_missing:
