@@ -5,9 +5,7 @@ import os
 
 import ml_collections
 
-
-class ConfigError(ValueError):
-  """A config that cannot be loaded or is invalid; the message is one line for the user."""
+from fgjax.errors import ConfigError
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:

@@ -13,6 +13,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.estimator = "backprop"  # "forward" (jax.jvp forward gradient) or "backprop" (jax.grad)
   config.num_directions = 1  # forward gradient: tangents averaged per step
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
+  config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"
+  config.loss = "cross_entropy"  # or "clamped_cross_entropy" (probabilities clamped to [eps, 1-eps])
   config.jvp_clip = config_dict.placeholder(float)  # clip <grad f, v> to [-c, c]; None: off
   # Optimizer: optax chain of clipping, sgd | nesterov | adam, and gamma * exp(-decay * t).
   config.optimizer = "sgd"
@@ -21,12 +23,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.momentum = 0.0  # nesterov only
   config.b1 = 0.9  # adam only
   config.b2 = 0.999  # adam only
-  config.eps = 1e-8  # adam only
+  config.eps = 1e-8  # adam only: added to sqrt(v)
+  config.eps_root = 0.0  # adam only: added to v inside the square root
   config.grad_clip_norm = config_dict.placeholder(float)  # clip_by_global_norm; None: off
   # Schedule.
   config.batch_size = 64
   config.num_epochs = 1
   config.seed = 0  # parameter init, data order and tangents; never tuned
+  config.num_seeds = 1  # train seeds seed, ..., seed + num_seeds - 1 together (one trial each)
+  # Trials (seeds, sweep settings) vmapped into one compiled call; the rest run one group after
+  # another. None: all of them, except one at a time for convolutional models on CPU and for
+  # data-parallel runs.
+  config.trials_per_call = config_dict.placeholder(int)
   config.on_nonfinite = "stop"  # "stop" the run, or "skip" the step, on a non-finite loss/grad
   # Output.
   config.log_every_steps = 50  # one metrics row (mean train loss) per this many steps
@@ -42,6 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.path = ""  # the .npz file when source="npz"
   config.data.tfds_data_dir = config_dict.placeholder(str)  # None: tfds's default
   config.data.download = False  # tfds: download and prepare when missing (needs TensorFlow)
+  config.data.num_classes = config_dict.placeholder(int)  # None: from the data's labels or info
   config.data.validation_size = 10000  # carved from the training split
   config.data.split_seed = 0  # which training examples form the validation split
   config.data.normalization = "unit"  # "unit": pixels / 255; "standardize": train mean / std

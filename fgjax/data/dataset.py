@@ -4,9 +4,7 @@ import dataclasses
 
 import numpy as np
 
-
-class DataError(ValueError):
-  """Data that is missing or malformed; its message is one line a user can act on."""
+from fgjax.errors import DataError  # pylint: disable=unused-import (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
