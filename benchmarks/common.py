@@ -22,7 +22,7 @@ import optax
 from fgjax import models
 from fgjax import optimizers
 from fgjax import paper
-from fgjax import train_step as ts
+from fgjax import programs
 
 MODEL_DATA = {"mlp": ("mnist", (28, 28, 1)), "cnn": ("mnist", (28, 28, 1)),
               "vgg": ("cifar10", (32, 32, 3))}
@@ -74,15 +74,15 @@ def step_config(model: str, estimator: str, num_directions: int = 1, tangent: st
 def loss_and_params(model: str, seed: int = 0):
   """`(loss_fn, params)`: the package's `loss_fn(params, images, labels)` and initial params."""
   net = models.create_model(model, MODEL_DATA[model][1], NUM_CLASSES, seed)
-  return ts.make_loss_fn(net.apply, 127.5, 64.0), net.params
+  return programs.make_loss_fn(net.apply, 127.5, 64.0), net.params
 
 
 def build(model: str, config, seed: int = 0):
   """`(train_step, state)`: the package's own step for `config` and a fresh state."""
   loss_fn, params = loss_and_params(model, seed)
   tx = optimizers.build_optimizer(config)
-  state = ts.init_state(params, tx, jax.random.PRNGKey(seed + 1))
-  return ts.make_train_step(loss_fn, tx, config), state
+  state = programs.init_state(params, tx, jax.random.PRNGKey(seed + 1))
+  return programs.make_train_step(loss_fn, tx, config), state
 
 
 def make_runner(train_step: Callable, mode: str = "scan") -> Callable:

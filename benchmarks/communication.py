@@ -3,7 +3,7 @@
   XLA_FLAGS=--xla_force_host_platform_device_count=4 python benchmarks/communication.py \
       [--model mlp] [--json benchmarks/results/communication_mlp.json]
 
-Each variant is the package's own step (`fgjax.train_step.make_train_step` around the loss that
+Each variant is the package's own step (`fgjax.programs.make_train_step` around the loss that
 `fgjax.sharding.data_parallel` splits over a mesh of every device) for the model's Table I setup at
 batch 64. The step is compiled, not run, and the collectives of the compiled HLO
 (`jax.jit(step).lower(...).compile().as_text()`) are summed: the bytes each device puts into an
@@ -27,7 +27,7 @@ import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import optimizers  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fgjax import train_step as ts  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import programs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DIRECTIONS = (1, 4)
 
@@ -37,12 +37,12 @@ def step_collectives(model: str, config) -> list[tuple[str, str, int]]:
   config.sharding.data_parallel = True
   net = models.create_model(model, common.MODEL_DATA[model][1], common.NUM_CLASSES, 0)
   tx = optimizers.build_optimizer(config)
-  loss_fn = ts.make_loss_fn(net.apply, 127.5, 64.0)
+  loss_fn = programs.make_loss_fn(net.apply, 127.5, 64.0)
   train_loss_fn, place = sharding.data_parallel(config, loss_fn)
-  state = place(ts.init_state(net.params, tx, jax.random.PRNGKey(1)))
+  state = place(programs.init_state(net.params, tx, jax.random.PRNGKey(1)))
   images = place(np.zeros((config.batch_size,) + common.MODEL_DATA[model][1], np.uint8))
   labels = place(np.zeros((config.batch_size,), np.int32))
-  step = jax.jit(ts.make_train_step(train_loss_fn, tx, config))
+  step = jax.jit(programs.make_train_step(train_loss_fn, tx, config))
   return sharding.collectives(step.lower(state, images, labels).compile().as_text())
 
 

@@ -2,7 +2,7 @@
 
   python benchmarks/step_time.py --model mlp --json benchmarks/results/step_time_mlp.json
 
-Each variant is the package's own step (`fgjax.train_step.make_train_step`: gradient, optax SGD
+Each variant is the package's own step (`fgjax.programs.make_train_step`: gradient, optax SGD
 update and the non-finite check) for the model's Table I setup at batch 64, on synthetic batches of
 the dataset's shape. `--steps` steps run inside one compiled `lax.scan` call, as training runs
 them, with the state donated; a call's time divided by its steps is one sample, and the variants

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from fgjax import train_step as ts  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import programs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import metrics_writer  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TRAIN_SIZE = {"mlp": 50000, "cnn": 50000, "vgg": 40000}  # training split after validation
@@ -34,7 +34,7 @@ ESTIMATORS = {"forward gradient (K=1, normal)": "forward", "backprop": "backprop
 def _loop_call(model, config, batch_size, steps, chunk, workdir):
   """One sample of the full loop: `steps` steps from the start of a fresh epoch."""
   train_step, state = common.build(model, config)
-  train_chunk = ts.make_train_chunk(train_step, batch_size)
+  train_chunk = programs.make_train_chunk(train_step, batch_size)
   images, labels = common.synthetic_batches(model, 1, TRAIN_SIZE[model])
   images, labels = images[0], labels[0]
   data_rng = jax.random.PRNGKey(3)
@@ -44,7 +44,7 @@ def _loop_call(model, config, batch_size, steps, chunk, workdir):
 
   def call():
     state, epoch = held["state"], held["epoch"]
-    order = ts.epoch_order(data_rng, epoch, labels)
+    order = programs.epoch_order(data_rng, epoch, labels)
     for first_batch in range(0, steps, chunk):
       state, losses = train_chunk(state, images, labels, order, first_batch,
                                   num_steps=min(chunk, steps - first_batch))

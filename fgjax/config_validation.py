@@ -11,22 +11,26 @@ import numbers
 import os
 
 from fgjax import data
+from fgjax import estimators
 from fgjax import models
 from fgjax import optimizers
 from fgjax import tangents
-from fgjax import train_step
+from fgjax import programs
 from fgjax.config_loading import ConfigError
 from fgjax.data import embedded
 
 _MISSING = object()
 
+# What a run does at a non-finite loss or gradient: stop (status "diverged") or skip the step.
+NONFINITE_POLICIES = ("stop", "skip")
+
 # Names a config chooses, and the registries they must come from.
 _CHOICES = {
     "model": tuple(models.MODELS),
-    "estimator": train_step.ESTIMATORS,
+    "estimator": estimators.ESTIMATORS,
     "optimizer": optimizers.OPTIMIZERS,
     "tangent": tuple(tangents.SAMPLERS),
-    "on_nonfinite": train_step.NONFINITE_POLICIES,
+    "on_nonfinite": NONFINITE_POLICIES,
     "data.source": data.SOURCES,
 }
 # Integer fields and their smallest allowed value.

@@ -23,6 +23,9 @@ import jax.numpy as jnp
 
 from fgjax import tangents
 
+# The estimators a run config may name (`config.estimator`).
+ESTIMATORS = ("forward", "backprop")
+
 PyTree = object
 LossFn = Callable[[PyTree], jax.Array]
 

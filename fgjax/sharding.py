@@ -20,7 +20,7 @@ through it unchanged, and what crosses devices follows from the mode of differen
   global batch's derivative, so a sharded run equals a single-device run up to float summation
   order.
 
-So `fgjax.estimators` and `fgjax.train_step` stay as they are: the train loop only swaps the loss
+So `fgjax.estimators` and `fgjax.programs` stay as they are: the train loop only swaps the loss
 it differentiates and places its arrays (`data_parallel`). Evaluation is not split: every device
 evaluates the whole (small) split, which needs no communication.
 

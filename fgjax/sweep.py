@@ -31,7 +31,7 @@ A spec is either a range `low:high:num`, `num` log-spaced values from `low` to `
                     effective_trials_per_call).
 
 Trials differ only in scalars that live in the optimizer state (`opt_state.hyperparams`, see
-fgjax.optimizers) and in their seed, so the compiled training chunk of fgjax.train_step is vmapped
+fgjax.optimizers) and in their seed, so the compiled training chunk of fgjax.programs is vmapped
 over per-trial TrainStates: one program trains a whole group, compiled once for the sweep, and
 computes what the same trials trained one by one with `fgjax.main` would, up to float rounding
 (a batched matmul may sum in another order; tests/test_sweep.py checks rtol 1e-5). Where one
@@ -73,7 +73,7 @@ from fgjax import config_validation
 from fgjax import data
 from fgjax import models
 from fgjax import optimizers
-from fgjax import train_step as ts
+from fgjax import programs
 from fgjax.config_loading import ConfigError
 from fgjax.data import DataError
 
@@ -267,7 +267,7 @@ def initial_states(config, dataset, group: Sequence[Trial], epochs: int):
                                  trial.seed).params
     tangent_rng, data_rng = jax.random.split(jax.random.PRNGKey(trial.seed))
     tx = optimizers.build_optimizer(trial_config(config, trial, epochs))
-    states.append(ts.init_state(params, tx, tangent_rng))
+    states.append(programs.init_state(params, tx, tangent_rng))
     data_rngs.append(data_rng)
   return _stack(states), jnp.stack(data_rngs)
 
@@ -282,17 +282,17 @@ class Programs:
 
 
 def make_programs(config, dataset) -> Programs:
-  """fgjax.train_step's chunk, epoch order and evaluation for `config`, vmapped over trials.
+  """fgjax.programs's chunk, epoch order and evaluation for `config`, vmapped over trials.
 
   Only `opt_state.hyperparams` differs between trials, so one update function serves them all.
-  Where fgjax.train_step says a model does not scan well (convolutions on XLA:CPU), the chunk
+  Where fgjax.programs says a model does not scan well (convolutions on XLA:CPU), the chunk
   runs one vmapped step per call from a host loop, as fgjax.train does.
   """
   apply = models.create_model(config.model, dataset.image_shape, dataset.num_classes, 0).apply
-  loss_fn = ts.make_loss_fn(apply, dataset.pixel_mean, dataset.pixel_std)
-  scan = ts.scans_well(config.model)
-  train_chunk = ts.make_train_chunk(
-      ts.make_train_step(loss_fn, optimizers.build_optimizer(config), config),
+  loss_fn = programs.make_loss_fn(apply, dataset.pixel_mean, dataset.pixel_std)
+  scan = programs.scans_well(config.model)
+  train_chunk = programs.make_train_chunk(
+      programs.make_train_step(loss_fn, optimizers.build_optimizer(config), config),
       int(config.batch_size), scan=scan)
 
   @functools.partial(jax.jit, static_argnames="num_steps", donate_argnames="states")
@@ -311,15 +311,15 @@ def make_programs(config, dataset) -> Programs:
 
   return Programs(
       chunk=vmapped_chunk if scan else host_loop_chunk,
-      orders=jax.jit(jax.vmap(ts.epoch_order, in_axes=(0, None, None))),
-      validate=jax.jit(jax.vmap(ts.make_evaluate(loss_fn), in_axes=(0, None, None, None))))
+      orders=jax.jit(jax.vmap(programs.epoch_order, in_axes=(0, None, None))),
+      validate=jax.jit(jax.vmap(programs.make_evaluate(loss_fn), in_axes=(0, None, None, None))))
 
 
 def effective_trials_per_call(config, trials_per_call: int) -> int:
   """`trials_per_call`, except 1 for models that do not scan well (convolutions on XLA:CPU):
   vmapped over trials, their convolutions become grouped ones, which XLA:CPU runs several times
   slower than the same convolutions one trial at a time."""
-  if trials_per_call > 1 and not ts.scans_well(config.model):
+  if trials_per_call > 1 and not programs.scans_well(config.model):
     logging.warning("%s on %s: trials run one per call (vmapped convolutions are slow there)",
                     config.model, jax.default_backend())
     return 1
@@ -338,7 +338,7 @@ def run_trials(config, trials: Sequence[Trial], *, epochs: int, trials_per_call:
                workdir: Optional[str] = None, keep_params: bool = False) -> list[TrialResult]:
   """Trains `trials` (all of `config`'s kind) for `epochs` each, `trials_per_call` at a time.
 
-  Each group of trials is one vmapped call of fgjax.train_step's compiled chunk per
+  Each group of trials is one vmapped call of fgjax.programs's compiled chunk per
   `config.log_every_steps` steps; every trial gets the init, data order and tangents that
   `fgjax.train.train_and_evaluate` gives its seed, and its own optimizer hyperparameters. With a
   `workdir`, writes `trials/<id>/{config.json,metrics.jsonl,result.json}`.
@@ -356,7 +356,7 @@ def run_trials(config, trials: Sequence[Trial], *, epochs: int, trials_per_call:
   programs = make_programs(config, dataset)
   train_images = jax.device_put(dataset.train.images)
   train_labels = jax.device_put(dataset.train.labels)
-  validation = jax.device_put(ts.batch_for_eval(
+  validation = jax.device_put(programs.batch_for_eval(
       dataset.validation.images, dataset.validation.labels, config.eval_batch_size))
   groups = _groups(list(trials), min(trials_per_call, len(trials)))
   total_steps = steps_per_epoch * epochs

@@ -39,7 +39,7 @@ from fgjax import data
 from fgjax import models
 from fgjax import optimizers
 from fgjax import sharding
-from fgjax import train_step as ts
+from fgjax import programs
 from fgjax.config_loading import ConfigError
 from fgjax.metrics_writer import METRICS_FILE, MetricWriter, read_metrics
 
@@ -201,12 +201,12 @@ def train_and_evaluate(config, workdir: str, restart: bool = False) -> dict:
   model = _create_model(config, dataset)
   tx = optimizers.build_optimizer(config)
   tangent_rng, data_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  state = ts.init_state(model.params, tx, tangent_rng)
-  loss_fn = ts.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std)
+  state = programs.init_state(model.params, tx, tangent_rng)
+  loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std)
   train_loss_fn, place = sharding.data_parallel(config, loss_fn)  # config.sharding
-  train_chunk = ts.make_train_chunk(ts.make_train_step(train_loss_fn, tx, config),
-                                    config.batch_size, scan=ts.scans_well(config.model))
-  evaluate = ts.make_evaluate(loss_fn)
+  train_chunk = programs.make_train_chunk(programs.make_train_step(train_loss_fn, tx, config),
+                                    config.batch_size, scan=programs.scans_well(config.model))
+  evaluate = programs.make_evaluate(loss_fn)
 
   # Everything above only read; from here on the workdir is written.
   if restart:
@@ -230,7 +230,7 @@ def train_and_evaluate(config, workdir: str, restart: bool = False) -> dict:
     train_images = place(dataset.train.images)
     train_labels = place(dataset.train.labels)
     eval_splits = {
-        name: place(ts.batch_for_eval(split.images, split.labels, config.eval_batch_size))
+        name: place(programs.batch_for_eval(split.images, split.labels, config.eval_batch_size))
         for name, split in (("validation", dataset.validation), ("test", dataset.test))}
 
     logging.info("%s / %s / %s on %s: %d parameters, %d steps of batch %d (%d epochs)",
@@ -247,7 +247,7 @@ def train_and_evaluate(config, workdir: str, restart: bool = False) -> dict:
     for epoch, first_batch, num_steps in chunks(start_step, steps_per_epoch, total_steps,
                                                 config.log_every_steps):
       if epoch != order_epoch:
-        order_epoch, order = epoch, ts.epoch_order(data_rng, epoch, train_labels)
+        order_epoch, order = epoch, programs.epoch_order(data_rng, epoch, train_labels)
       first_step = epoch * steps_per_epoch + first_batch
       chunk_start = time.time()
       state, losses = train_chunk(state, train_images, train_labels, order, first_batch,

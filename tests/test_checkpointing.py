@@ -12,10 +12,10 @@ import pytest
 from fgjax import checkpointing
 from fgjax import default_config
 from fgjax import optimizers
-from fgjax import train_step as ts
+from fgjax import programs
 
 
-def make_state(step: int = 0, seed: int = 0) -> ts.TrainState:
+def make_state(step: int = 0, seed: int = 0) -> programs.TrainState:
   """A small TrainState with Adam's injected-hyperparameter state, at `step`."""
   config = default_config.base_config()
   config.optimizer = "adam"
@@ -23,7 +23,7 @@ def make_state(step: int = 0, seed: int = 0) -> ts.TrainState:
   params = {"dense": {"kernel": jnp.asarray(rng.normal(size=(64, 32)), jnp.float32),
                       "bias": jnp.asarray(rng.normal(size=(32,)), jnp.float32)},
             "head": {"kernel": jnp.asarray(rng.normal(size=(32, 10)), jnp.float32)}}
-  state = ts.init_state(params, optimizers.build_optimizer(config), jax.random.PRNGKey(seed))
+  state = programs.init_state(params, optimizers.build_optimizer(config), jax.random.PRNGKey(seed))
   return state.replace(step=jnp.asarray(step, jnp.int32))
 
 
@@ -53,7 +53,7 @@ def test_round_trip_is_exact_and_copies_what_it_saves(tmp_path):
     progress["count"] = 99  # after save() returned: must not reach the checkpoint
   restored = restore(str(tmp_path))
   assert restored.step == 7
-  assert isinstance(restored.state, ts.TrainState)
+  assert isinstance(restored.state, programs.TrainState)
   assert_trees_equal(restored.state, state)
   assert restored.progress == {"epoch_loss_sum": 1.25, "last_finite_loss": None, "count": 3}
 

@@ -13,7 +13,7 @@ from fgjax import config_loading
 from fgjax import models
 from fgjax import optimizers
 from fgjax import paper
-from fgjax import train_step as ts
+from fgjax import programs
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
 # The smallest images each model accepts keep the stand-in steps cheap; the MLP takes the real
@@ -44,9 +44,9 @@ def test_config_builds_and_trains_two_steps(spec):
   shape = STAND_IN_SHAPES[config.model]
   model = models.create_model(config.model, shape, 10, config.seed)
   tx = optimizers.build_optimizer(config)
-  loss_fn = ts.make_loss_fn(model.apply, np.zeros(shape[-1]), np.full(shape[-1], 255.0))
-  step = jax.jit(ts.make_train_step(loss_fn, tx, config))
-  state = ts.init_state(model.params, tx, jax.random.PRNGKey(0))
+  loss_fn = programs.make_loss_fn(model.apply, np.zeros(shape[-1]), np.full(shape[-1], 255.0))
+  step = jax.jit(programs.make_train_step(loss_fn, tx, config))
+  state = programs.init_state(model.params, tx, jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (4,) + shape, dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, 4), jnp.int32)

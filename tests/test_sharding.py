@@ -23,11 +23,12 @@ import pytest
 from fgjax import checkpointing
 from fgjax import data
 from fgjax import default_config
+from fgjax import estimators
 from fgjax import models
 from fgjax import optimizers
 from fgjax import sharding
 from fgjax import train
-from fgjax import train_step as ts
+from fgjax import programs
 from fgjax.config_loading import ConfigError
 
 NUM_STEPS = 8
@@ -58,18 +59,18 @@ def _initial_state(config, dataset):
   model = models.create_model(config.model, dataset.image_shape, dataset.num_classes,
                               config.seed)
   tx = optimizers.build_optimizer(config)
-  return model, tx, ts.init_state(model.params, tx, jax.random.PRNGKey(config.seed))
+  return model, tx, programs.init_state(model.params, tx, jax.random.PRNGKey(config.seed))
 
 
 def _setup(config):
   """The pieces of `train.train_and_evaluate` up to the first chunk, through the sharding hook."""
   dataset = data.load_dataset(config.data)
   model, tx, state = _initial_state(config, dataset)
-  loss_fn = ts.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std)
+  loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std)
   train_loss_fn, place = sharding.data_parallel(config, loss_fn)
-  chunk = ts.make_train_chunk(ts.make_train_step(train_loss_fn, tx, config), config.batch_size)
+  chunk = programs.make_train_chunk(programs.make_train_step(train_loss_fn, tx, config), config.batch_size)
   images, labels = place(dataset.train.images), place(dataset.train.labels)
-  order = ts.epoch_order(jax.random.PRNGKey(1), 0, labels)
+  order = programs.epoch_order(jax.random.PRNGKey(1), 0, labels)
   return chunk, place(state), images, labels, order
 
 
@@ -85,7 +86,7 @@ def _worker_train(outdir: str) -> dict:
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
   result = {"num_devices": jax.device_count()}
-  for estimator in ts.ESTIMATORS:
+  for estimator in estimators.ESTIMATORS:
     single, single_losses, _ = _train(_config(estimator, data_parallel=False))
     sharded, sharded_losses, collectives = _train(_config(estimator, data_parallel=True))
     diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
@@ -170,7 +171,7 @@ def runs(tmp_path_factory):
   return {"train": _run_worker("train", outdir, 4), "restore": _run_worker("restore", outdir, 2)}
 
 
-@pytest.mark.parametrize("estimator", ts.ESTIMATORS)
+@pytest.mark.parametrize("estimator", estimators.ESTIMATORS)
 def test_sharded_training_matches_single_device(runs, estimator):
   assert runs["train"]["num_devices"] == 4
   result = runs["train"][estimator]

@@ -20,7 +20,7 @@ import pytest
 
 from fgjax import config_loading
 from fgjax import train
-from fgjax import train_step as ts
+from fgjax import programs
 from fgjax.config_loading import ConfigError
 from fgjax.data import DataError
 from fgjax.metrics_writer import MetricWriter, read_metrics
@@ -239,7 +239,7 @@ def test_resumed_metrics_drop_rows_past_the_checkpoint_and_a_cut_line(tmp_path):
 
 def poison_steps(monkeypatch, steps):
   """Makes the training loss NaN at the given steps, inside the real compiled step and guard."""
-  make_train_step = ts.make_train_step
+  make_train_step = programs.make_train_step
 
   def poisoned_make_train_step(loss_fn, tx, config):
     now = {}
@@ -256,7 +256,7 @@ def poison_steps(monkeypatch, steps):
 
     return step
 
-  monkeypatch.setattr(ts, "make_train_step", poisoned_make_train_step)
+  monkeypatch.setattr(programs, "make_train_step", poisoned_make_train_step)
 
 
 def test_stop_policy_ends_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 
 from fgjax import data
 from fgjax import default_config
-from fgjax import train_step as ts
+from fgjax import programs
 from fgjax.data import tfds_source
 from fgjax.data.dataset import DataError
 
@@ -60,11 +60,11 @@ def test_mock_dataset_has_the_info_shapes_and_classes(name, shape):
 @pytest.mark.parametrize("name", ["mnist", "cifar10"])
 def test_mock_splits_batch_for_training_and_evaluation(name):
   dataset = data.load_dataset(_data_config(name))
-  order = np.asarray(ts.epoch_order(jax.random.PRNGKey(0), 0, dataset.train.labels))
+  order = np.asarray(programs.epoch_order(jax.random.PRNGKey(0), 0, dataset.train.labels))
   assert sorted(order) == list(range(len(dataset.train)))
   batch = dataset.train.images[order[:8]]
   assert batch.shape == (8,) + dataset.image_shape and batch.dtype == np.uint8
-  images, labels, weights = ts.batch_for_eval(dataset.test.images, dataset.test.labels, 10)
+  images, labels, weights = programs.batch_for_eval(dataset.test.images, dataset.test.labels, 10)
   assert images.shape == (7, 10) + dataset.image_shape and labels.shape == weights.shape == (7, 10)
   assert weights.sum() == NUM_MOCK_EXAMPLES
   np.testing.assert_array_equal(images.reshape((70,) + dataset.image_shape)[:NUM_MOCK_EXAMPLES],

@@ -1,4 +1,4 @@
-"""fgjax.train_step: the chunk run as one scan equals the same steps dispatched one by one."""
+"""fgjax.programs: the chunk run as one scan equals the same steps dispatched one by one."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ import pytest
 from fgjax import default_config
 from fgjax import models
 from fgjax import optimizers
-from fgjax import train_step as ts
+from fgjax import programs
 
 
 @pytest.mark.parametrize("estimator", ["forward", "backprop"])
@@ -17,16 +17,16 @@ def test_scan_and_host_loop_take_the_same_steps(estimator):
   config.estimator, config.jvp_clip = estimator, 1.0
   model = models.create_model("mlp", (4, 4, 1), 3, seed=0)
   tx = optimizers.build_optimizer(config)
-  step = ts.make_train_step(ts.make_loss_fn(model.apply, [0.0], [255.0]), tx, config)
+  step = programs.make_train_step(programs.make_loss_fn(model.apply, [0.0], [255.0]), tx, config)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (40, 4, 4, 1), dtype=np.uint8)
   labels = rng.integers(0, 3, 40).astype(np.int32)
-  order = ts.epoch_order(jax.random.PRNGKey(1), 0, labels)
+  order = programs.epoch_order(jax.random.PRNGKey(1), 0, labels)
   results = []
   for scan in (True, False):
-    chunk = ts.make_train_chunk(step, 8, scan=scan)
+    chunk = programs.make_train_chunk(step, 8, scan=scan)
     params = jax.tree.map(np.array, model.params)  # each run donates its own copy
-    state = ts.init_state(params, tx, jax.random.PRNGKey(2))
+    state = programs.init_state(params, tx, jax.random.PRNGKey(2))
     results.append(chunk(state, images, labels, order, 1, num_steps=3))
   (scan_state, scan_losses), (loop_state, loop_losses) = results
   assert loop_losses.shape == (3,) and int(loop_state.step) == int(scan_state.step) == 3
@@ -47,8 +47,8 @@ def test_a_finite_loss_with_a_non_finite_gradient_is_not_applied(estimator):
   kinked = lambda p, images, labels: (jnp.sum(p["w"] ** 2) + jnp.sqrt(jnp.abs(p["w"][0] - 1)),
                                       None)
   for loss_fn, applied in ((smooth, True), (kinked, False)):
-    state = ts.init_state(params, tx, jax.random.PRNGKey(0))
-    step = jax.jit(ts.make_train_step(loss_fn, tx, config))
+    state = programs.init_state(params, tx, jax.random.PRNGKey(0))
+    step = jax.jit(programs.make_train_step(loss_fn, tx, config))
     new_state, loss = step(state, images, labels)
     assert np.isfinite(loss) and int(new_state.step) == 1
     assert int(new_state.num_skipped) == (0 if applied else 1)
@@ -58,5 +58,5 @@ def test_a_finite_loss_with_a_non_finite_gradient_is_not_applied(estimator):
 
 def test_convolutional_models_leave_the_scan_on_cpu():
   assert jax.default_backend() == "cpu"
-  assert ts.scans_well("mlp")
-  assert not ts.scans_well("cnn") and not ts.scans_well("vgg")
+  assert programs.scans_well("mlp")
+  assert not programs.scans_well("cnn") and not programs.scans_well("vgg")

@@ -18,9 +18,6 @@ import optax
 
 from fgjax import estimators
 
-ESTIMATORS = ("forward", "backprop")
-NONFINITE_POLICIES = ("stop", "skip")
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -77,7 +74,7 @@ def make_gradient_fn(config) -> Callable:
       return loss, grads, functools.reduce(jnp.logical_and, finite)
 
     return backprop
-  raise ValueError(f"unknown estimator {config.estimator!r}; choose one of {ESTIMATORS}")
+  raise ValueError(f"unknown estimator {config.estimator!r}; choose one of {estimators.ESTIMATORS}")
 
 
 def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config) -> Callable:

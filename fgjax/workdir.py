@@ -1,0 +1,165 @@
+"""A workdir's files: their names, atomic strict-JSON writes, reading a run back, the lock that
+makes one run its only writer, and the description of the machine results ran on.
+
+Layout of a run (`python -m fgjax.main`), for each trial directory (the workdir itself when it
+trains one trial, `<workdir>/seed_<s>` for each seed of several):
+  config.json      the trial's config
+  metrics.jsonl    a row per chunk of steps and per epoch
+  tensorboard/     the same rows as TensorBoard scalars
+  summary.json     the trial's result, when it has ended
+  test_losses.npz  per-example test losses at the end (plain and clamped cross-entropy)
+and, in the workdir: `checkpoints/` (all trials' states together), `summary.json` (with several
+seeds: their aggregate) and `.lock` (held while a run writes).
+
+Only process 0 of a multi-host run writes files (`is_writer`); orbax coordinates checkpoints.
+"""
+
+import fcntl
+import json
+import math
+import os
+import platform
+from typing import Optional
+
+import jax
+
+from fgjax.errors import WorkdirError
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+TENSORBOARD_DIR = "tensorboard"
+CHECKPOINT_DIR = "checkpoints"
+TEST_LOSSES_FILE = "test_losses.npz"
+LOCK_FILE = ".lock"
+
+
+def is_writer() -> bool:
+  """Whether this process writes the workdir's files: process 0 of a multi-host run."""
+  return jax.process_index() == 0
+
+
+def json_safe(obj):
+  """`obj` with every non-finite float replaced by None: JSON has no NaN or infinity."""
+  if isinstance(obj, float):
+    return obj if math.isfinite(obj) else None
+  if isinstance(obj, dict):
+    return {key: json_safe(value) for key, value in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [json_safe(value) for value in obj]
+  return obj
+
+
+def write_json(path: str, obj) -> None:
+  """Writes `obj` as strict JSON, atomically: readers see the old file or the whole new one, and
+  a failed write (a full disk, no permission) leaves no partial file and raises WorkdirError."""
+  if not is_writer():
+    return
+  write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` atomically (see write_json)."""
+  tmp = path + ".tmp"
+  try:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except OSError as error:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise WorkdirError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def read_json(path: str) -> Optional[dict]:
+  """The JSON object in `path`, None if there is no such file; WorkdirError if it is damaged."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError) as error:
+    raise WorkdirError(f"cannot read {path} ({error}); start over with --restart") from None
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+  """All rows of a trial's `metrics.jsonl`, in order (lines cut short by a kill are skipped)."""
+  rows = []
+  with open(os.path.join(run_dir, METRICS_FILE), encoding="utf-8") as f:
+    for line in f:
+      try:
+        row = json.loads(line)
+      except ValueError:
+        continue
+      if isinstance(row, dict) and isinstance(row.get("step"), int):
+        rows.append(row)
+  return rows
+
+
+class Lock:
+  """An exclusive lock on a workdir, held while a run writes it.
+
+  An OS file lock (`flock`): the kernel releases it when the holding process ends, however it
+  ends, so a killed run never leaves its workdir locked. A second run on the same workdir stops
+  at once with a WorkdirError naming the holder.
+  """
+
+  def __init__(self, workdir: str):
+    self._path = os.path.join(workdir, LOCK_FILE)
+    self._file = None
+
+  def __enter__(self) -> "Lock":
+    if not is_writer():
+      return self
+    try:
+      self._file = open(self._path, "a+", encoding="utf-8")
+    except OSError as error:
+      raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      self._file.seek(0)
+      holder = self._file.read().strip() or "another process"
+      self._file.close()
+      raise WorkdirError(f"workdir {os.path.dirname(self._path)!r} is in use by {holder}; wait "
+                         "for it to end or use another workdir") from None
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(f"process {os.getpid()} on {platform.node()}\n")
+    self._file.flush()
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    if self._file is not None:
+      self._file.close()  # releases the lock
+      self._file = None
+
+
+def describe_machine() -> dict:
+  """CPU model, CPU counts, accelerator and library versions: what a timing depends on."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      cpu = next((line.split(":", 1)[1].strip() for line in f
+                  if line.startswith("model name")), cpu)
+  except OSError:
+    pass
+  import flax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  return {"cpu": cpu, "cpus_on_machine": os.cpu_count(),
+          "cpus_used": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+          else os.cpu_count(),
+          "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
+          "device_count": jax.device_count(), "jax": jax.__version__,
+          "flax": flax.__version__, "optax": optax.__version__,
+          "python": platform.python_version()}
+
+
+def format_machine(machine: Optional[dict]) -> str:
+  """One line naming the machine of `describe_machine()`."""
+  if not machine:
+    return "unknown machine"
+  text = f"{machine['cpu']}, {machine['cpus_used']} of {machine['cpus_on_machine']} CPUs"
+  if machine.get("backend") not in (None, "cpu"):
+    text += f", {machine.get('device_count', 1)} x {machine['device']}"
+  return text + f", jax {machine['jax']}"
