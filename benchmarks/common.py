@@ -1,28 +1,27 @@
 """What the benchmarks share: the machine's description, synthetic data, the benchmarked
-configs, and an interleaved timer.
+configs, an interleaved timer that reports its progress, and the command line's common options.
 
 Synthetic data has the real datasets' shapes (MNIST 28x28x1 for the MLP and CNN, CIFAR-10 32x32x3
 for the VGG network) and dtypes (uint8 pixels, int32 labels): step time does not depend on pixel
 values, and the benchmarks then need no download.
 """
 
-import json
+import argparse
 import os
-import platform
 import statistics
+import sys
 import time
 from typing import Callable
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from fgjax import models
 from fgjax import optimizers
 from fgjax import paper
 from fgjax import programs
+from fgjax import workdir
 
 MODEL_DATA = {"mlp": ("mnist", (28, 28, 1)), "cnn": ("mnist", (28, 28, 1)),
               "vgg": ("cifar10", (32, 32, 3))}
@@ -30,25 +29,20 @@ NUM_CLASSES = 10
 
 
 def machine_info() -> dict:
-  """CPU model, core counts, accelerator, library versions and load: what a timing depends on."""
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  return {
-      "cpu": cpu, "cpu_count": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-      "device": str(jax.devices()[0].device_kind), "platform": jax.default_backend(),
-      "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
-      "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0],
-  }
+  """The machine (fgjax.workdir.describe_machine) and its load average as the benchmark starts:
+  what a timing depends on."""
+  return {**workdir.describe_machine(), "load_average_at_start": os.getloadavg()[0]}
 
 
 def describe_machine(info: dict) -> str:
-  return (f"{info['cpu']} ({info['usable_cores']} usable cores), {info['platform']}: "
-          f"{info['device']}; jax {info['jax']}, flax {info['flax']}, optax {info['optax']}; "
-          f"load average {info['load_average_at_start']:.1f} at start")
+  return (f"{workdir.format_machine(info)}; load average {info['load_average_at_start']:.1f} "
+          "at start")
+
+
+def progress(message: str) -> None:
+  """A progress line on stderr, so that a long benchmark shows it is running; the table goes to
+  stdout."""
+  print(message, file=sys.stderr, flush=True)
 
 
 def synthetic_batches(model: str, num_batches: int, batch_size: int, seed: int = 0):
@@ -89,10 +83,11 @@ def make_runner(train_step: Callable, mode: str = "scan") -> Callable:
   """`run(state, images, labels, *extra) -> (state, losses)`: one step per leading index of
   `images`/`labels`, `train_step(state, images[i], labels[i], *extra)`, input state donated.
 
-  mode "scan": all steps in one jitted `lax.scan` call, as `make_train_chunk` runs them (without
-  its batch gather): the bare step. mode "jit": one jitted call per step from Python, for
-  comparison (XLA:CPU compiles some convolution gradients inside a loop body into a much slower
-  kernel than outside one).
+  mode "scan": all steps in one jitted `lax.scan` call, as `make_train_chunk` runs them: the bare
+  step. mode "jit": one jitted call per step from Python, for comparison (XLA:CPU compiles some
+  convolution gradients inside a loop body into a much slower kernel than outside one).
+  Not `programs.make_train_chunk`: it gathers each batch by an epoch order, which the bare step
+  leaves out, and passes no per-call argument such as step_time.py's fixed tangent.
   """
   if mode == "scan":
     def run(state, images, labels, *extra):
@@ -118,6 +113,15 @@ def copy_state(state):
   return jax.tree.map(jnp.copy, state)
 
 
+def warm_up(calls: dict[str, Callable[[], None]]) -> None:
+  """Calls each variant twice, so that it is compiled and warm before it is timed."""
+  for i, (name, call) in enumerate(calls.items(), start=1):
+    start = time.perf_counter()
+    call()
+    call()
+    progress(f"warm-up {i}/{len(calls)}: {name} ({time.perf_counter() - start:.1f} s)")
+
+
 def time_interleaved(calls: dict[str, Callable[[], None]], repeats: int) -> dict[str, list]:
   """Seconds per call of each `calls[name]()` (which must block until done), `repeats` times.
 
@@ -127,10 +131,12 @@ def time_interleaved(calls: dict[str, Callable[[], None]], repeats: int) -> dict
   names = list(calls)
   seconds = {name: [] for name in names}
   for r in range(repeats):
+    start = time.perf_counter()
     for name in names[r % len(names):] + names[:r % len(names)]:
-      start = time.perf_counter()
+      call_start = time.perf_counter()
       calls[name]()
-      seconds[name].append(time.perf_counter() - start)
+      seconds[name].append(time.perf_counter() - call_start)
+    progress(f"round {r + 1}/{repeats} ({time.perf_counter() - start:.1f} s)")
   return seconds
 
 
@@ -139,11 +145,27 @@ def paired_ratio(numerator: list, denominator: list) -> float:
   return statistics.median(a / b for a, b in zip(numerator, denominator))
 
 
+def markdown_table(columns: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
+  """The lines of a markdown table: its first `left` columns aligned left, numbers right."""
+  line = lambda cells: "| " + " | ".join(cells) + " |"
+  align = ["---"] * left + ["---:"] * (len(columns) - left)
+  return [line(columns), "|" + "|".join(align) + "|", *map(line, rows)]
+
+
+def argument_parser(description: str, *, model: bool = True) -> argparse.ArgumentParser:
+  """The options the benchmarks share: `--json` and, with `model`, `--model` and
+  `--batch_size`."""
+  parser = argparse.ArgumentParser(description=description.split("\n")[0])
+  if model:
+    parser.add_argument("--model", choices=sorted(MODEL_DATA), default="mlp")
+    parser.add_argument("--batch_size", type=int, default=64)
+  parser.add_argument("--json", help="also write the report as JSON to this path")
+  return parser
+
+
 def publish(report: dict, table: str, json_path) -> None:
   """Prints `table` and, if `json_path` is given, writes `report` there as JSON."""
   print(table)
   if json_path:
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    with open(json_path, "w", encoding="utf-8") as f:
-      json.dump(report, f, indent=2)
-      f.write("\n")
+    workdir.write_json(json_path, report)

@@ -14,7 +14,6 @@ about twice its operand per device, for both alike. On a CPU the flag above simu
 devices; on a TPU or several GPUs the real ones are used.
 """
 
-import argparse
 import os
 import sys
 
@@ -53,6 +52,7 @@ def measure(model: str, batch_size: int) -> dict:
     variants[f"forward K={k}"] = common.step_config(model, "forward", k)
   rows = []
   for name, config in variants.items():
+    common.progress(f"compiling the data-parallel step: {name}")
     config.batch_size = batch_size
     found = step_collectives(model, config)
     rows.append({"name": name, "collectives": found,
@@ -69,20 +69,16 @@ def format_table(report: dict) -> str:
   lines = [f"{report['model']} ({report['num_params']:,} parameters), batch "
            f"{report['batch_size']} over {report['num_devices']} devices: bytes each device "
            "all-reduces per step, from the compiled HLO",
-           common.describe_machine(report["machine"]), "",
-           "| step | collectives | floats (4 B) | bytes per step | backprop / this |",
-           "|---|---|---:|---:|---:|"]
-  for row in report["rows"]:
-    lines.append(f"| {row['name']} | {', '.join(row['ops']) or '-'} | {row['bytes'] // 4:,} | "
-                 f"{row['bytes']:,} | {backprop / row['bytes']:,.0f} |")
+           common.describe_machine(report["machine"]), ""]
+  lines += common.markdown_table(
+      ["step", "collectives", "floats (4 B)", "bytes per step", "backprop / this"],
+      [[row["name"], ", ".join(row["ops"]) or "-", f"{row['bytes'] // 4:,}", f"{row['bytes']:,}",
+        f"{backprop / row['bytes']:,.0f}"] for row in report["rows"]], left=2)
   return "\n".join(lines)
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--model", choices=sorted(common.MODEL_DATA), default="mlp")
-  parser.add_argument("--batch_size", type=int, default=64)
-  parser.add_argument("--json", help="also write the report as JSON to this path")
+  parser = common.argument_parser(__doc__)
   args = parser.parse_args()
   if jax.device_count() < 2:
     parser.error("needs several devices; on a CPU run it with "

@@ -21,7 +21,6 @@ n + 1 for normal tangents and n - 1 for Rademacher ones (n parameters), so the l
 a factor (n - 1) / (n + 1), negligible here.
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -134,9 +133,7 @@ def measure(model: str, batch_size: int, steps: int, repeats: int, variance_draw
     losses.block_until_ready()
 
   calls[FIXED] = fixed_call
-  for call in calls.values():  # compile, then one warm call
-    call()
-    call()
+  common.warm_up(calls)
   seconds = common.time_interleaved(calls, repeats)
 
   ms = {name: [1e3 * s / steps for s in values] for name, values in seconds.items()}
@@ -151,8 +148,10 @@ def measure(model: str, batch_size: int, steps: int, repeats: int, variance_draw
     rows.append(row)
   by_name = {row["name"]: row for row in rows}
   num_params = models.num_params(common.loss_and_params(model)[1])
-  variance = {name: estimator_variance(model, name, variance_draws, images[0], labels[0])
-              for name in tangents.SAMPLERS} if variance_draws else {}
+  variance = {}
+  for name in tangents.SAMPLERS if variance_draws else ():
+    common.progress(f"estimator variance: {name}, {variance_draws} tangents")
+    variance[name] = estimator_variance(model, name, variance_draws, images[0], labels[0])
   fastest = min((by_name[f"forward K=1 {name}"] for name in tangents.SAMPLERS),
                 key=lambda row: row["ms"])
   return {
@@ -174,30 +173,26 @@ def format_table(report: dict) -> str:
               else "per sample, one jitted call each")
   lines = [f"{report['model']}, batch {report['batch_size']}: {report['steps_per_call']} steps "
            f"{per_call}, medians of {report['repeats']} interleaved repeats",
-           common.describe_machine(report["machine"]), "",
-           "| step | ms/step | examples/s | vs backprop | tangent draw ms | draw share |",
-           "|---|---:|---:|---:|---:|---:|"]
-  for row in report["rows"]:
-    draw = (f"{row['draw_ms']:.2f} | {100 * row['draw_share']:.0f}%" if "draw_ms" in row
-            else "- | -")
-    lines.append(f"| {row['name']} | {row['ms']:.2f} | {row['examples_per_s']:,.0f} | "
-                 f"{row['ratio']:.2f} | {draw} |")
+           common.describe_machine(report["machine"]), ""]
+  lines += common.markdown_table(
+      ["step", "ms/step", "examples/s", "vs backprop", "tangent draw ms", "draw share"],
+      [[row["name"], f"{row['ms']:.2f}", f"{row['examples_per_s']:,.0f}", f"{row['ratio']:.2f}",
+        *([f"{row['draw_ms']:.2f}", f"{100 * row['draw_share']:.0f}%"] if "draw_ms" in row
+          else ["-", "-"])] for row in report["rows"]])
   if report["estimator_variance"]:
     n = report["num_params"]
     lines += ["", f"Estimator variance, K = 1, no clipping: E||g - grad f||^2 / ||grad f||^2 over "
-              f"{report['variance_draws']} tangents (n = {n:,} parameters)", "",
-              "| tangent | measured | theory |", "|---|---:|---:|"]
-    for name, value in report["estimator_variance"].items():
-      theory = {"rademacher": f"{n - 1:,}"}.get(name, f"{n + 1:,}")
-      lines.append(f"| {name} | {value['relative_variance']:,.0f} +- "
-                   f"{value['standard_error']:,.0f} | {theory} |")
+              f"{report['variance_draws']} tangents (n = {n:,} parameters)", ""]
+    lines += common.markdown_table(
+        ["tangent", "measured", "theory"],
+        [[name, f"{value['relative_variance']:,.0f} +- {value['standard_error']:,.0f}",
+          f"{n - 1:,}" if name == "rademacher" else f"{n + 1:,}"]
+         for name, value in report["estimator_variance"].items()])
   return "\n".join(lines)
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--model", choices=sorted(common.MODEL_DATA), default="mlp")
-  parser.add_argument("--batch_size", type=int, default=64)
+  parser = common.argument_parser(__doc__)
   parser.add_argument("--steps", type=int, help="steps per compiled call (default per model)")
   parser.add_argument("--repeats", type=int, help="interleaved timed rounds (default per model)")
   parser.add_argument("--variance_draws", type=int,
@@ -205,7 +200,6 @@ def main():
   parser.add_argument("--mode", choices=("scan", "jit"), default="scan",
                       help="scan: many steps per compiled lax.scan call, as training runs them; "
                       "jit: one jitted call per step")
-  parser.add_argument("--json", help="also write the report as JSON to this path")
   args = parser.parse_args()
   steps, repeats, draws = DEFAULTS[args.model]
   report = measure(args.model, args.batch_size, args.steps or steps, args.repeats or repeats,

@@ -2,7 +2,8 @@
 
   python benchmarks/sweep_speedup.py                       # MLP on digits, both estimators
   python benchmarks/sweep_speedup.py --configs=configs/mnist_mlp_sgd_bp.py \
-      --config_overrides=data.source=npz,data.path=../shared/data/mnist.npz --epochs=1
+      --config_overrides=data.source=npz,data.path=<data dir>/mnist.npz --epochs=1
+  python benchmarks/sweep_speedup.py --out=experiments/results/sweep_speedup.md  # publish
 
 For each config, `--num_trials` trials (learning rates log-spaced over the decade below the
 config's, one seed) are timed two ways:
@@ -10,27 +11,36 @@ config's, one seed) are timed two ways:
              vmapped call, against the same steps of one trial times num_trials (the sequential
              cost). The two are timed in alternation `--repeats` times and the medians compared,
              so that other jobs on a shared machine slow both alike.
-  whole      `fgjax.sweep.run_trials` for `--epochs`, with `trials_per_call=num_trials` and then
-             1 (each trial its own call, the program compiled once): the wall-clock a user sees,
+  whole      `fgjax.train.train_trials` (what a sweep runs) for `--epochs`, with
+             `trials_per_call=num_trials` and then 1 (each trial its own call, the program
+             compiled once): the wall-clock a user sees,
              data loading, compilation and validation included; it also checks that both modes
              reach the same validation losses.
-Writes a markdown table to `--out` (default experiments/results/sweep_speedup.md).
+Prints a markdown table, and writes it to `--out` if given: the published table is replaced only
+when asked.
 """
 
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 from absl import app
 from absl import flags
 from absl import logging
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fgjax import config_loading
 from fgjax import data
+from fgjax import models
+from fgjax import optimizers
+from fgjax import programs
 from fgjax import sweep
+from fgjax import train
+from fgjax import workdir
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["configs/default.py:forward", "configs/default.py:backprop"],
@@ -40,7 +50,8 @@ flags.DEFINE_integer("num_trials", 8, "Trials per sweep.")
 flags.DEFINE_integer("steps", 64, "Steps per timed call of the compiled programs.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per mode (the median counts).")
 flags.DEFINE_integer("epochs", 5, "Epochs per trial of the whole-sweep timing.")
-flags.DEFINE_string("out", "experiments/results/sweep_speedup.md", "Markdown table to write.")
+flags.DEFINE_string("out", None, "Also write the markdown table here "
+                    "(experiments/results/sweep_speedup.md publishes it).")
 
 
 def _parse_overrides(items) -> dict:
@@ -57,44 +68,70 @@ def _parse_overrides(items) -> dict:
   return overrides
 
 
+def _stacked_states(config, dataset, trials):
+  """The step-0 states of `trials` stacked on a leading trial axis, as a sweep's program holds
+  them (they differ in the hyperparameters held in the optimizer state)."""
+  states = []
+  for trial in trials:
+    trial_cfg = train.trial_config(config, trial)
+    params = models.create_model(config.model, dataset.image_shape, dataset.num_classes,
+                                 trial.seed, init=config.init).params
+    states.append(programs.init_state(params, optimizers.build_optimizer(trial_cfg),
+                                      jax.random.PRNGKey(trial.seed)))
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+
 def time_steps(config, trials, steps: int, repeats: int) -> dict:
-  """Median seconds of `steps` steps of all trials vmapped, and of one trial alone."""
+  """Median seconds of `steps` steps of all trials in one vmapped program, and of one trial in
+  the plain program (as a sweep of one trial per call runs it)."""
   dataset = data.load_dataset(config.data)
-  programs = sweep.make_programs(config, dataset)
+  model = models.create_model(config.model, dataset.image_shape, dataset.num_classes,
+                              int(config.seed), init=config.init)
+  loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std,
+                                  config.loss)
+  train_step = programs.make_train_step(loss_fn, optimizers.build_optimizer(config), config)
   images, labels = jax.device_put(dataset.train.images), jax.device_put(dataset.train.labels)
+  order = programs.epoch_order(jax.random.PRNGKey(0), 0, labels)
   steps = min(steps, len(dataset.train) // int(config.batch_size))
-  runs = {}
-  for mode, group in (("vmapped", trials), ("one", trials[:1])):
-    states, data_rngs = sweep.initial_states(config, dataset, group, epochs=1)
-    orders = programs.orders(data_rngs, 0, labels)
-    runs[mode] = [states, orders]
+  states = _stacked_states(config, dataset, trials)
+  runs = {"vmapped": [states, jnp.stack([order] * len(trials)), True],
+          "one": [jax.tree.map(lambda leaf: leaf[0], states), order, False]}
+  for run in runs.values():
+    run[2] = programs.make_train_chunk(train_step, int(config.batch_size), vmapped=run[2],
+                                       scan=programs.scans_well(config.model))
   seconds = {mode: [] for mode in runs}
   for repeat in range(repeats + 1):  # the first round compiles
     for mode, run in runs.items():
       start = time.perf_counter()
-      run[0], losses = programs.chunk(run[0], images, labels, run[1], 0, num_steps=steps)
+      run[0], losses = run[2](run[0], images, labels, run[1], 0, num_steps=steps)
       jax.block_until_ready(losses)
       if repeat:
         seconds[mode].append(time.perf_counter() - start)
+    logging.info("steps: round %d of %d%s", repeat, repeats, "" if repeat else " (compiles)")
   vmapped, one = statistics.median(seconds["vmapped"]), statistics.median(seconds["one"])
   return {"steps": steps, "vmapped_s": vmapped, "sequential_s": one * len(trials),
           "speedup": one * len(trials) / vmapped}
 
 
 def time_whole(config, trials, epochs: int) -> dict:
-  """Wall-clock of run_trials with all trials per call and with one, and their disagreement."""
+  """Wall-clock of `fgjax.train.train_trials` (what a sweep runs) with all trials per call and
+  with one, and how far their validation losses differ."""
+  config = config.copy_and_resolve_references()
+  config.num_epochs, config.num_seeds = epochs, 1
   seconds, losses = {}, {}
   for mode, per_call in (("vmapped", len(trials)), ("sequential", 1)):
+    config.trials_per_call = per_call
     start = time.time()
-    results = sweep.run_trials(config, trials, epochs=epochs, trials_per_call=per_call)
+    with tempfile.TemporaryDirectory() as workdir:
+      summaries = train.train_trials(config, workdir, trials, evaluate_test=False)
     seconds[mode] = time.time() - start
-    losses[mode] = np.array([r.validation_loss for r in results])
+    losses[mode] = np.array([s["validation_loss"] for s in summaries], float)
     logging.info("whole sweep, %s: %.1f s", mode, seconds[mode])
   difference = np.abs(losses["vmapped"] - losses["sequential"]) / np.abs(losses["sequential"])
   return {"vmapped_s": seconds["vmapped"], "sequential_s": seconds["sequential"],
           "speedup": seconds["sequential"] / seconds["vmapped"],
           "max_relative_difference": float(np.max(difference)),
-          "steps_per_trial": results[0].steps}
+          "steps_per_trial": summaries[0]["steps"]}
 
 
 def main(argv):
@@ -115,7 +152,7 @@ def main(argv):
     logging.info("steps: vmapped %.2f s, sequential %.2f s: %.2fx", steps["vmapped_s"],
                  steps["sequential_s"], steps["speedup"])
     rows.append((spec, steps, time_whole(config, trials, FLAGS.epochs)))
-  machine = sweep.format_machine(sweep.describe_machine())
+  machine = workdir.format_machine(workdir.describe_machine())
   lines = ["# Sweep speed-up: trials vmapped in one program vs one after another", "",
            f"`{' '.join(['python benchmarks/sweep_speedup.py', *sys.argv[1:]])}`", "",
            f"{FLAGS.num_trials} trials (learning rates log-spaced over a decade), on {machine}. "
@@ -136,9 +173,9 @@ def main(argv):
         f"| {whole['speedup']:.2f}x | {whole['max_relative_difference']:.1e} |")
   text = "\n".join(lines) + "\n"
   print(text)
-  os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-  with open(FLAGS.out, "w", encoding="utf-8") as f:
-    f.write(text)
+  if FLAGS.out:
+    os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
+    workdir.write_text(FLAGS.out, text)
 
 
 if __name__ == "__main__":

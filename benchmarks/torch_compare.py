@@ -14,7 +14,6 @@ of each (PyTorch: `loss.backward()`) is timed too, for scale. The variants take 
 `--repeats` rounds; medians are reported.
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -88,9 +87,7 @@ def measure(steps: int, repeats: int, torch_threads: int) -> dict:
   fg_step, bp_step = torch_steps(np_images, np_labels)
   calls["torch forward gradient"] = lambda: [fg_step(i) for i in range(steps)]
   calls["torch backprop"] = lambda: [bp_step(i) for i in range(steps)]
-  for call in calls.values():  # compile, then one warm call
-    call()
-    call()
+  common.warm_up(calls)
   start = time.perf_counter()
   seconds = common.time_interleaved(calls, repeats)
   ms = {name: [1e3 * s / steps for s in values] for name, values in seconds.items()}
@@ -111,21 +108,20 @@ def format_table(report: dict) -> str:
   lines = [f"MLP, batch 64: {report['steps_per_sample']} steps per sample, medians of "
            f"{report['repeats']} interleaved repeats",
            f"{common.describe_machine(machine)}; torch {machine['torch']} with "
-           f"{machine['torch_threads']} threads", "",
-           "| step | ms/step |", "|---|---:|"]
-  lines += [f"| {row['name']} | {row['ms']:.2f} |" for row in report["rows"]]
+           f"{machine['torch_threads']} threads", ""]
+  lines += common.markdown_table(["step", "ms/step"],
+                                 [[row["name"], f"{row['ms']:.2f}"] for row in report["rows"]])
   lines += ["", f"fgjax forward gradient is {report['fg_speedup']:.2f}x faster than PyTorch's "
             f"(backprop: {report['bp_speedup']:.2f}x)"]
   return "\n".join(lines)
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = common.argument_parser(__doc__, model=False)
   parser.add_argument("--steps", type=int, default=50, help="steps per timed sample")
   parser.add_argument("--repeats", type=int, default=10)
   parser.add_argument("--torch_threads", type=int, default=0,
                       help="PyTorch's intra-op threads (0: its default, one per core)")
-  parser.add_argument("--json", help="also write the report as JSON to this path")
   args = parser.parse_args()
   report = measure(args.steps, args.repeats, args.torch_threads)
   common.publish(report, format_table(report), args.json)

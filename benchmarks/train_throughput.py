@@ -12,7 +12,6 @@ divergence flag read, a metrics row written (JSON lines and TensorBoard, `Metric
 Both run `--steps` steps per sample; the variants take turns over `--repeats` rounds.
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -86,9 +85,7 @@ def measure(model: str, batch_size: int, steps: int, chunk: int, repeats: int) -
           model, config, batch_size, steps, chunk, os.path.join(workdir, estimator))
       writers.append(writer)
       calls[f"{label}: bare"] = _bare_call(model, config, batch_size, steps, chunk)
-    for call in calls.values():  # compile, then one warm call
-      call()
-      call()
+    common.warm_up(calls)
     seconds = common.time_interleaved(calls, repeats)
     for writer in writers:
       writer.close()
@@ -109,23 +106,20 @@ def format_table(report: dict) -> str:
   lines = [f"{report['model']}, batch {report['batch_size']}: {report['steps']} steps per sample "
            f"in chunks of {report['chunk']}, training set of {report['train_size']:,}; medians "
            f"of {report['repeats']} interleaved repeats",
-           common.describe_machine(report["machine"]), "",
-           "| estimator | loop ms/step | bare step ms | loop / bare |", "|---|---:|---:|---:|"]
-  for row in report["rows"]:
-    lines.append(f"| {row['estimator']} | {row['loop_ms']:.2f} | {row['bare_ms']:.2f} | "
-                 f"{row['ratio']:.3f} |")
+           common.describe_machine(report["machine"]), ""]
+  lines += common.markdown_table(
+      ["estimator", "loop ms/step", "bare step ms", "loop / bare"],
+      [[row["estimator"], f"{row['loop_ms']:.2f}", f"{row['bare_ms']:.2f}", f"{row['ratio']:.3f}"]
+       for row in report["rows"]])
   return "\n".join(lines)
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--model", choices=sorted(common.MODEL_DATA), default="mlp")
-  parser.add_argument("--batch_size", type=int, default=64)
+  parser = common.argument_parser(__doc__)
   parser.add_argument("--steps", type=int, default=300, help="steps per timed sample")
   parser.add_argument("--chunk", type=int, default=100,
                       help="steps per compiled call (the configs' log_every_steps)")
   parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--json", help="also write the report as JSON to this path")
   args = parser.parse_args()
   report = measure(args.model, args.batch_size, args.steps, args.chunk, args.repeats)
   common.publish(report, format_table(report), args.json)

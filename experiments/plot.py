@@ -1,10 +1,11 @@
 """The paper's Figures 1 and 2, and loss against wall-clock time, from the runs' metrics.jsonl.
 
-  python experiments/plot.py                     # the paper's hyperparameters
-  python experiments/plot.py --variant=tuned     # the sweep-tuned runs (files end in _tuned)
+  python -m experiments.plot                     # the paper's hyperparameters
+  python -m experiments.plot --variant=tuned     # the sweep-tuned runs (files end in _tuned)
 
-Reads the runs `experiments/table1.py` trains (`--workdir_root`, default runs/table1; per row the
-run at the paper's length, else the longest shortened one) and writes under `--out_dir`:
+Reads the runs `experiments.table1` trains (`--workdir_root`, default runs/table1; per row the
+run at the paper's length, else the longest shortened one; of a run of several seeds, the first
+seed's curve) and writes under `--out_dir` (default experiments/results):
   figure2_mnist.png   MNIST: {MLP, CNN} x {SGD, Nesterov, Adam}, forward gradient vs backprop
                       training loss over iterations (the paper's Figure 2)
   figure1_cifar.png   the same for CIFAR-10 with SGD (the paper's Figure 1)
@@ -15,11 +16,16 @@ run at the paper's length, else the longest shortened one) and writes under `--o
                       `--sweep_root/<row>` or `<row>_<E>ep` (fgjax.sweep), if any
 A missing run leaves its curve out, its legend entry says "not run yet", and the output lists it.
 The y axis is logarithmic where the curves span more than a factor of 20.
+
+Each PNG records the rows it draws. The default place is the published one, so that figures of
+the published runs update it in place; a figure that would replace one drawing more rows (or one
+that does not record its rows, as a fresh clone's published figures) stops the script with one
+line before anything is written, unless `--overwrite`.
 """
 
 import math
 import os
-import sys
+from typing import Optional
 
 from absl import app
 from absl import flags
@@ -28,13 +34,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
+from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import table1  # pylint: disable=g-import-not-at-top,wrong-import-position
-
+from experiments import runs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import paper  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
+ROWS_KEY = "Table I rows"  # the PNG text entry listing the rows a figure draws
 
 STYLE = {"fwd": {"color": "tab:red", "label": "forward gradient"},
          "bp": {"color": "tab:blue", "label": "backprop"}}
@@ -44,14 +50,16 @@ OPTIMIZERS = ("sgd", "nesterov", "adam")
 
 def load_curves(root: str, sweep_root: str, variant: str, row: str):
   """The row's run: (train-loss rows, label suffix), or None when it has not run."""
-  workdir = table1.find_variant_run(root, sweep_root, row, variant)
+  workdir = runs.find_variant_run(root, sweep_root, row, variant)
   if workdir is None:
     return None
-  run = table1.load_run(workdir)
+  run = runs.load_run(workdir)
   rows = [r for r in run["metrics"] if "train_loss" in r and r["train_loss"] is not None]
   suffix = ""
-  if run["config"]["num_epochs"] < table1.row_config(row).num_epochs:
+  if run["config"]["num_epochs"] < runs.row_config(row).num_epochs:
     suffix = f" ({run['summary']['epochs_completed']} ep., shortened)"
+  if run["aggregate"]:
+    suffix += f" (seed {run['aggregate']['seeds'][0]} of {run['aggregate']['num_seeds']})"
   if run["summary"]["status"] != "completed":
     suffix += f" ({run['summary']['status']})"
   return rows, suffix
@@ -65,31 +73,31 @@ def _log_if_wide(ax, values) -> None:
 
 def draw_pair(ax, root: str, sweep_root: str, variant: str, pair: str,
               x_key: str) -> list[str]:
-  """Draws the pair's forward and backprop curves on `ax`; returns the rows that are missing.
+  """Draws the pair's forward and backprop curves on `ax`; returns the rows drawn.
 
   A missing side gets a legend entry saying so; a panel with neither says "not run yet".
   """
-  missing, values = [], []
+  drawn, values = [], []
   scale = 1 / 60 if x_key == "elapsed_seconds" else 1  # wall-clock in minutes
   for method in ("fwd", "bp"):
     row = f"{pair}_{method}"
     curves = load_curves(root, sweep_root, variant, row)
     if curves is None or not curves[0]:
-      missing.append(row)
       ax.plot([], [], color=STYLE[method]["color"], ls=":",
               label=STYLE[method]["label"] + " (not run yet)")
       continue
+    drawn.append(row)
     rows, suffix = curves
     ys = [r["train_loss"] for r in rows]
     values += ys
     ax.plot([r[x_key] * scale for r in rows], ys, lw=1.0, color=STYLE[method]["color"],
             label=STYLE[method]["label"] + suffix)
-  if len(missing) == 2:
+  if not drawn:
     ax.text(0.5, 0.5, "not run yet", transform=ax.transAxes, ha="center", va="center",
             color="gray")
     ax.set_xticks([])
     ax.set_yticks([])
-    return missing
+    return drawn
   _log_if_wide(ax, values)
   ax.grid(True, which="major", alpha=0.3)
   ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
@@ -97,74 +105,69 @@ def draw_pair(ax, root: str, sweep_root: str, variant: str, pair: str,
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(
         lambda x, _: f"{x / 1000:g}k" if x else "0"))
   ax.legend(fontsize=8, loc="upper right")
-  return missing
+  return drawn
 
 
 def _title(pair: str) -> str:
   parts = pair.split("_")
   if parts[0] == "cifar":
     return "VGG CNN / SGD on CIFAR-10"
-  return f"{table1.LABELS[parts[1]]} / {table1.LABELS[parts[2]]} on MNIST"
+  return f"{runs.LABELS[parts[1]]} / {runs.LABELS[parts[2]]} on MNIST"
 
 
-def _save(fig, path: str) -> None:
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  print(f"wrote {path}")
-
-
-def figure2(root: str, sweep_root: str, variant: str, path: str) -> list[str]:
+def figure2(root: str, sweep_root: str, variant: str) -> tuple:
+  """The paper's Figure 2 from our runs, and the rows it draws."""
   fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)
-  missing = []
+  drawn = []
   for i, model in enumerate(MNIST_MODELS):
     for j, optimizer in enumerate(OPTIMIZERS):
       pair = f"mnist_{model}_{optimizer}"
       ax = axes[i, j]
-      missing += draw_pair(ax, root, sweep_root, variant, pair, "step")
+      drawn += draw_pair(ax, root, sweep_root, variant, pair, "step")
       ax.set_title(_title(pair))
       ax.set_xlabel("iteration")
       ax.set_ylabel("training loss")
   fig.suptitle("Figure 2: MNIST training loss, forward gradient vs backprop "
                f"({variant} hyperparameters)")
-  _save(fig, path)
-  return missing
+  return fig, drawn
 
 
-def figure1(root: str, sweep_root: str, variant: str, path: str) -> list[str]:
+def figure1(root: str, sweep_root: str, variant: str) -> tuple:
+  """The paper's Figure 1 from our runs, and the rows it draws."""
   fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
-  missing = draw_pair(ax, root, sweep_root, variant, "cifar", "step")
+  drawn = draw_pair(ax, root, sweep_root, variant, "cifar", "step")
   ax.set_title(f"Figure 1: {_title('cifar')}, training loss ({variant} hyperparameters)")
   ax.set_xlabel("iteration")
   ax.set_ylabel("training loss")
-  _save(fig, path)
-  return missing
+  return fig, drawn
 
 
-def wallclock(root: str, sweep_root: str, variant: str, path: str) -> list[str]:
+def wallclock(root: str, sweep_root: str, variant: str) -> tuple:
+  """Every pair's training loss against wall-clock minutes, and the rows it draws."""
   pairs = [f"mnist_{m}_{o}" for m in MNIST_MODELS for o in OPTIMIZERS] + ["cifar"]
   fig, axes = plt.subplots(2, 4, figsize=(18, 7.5), constrained_layout=True)
-  missing = []
+  drawn = []
   for ax, pair in zip(axes.flat, pairs):
-    missing += draw_pair(ax, root, sweep_root, variant, pair, "elapsed_seconds")
+    drawn += draw_pair(ax, root, sweep_root, variant, pair, "elapsed_seconds")
     ax.set_title(_title(pair))
     ax.set_xlabel("wall-clock minutes")
     ax.set_ylabel("training loss")
   axes.flat[-1].axis("off")
   fig.suptitle(f"Training loss against wall-clock time ({variant} hyperparameters), compilation "
-               "and evaluation included; machines in experiments/results/table1.md")
-  _save(fig, path)
-  return missing
+               "and evaluation included; each run's machine is in the Table I report")
+  return fig, drawn
 
 
-def sweeps(sweep_root: str, path: str) -> list[str]:
-  """Final validation loss against learning rate, one line per swept row; diverged as x."""
+def sweeps(sweep_root: str) -> tuple:
+  """Final validation loss against learning rate, one line per swept row, diverged as x; and the
+  rows drawn. (None, []) when no row has been swept."""
   found = []
   for row in paper.TABLE_I_ROWS:
-    results = table1.load_sweep(sweep_root, row)
+    results = runs.load_sweep(sweep_root, row)
     if results is not None:
       found.append((row, results))
   if not found:
-    return []
+    return None, []
   fig, ax = plt.subplots(figsize=(7.5, 5), constrained_layout=True)
   values, any_diverged = [], False
   for row, results in found:
@@ -198,19 +201,38 @@ def sweeps(sweep_root: str, path: str) -> list[str]:
                                          else ""))
   ax.grid(True, which="major", alpha=0.3)
   ax.legend(fontsize=8)
-  _save(fig, path)
-  return [row for row, _ in found]
+  return fig, [row for row, _ in found]
+
+
+def rows_drawn(path: str) -> Optional[int]:
+  """How many rows the PNG at `path` draws, as `save` records them; None if it does not say."""
+  with Image.open(path) as image:
+    rows = image.info.get(ROWS_KEY)
+  return None if rows is None else len([row for row in rows.split(",") if row])
+
+
+def save(figures: dict, overwrite: bool) -> None:
+  """Writes each `figures[path] = (figure, rows drawn)` with its rows recorded, after checking
+  that none would replace a figure of more rows (runs.refuse_fewer_rows)."""
+  for path, (_, rows) in figures.items():
+    if os.path.isfile(path):
+      runs.refuse_fewer_rows(path, rows_drawn(path), len(rows), overwrite)
+  for path, (fig, rows) in figures.items():
+    fig.savefig(path, dpi=120, metadata={ROWS_KEY: ",".join(rows)})
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 def _define_flags():
   """The command line (defined only when run, so that tests can import this)."""
-  flags.DEFINE_string("workdir_root", os.path.join(table1.REPO, "runs", "table1"),
-                      "Parent of the Table I runs (as experiments/table1.py writes them).")
-  flags.DEFINE_enum("variant", "paper", table1.VARIANTS, "The paper's or the tuned runs.")
-  flags.DEFINE_string("sweep_root", os.path.join(table1.REPO, "runs", "sweeps"),
+  flags.DEFINE_string("workdir_root", os.path.join(runs.REPO, "runs", "table1"),
+                      "Parent of the Table I runs (as experiments.table1 writes them).")
+  flags.DEFINE_enum("variant", "paper", runs.VARIANTS, "The paper's or the tuned runs.")
+  flags.DEFINE_string("sweep_root", os.path.join(runs.REPO, "runs", "sweeps"),
                       "Parent of the sweeps' workdirs, one per row.")
-  flags.DEFINE_string("out_dir", os.path.join(table1.REPO, "experiments", "results"),
+  flags.DEFINE_string("out_dir", os.path.join(runs.REPO, "experiments", "results"),
                       "Where the PNG files go.")
+  flags.DEFINE_bool("overwrite", False, "Replace figures even if they draw more rows.")
 
 
 def main(argv):
@@ -219,15 +241,19 @@ def main(argv):
   os.makedirs(FLAGS.out_dir, exist_ok=True)
   suffix = "" if FLAGS.variant == "paper" else "_tuned"
   out = lambda name: os.path.join(FLAGS.out_dir, f"{name}{suffix}.png")
-  runs = (FLAGS.workdir_root, FLAGS.sweep_root, FLAGS.variant)
-  missing = figure2(*runs, out("figure2_mnist"))
-  missing += figure1(*runs, out("figure1_cifar"))
-  wallclock(*runs, out("wallclock"))
+  args = (FLAGS.workdir_root, FLAGS.sweep_root, FLAGS.variant)
+  figures = {out("figure2_mnist"): figure2(*args), out("figure1_cifar"): figure1(*args),
+             out("wallclock"): wallclock(*args)}
+  if FLAGS.variant == "paper":
+    fig, swept = sweeps(FLAGS.sweep_root)
+    print(f"sweeps drawn: {', '.join(swept) if swept else 'none found'}")
+    if fig is not None:
+      figures[out("sweeps")] = (fig, swept)
+  drawn = set(figures[out("figure2_mnist")][1] + figures[out("figure1_cifar")][1])
+  missing = [row for row in paper.TABLE_I_ROWS if row not in drawn]
   if missing:
     print(f"missing runs ({FLAGS.variant}), left out of the figures: {', '.join(missing)}")
-  if FLAGS.variant == "paper":
-    swept = sweeps(FLAGS.sweep_root, os.path.join(FLAGS.out_dir, "sweeps.png"))
-    print(f"sweeps drawn: {', '.join(swept) if swept else 'none found'}")
+  save(figures, FLAGS.overwrite)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """A run's checkpoints in `<workdir>/checkpoints`: orbax saves, verified restores, safe fallback.
 
 A checkpoint holds two orbax items:
-- "state": the whole `TrainState` (parameters, optimizer state with its injected hyperparameters,
-  step, tangent key, skip and divergence counters) as host numpy copies;
+- "state": the `TrainState` of every trial of the run, stacked along a leading trial axis
+  (parameters, optimizer state with its injected hyperparameters, step, tangent key, skip and
+  divergence counters) as host numpy copies;
 - "progress": JSON with what the training loop carries between chunks (see `train.py`) and a
-  CRC-32 of the state's bytes.
+  CRC-32 of the state's bytes and of that JSON, so that a change to either is caught.
 
 Data order depends only on (seed, epoch) and tangents on (seed, step), so the step inside the state
 is all a resumed run needs to continue exactly where the checkpoint was taken.
@@ -13,13 +14,19 @@ Saves are asynchronous: the state is copied to host memory (the training step do
 buffers, so orbax must not hold them) and written by orbax in the background while training goes
 on; orbax writes each checkpoint into a temporary directory and renames it when complete, so a
 killed run never leaves a half-written checkpoint under a step's name. A state holding a non-finite
-value, or one the divergence guard marked, is never saved.
+value, or one whose every trial the divergence guard stopped, is never saved. A write that fails
+(a full disk, no permission) ends in a one-line WorkdirError; earlier checkpoints stay.
 
 Restores verify what they read: a checkpoint that orbax cannot read, whose CRC-32 differs from the
 one saved with it, or whose step differs from its directory's name, is reported with a warning and
 the next older one is tried.
+
+Orbax's INFO records (about twenty per save) are silenced only while a `Checkpoints` is open; a
+program importing fgjax keeps its logging. The tracebacks a failed restore leaves behind are
+dropped from the first failed restore on (they arrive after it, at no predictable time).
 """
 
+import json
 import logging as std_logging
 import os
 import sys
@@ -31,16 +38,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from fgjax.config_loading import ConfigError
-
-CHECKPOINT_DIR = "checkpoints"
-
-
-class CheckpointError(ConfigError):
-  """No checkpoint of a run can be used; the message is one line for the user.
-
-  A ConfigError, so that the command lines report it as they report a bad config or workdir.
-  """
+from fgjax.errors import CheckpointError, WorkdirError
 
 
 class Restored(NamedTuple):
@@ -57,11 +55,9 @@ class _DropOrbaxInfo(std_logging.Filter):
             or f"{os.sep}orbax{os.sep}" not in record.pathname)
 
 
-_ORBAX_FILTER = _DropOrbaxInfo()
-
-
 def _drop_abandoned_restore_callbacks() -> None:
-  """Silences the tracebacks a failed orbax restore leaves behind (idempotent).
+  """Installs an unraisable-exception hook that drops the tracebacks a failed orbax restore leaves
+  behind (idempotent).
 
   When one read of a restore fails, orbax closes its asyncio event loop while tensorstore's other
   reads are still in flight; as they finish, their callbacks find the loop closed and Python
@@ -82,18 +78,22 @@ def _drop_abandoned_restore_callbacks() -> None:
   sys.unraisablehook = hook
 
 
+def _first_line(error: BaseException) -> str:
+  return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}"
+
+
 def _to_host(state):
   """A host copy of every leaf: a numpy view of a CPU array would see the buffer donated next."""
   return jax.tree.map(lambda leaf: np.array(leaf, copy=True), state)
 
 
-def _crc32(host_state) -> int:
-  """CRC-32 of the state's leaves (dtype, shape and bytes) in tree order."""
+def _crc32(host_state, progress: dict) -> int:
+  """CRC-32 of the state's leaves (dtype, shape and bytes) in tree order, then of `progress`."""
   crc = 0
   for leaf in jax.tree.leaves(host_state):
     crc = zlib.crc32(f"{leaf.dtype.str}{leaf.shape}".encode(), crc)
     crc = zlib.crc32(np.ascontiguousarray(leaf), crc)
-  return crc
+  return zlib.crc32(json.dumps(progress, sort_keys=True).encode(), crc)
 
 
 def _nonfinite_leaves(host_state) -> list[str]:
@@ -106,12 +106,24 @@ def _nonfinite_leaves(host_state) -> list[str]:
 class Checkpoints:
   """The checkpoints of one run directory, through an `ocp.CheckpointManager`.
 
-  Use as a context manager: leaving it waits for the last asynchronous save to finish.
+  Use as a context manager: leaving it waits for the last asynchronous save to finish. The
+  directory is created and tried with a small file first, so that a path that is not a writable
+  directory is reported before any training.
   """
 
   def __init__(self, directory: str, keep: int):
-    std_logging.getLogger("absl").addFilter(_ORBAX_FILTER)  # idempotent
     self.directory = os.path.abspath(directory)
+    probe = os.path.join(self.directory, ".write_test")
+    try:
+      os.makedirs(self.directory, exist_ok=True)
+      with open(probe, "w", encoding="utf-8"):
+        pass
+      os.remove(probe)
+    except OSError as error:
+      raise WorkdirError(f"cannot write checkpoints in {self.directory}: "
+                         f"{error.strerror or error}") from None
+    self._filter = _DropOrbaxInfo()
+    std_logging.getLogger("absl").addFilter(self._filter)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True,
                                            enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -123,28 +135,49 @@ class Checkpoints:
     self.close()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for the last save; a save that failed is a WorkdirError (earlier ones are intact)."""
+    try:
+      self._wait()
+    finally:
+      self._manager.close()
+      std_logging.getLogger("absl").removeFilter(self._filter)
+
+  def _wait(self) -> None:
+    try:
+      self._manager.wait_until_finished()
+    except Exception as error:  # pylint: disable=broad-except
+      # orbax re-raises what tensorstore or the file system said, in its own types.
+      raise WorkdirError(f"cannot write a checkpoint in {self.directory} "
+                         f"({_first_line(error)}); the earlier ones are kept") from None
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
 
   def save(self, state, progress: dict) -> bool:
-    """Starts saving `state` (a TrainState) and `progress` (flat JSON) under `state.step`.
+    """Starts saving `state` (TrainStates stacked over trials) and `progress` (JSON) under the
+    trials' step.
 
     Both are copied first, so the caller may go on changing them (and donating the state's
-    buffers). Returns False, saving nothing, if the state diverged or holds a non-finite value.
+    buffers). Returns False, saving nothing, if every trial diverged or the state holds a
+    non-finite value.
     """
     host = _to_host(state)
-    step = int(host.step)
+    step = int(np.max(host.step))
     bad = _nonfinite_leaves(host)
-    if int(host.diverged_at) >= 0 or bad:
+    if np.all(host.diverged_at >= 0) or bad:
       logging.error("not saving the state of step %d: %s", step,
                     f"non-finite values in {', '.join(bad)}" if bad else "it diverged")
       return False
-    self._manager.save(step, force=True, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(host),
-        progress=ocp.args.JsonSave({"progress": dict(progress), "state_crc32": _crc32(host)})))
+    progress = json.loads(json.dumps(progress))
+    self._wait()  # a failed earlier save is reported before the next one starts
+    try:
+      self._manager.save(step, force=True, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(host),
+          progress=ocp.args.JsonSave({"progress": progress,
+                                      "crc32": _crc32(host, progress)})))
+    except Exception as error:  # pylint: disable=broad-except
+      raise WorkdirError(f"cannot write the checkpoint of step {step} in {self.directory} "
+                         f"({_first_line(error)}); the earlier ones are kept") from None
     logging.info("checkpoint of step %d started in %s", step, self.directory)
     return True
 
@@ -156,7 +189,6 @@ class Checkpoints:
     raises CheckpointError and deletes nothing.
     """
     target = jax.tree.map(np.asarray, template)
-    _drop_abandoned_restore_callbacks()
     invalid = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
@@ -164,9 +196,9 @@ class Checkpoints:
       except Exception as error:  # pylint: disable=broad-except
         # Whatever a damaged checkpoint makes orbax or tensorstore raise, the answer is the same:
         # report it in one line and fall back to the next older checkpoint.
-        first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        logging.warning("checkpoint %d in %s is unreadable or corrupted (%s: %s)", step,
-                        self.directory, type(error).__name__, first_line)
+        _drop_abandoned_restore_callbacks()
+        logging.warning("checkpoint %d in %s is unreadable or corrupted (%s)", step,
+                        self.directory, _first_line(error))
         invalid.append(step)
         continue
       for bad in invalid:
@@ -183,10 +215,10 @@ class Checkpoints:
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target), progress=ocp.args.JsonRestore()))
     state, saved = restored.state, restored.progress
-    if not isinstance(saved, dict) or "state_crc32" not in saved or "progress" not in saved:
+    if not isinstance(saved, dict) or "crc32" not in saved or "progress" not in saved:
       raise ValueError("its progress item lacks the CRC-32 or the progress record")
-    if _crc32(state) != saved["state_crc32"]:
-      raise ValueError("the state's CRC-32 differs from the one saved with it")
-    if int(state.step) != step:
-      raise ValueError(f"it holds the state of step {int(state.step)}")
+    if _crc32(state, saved["progress"]) != saved["crc32"]:
+      raise ValueError("the CRC-32 of its state and progress differs from the one saved with it")
+    if int(np.max(state.step)) != step:
+      raise ValueError(f"it holds the state of step {int(np.max(state.step))}")
     return Restored(step=step, state=state, progress=saved["progress"])

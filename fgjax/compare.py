@@ -2,22 +2,22 @@
 
   python -m fgjax.compare --workdir=runs/default
   python -m fgjax.compare --workdir=runs/mlp_sgd \
-      --configs=configs/mnist_mlp_sgd_fwd.py,configs/mnist_mlp_sgd_bp.py
+      --configs=configs/mnist_mlp_sgd_fwd.py,configs/mnist_mlp_sgd_bp.py \
+      --config.data.source=npz --config.data.path=data/mnist.npz --config.num_seeds=3
 
 Each config trains into `<workdir>/<name>`, where name is the config file's stem (plus its
-argument), and the table compares test loss, test accuracy and wall-clock time.
+argument); `--config.<field>=<value>` arguments (as for `fgjax.main`) apply to every config. The
+table compares test loss, test accuracy and wall-clock time (mean ± std over seeds).
 """
 
 import os
-import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
+from fgjax import cli
 from fgjax import config_loading
 from fgjax import train
-from fgjax.data import DataError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["configs/default.py:forward", "configs/default.py:backprop"],
@@ -31,34 +31,40 @@ def run_name(spec: str) -> str:
   return f"{stem}_{argument}" if argument else stem
 
 
+def _result(summary: dict, name: str) -> str:
+  if "aggregate" in summary:
+    stats = summary["aggregate"][name]
+    return "-" if stats is None else f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+  value = summary[name]
+  return "-" if value is None else f"{value:.4f}"
+
+
 def format_table(rows: list[tuple[str, dict]]) -> str:
   """A fixed-width table of the summaries, one line per run."""
-  header = ("run", "estimator", "status", "steps", "test loss", "test acc", "wall-clock s")
+  header = ("run", "estimator", "status", "seeds", "test loss", "test acc", "wall-clock s")
   lines = [header]
   for name, s in rows:
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)
-    lines.append((name, s["estimator"], s["status"], str(s["steps"]), fmt(s["test_loss"], ".4f"),
-                  fmt(s["test_accuracy"], ".4f"), fmt(s["wall_clock_seconds"], ".1f")))
+    lines.append((name, s["estimator"], s["status"], str(s.get("num_seeds", 1)),
+                  _result(s, "test_loss"), _result(s, "test_accuracy"),
+                  f"{s['wall_clock_seconds']:.1f}"))
   widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
   return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in lines)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
-  try:
-    configs = [(run_name(spec), config_loading.load_config(spec)) for spec in FLAGS.configs]
-    rows = []
-    for name, config in configs:
-      logging.info("=== %s ===", name)
-      rows.append((name, train.train_and_evaluate(config, os.path.join(FLAGS.workdir, name))))
-  except (config_loading.ConfigError, DataError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
+def main(argv, overrides):
+  del argv
+  configs = []
+  for spec in FLAGS.configs:
+    config = config_loading.load_config(spec)
+    cli.apply_overrides(config, overrides)
+    configs.append((run_name(spec), config))
+  rows = []
+  for name, config in configs:
+    logging.info("=== %s ===", name)
+    rows.append((name, train.train_and_evaluate(config, os.path.join(FLAGS.workdir, name))))
   print(format_table(rows))
   return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, separate_overrides=True)

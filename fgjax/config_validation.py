@@ -12,6 +12,7 @@ import os
 
 from fgjax import data
 from fgjax import estimators
+from fgjax import losses
 from fgjax import models
 from fgjax import optimizers
 from fgjax import tangents
@@ -32,6 +33,8 @@ _CHOICES = {
     "tangent": tuple(tangents.SAMPLERS),
     "on_nonfinite": NONFINITE_POLICIES,
     "data.source": data.SOURCES,
+    "init": models.INITS,
+    "loss": losses.LOSSES,
 }
 # Integer fields and their smallest allowed value.
 _INTEGERS = {
@@ -44,6 +47,7 @@ _REALS = {
     "learning_rate": (0.0, True, math.inf, False),
     "decay": (0.0, False, math.inf, False),
     "eps": (0.0, False, math.inf, False),
+    "eps_root": (0.0, False, math.inf, False),
     "momentum": (0.0, False, 1.0, True),
     "b1": (0.0, False, 1.0, True),
     "b2": (0.0, False, 1.0, True),

@@ -1,25 +1,22 @@
 """Command line: train one config into a workdir.
 
   python -m fgjax.main --config=configs/mnist_mlp_sgd_fwd.py --workdir=runs/mlp_sgd_fwd \
-      [--config.learning_rate=1e-3 ...] [--restart] [--distributed]
+      [--config.learning_rate=1e-3 ...] [--config.num_seeds=5] [--restart] [--distributed]
 
 Rerunning the same command resumes the run from its newest checkpoint (or does nothing if it has
-finished); --restart deletes the workdir's run files and trains from the start. A mistake in the
-config, the data or the workdir prints one line `error: ...` and exits with status 2; a diverged
-run exits with status 1.
+finished); --restart deletes the workdir's run files and trains from the start. With
+`--config.num_seeds=N`, seeds seed..seed+N-1 train together; each writes `<workdir>/seed_<s>/` and
+`<workdir>/summary.json` holds their aggregate. A mistake in the config, the data or the workdir
+prints one line `error: ...` and exits with status 2; a run that diverged, or skipped steps,
+exits with status 1.
 """
 
-import sys
-
-from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
+from fgjax import cli
 from fgjax import sharding
 from fgjax import train
-from fgjax.config_loading import ConfigError
-from fgjax.data import DataError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py[:arg]).",
@@ -35,30 +32,43 @@ flags.DEFINE_integer("process_id", None, "--distributed elsewhere: this process'
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
-  if FLAGS.distributed:
-    sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                    FLAGS.process_id)
-  try:
-    summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir, restart=FLAGS.restart)
-  except (ConfigError, DataError) as error:  # CheckpointError included
-    print(f"error: {error}", file=sys.stderr)
-    return 2
+def describe(summary: dict) -> str:
+  """One line for a run's summary: its status and results (a trial's, or several seeds')."""
+  if "aggregate" in summary:
+    stats = summary["aggregate"]
+    spread = lambda name: ("-" if stats[name] is None else
+                           f"{stats[name]['mean']:.4f} ± {stats[name]['std']:.4f}")
+    return (f"{summary['status']}: {summary['num_seeds']} seeds ({summary['num_diverged']} "
+            f"diverged), test loss {spread('test_loss')}, test accuracy "
+            f"{spread('test_accuracy')}")
   if summary["status"] == "diverged":
     kept = summary["last_checkpoint_step"]
     kept = "no checkpoint before it" if kept is None else f"last good checkpoint: step {kept}"
-    print(f"diverged: non-finite loss or gradient at step {summary['diverged_at_step']} (last "
-          f"finite loss {summary['last_finite_loss']}); {kept}; "
-          f"summary in {FLAGS.workdir}/summary.json")
-  else:
-    print(f"{summary['status']}: test loss {summary['test_loss']}, test accuracy "
-          f"{summary['test_accuracy']} after {summary['steps']} steps; "
-          f"summary in {FLAGS.workdir}/summary.json")
-  return 0 if summary["status"] == "completed" else 1
+    last = summary["last_finite_loss"]
+    return (f"diverged: non-finite loss or gradient at step {summary['diverged_at_step']} (last "
+            f"finite loss {'-' if last is None else f'{last:.4f}'}); {kept}")
+  number = lambda v: "nan" if v is None else f"{v:.4f}"
+  skipped = summary["num_skipped_steps"]
+  return (f"{summary['status']}: test loss {number(summary['test_loss'])}, test accuracy "
+          f"{number(summary['test_accuracy'])} after {summary['steps']} steps"
+          + (f"; {skipped} steps skipped (non-finite)" if skipped else ""))
+
+
+def exit_status(summary: dict) -> int:
+  """0 for a run that completed with every step applied, 1 otherwise."""
+  seeds = summary["per_seed"].values() if "aggregate" in summary else [summary]
+  return 0 if all(s["status"] == "completed" and not s["num_skipped_steps"] for s in seeds) else 1
+
+
+def main(argv):
+  del argv
+  if FLAGS.distributed:
+    sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                    FLAGS.process_id)
+  summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir, restart=FLAGS.restart)
+  print(f"{describe(summary)}; summary in {FLAGS.workdir}/summary.json")
+  return exit_status(summary)
 
 
 if __name__ == "__main__":
-  sys.exit(app.run(main))
+  cli.run(main)

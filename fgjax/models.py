@@ -6,13 +6,41 @@ the module inside compiled code at no run-time cost.
 
 Inputs are NHWC float images; the input shape comes from the dataset, so each model trains on any
 image size its layers allow.
+
+Two initialisations: "flax" (Flax's default: lecun-normal weights, zero biases) and "torch"
+(PyTorch's default for nn.Linear and nn.Conv2d, which the paper's code used: weights and biases
+both U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
 """
 
 import dataclasses
+import math
 from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
+
+INITS = ("flax", "torch")
+
+
+def _uniform(bound: float):
+  """An nnx initializer drawing U(-bound, bound)."""
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
+def _layer_init(init: str, fan_in: int) -> dict:
+  """The `kernel_init`/`bias_init` keyword arguments of one layer with `fan_in` inputs per unit.
+
+  The bias initializer sees only the bias shape, so fan_in is computed per layer by the caller.
+  """
+  if init == "flax":
+    return {}
+  if init == "torch":
+    bound = 1.0 / math.sqrt(fan_in)
+    return {"kernel_init": _uniform(bound), "bias_init": _uniform(bound)}
+  raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
 
 
 def _flat_size(shape: Sequence[int]) -> int:
@@ -25,11 +53,13 @@ def _flat_size(shape: Sequence[int]) -> int:
 class MLP(nnx.Module):
   """flatten -> Dense 1024 -> ReLU -> Dense 1024 -> ReLU -> Dense num_classes."""
 
-  def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, hidden=(1024, 1024)):
+  def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, hidden=(1024, 1024),
+               init="flax"):
     sizes = [_flat_size(input_shape), *hidden]
     self.hidden = nnx.List(
-        [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
-    self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+        [nnx.Linear(a, b, rngs=rngs, **_layer_init(init, a))
+         for a, b in zip(sizes[:-1], sizes[1:])])
+    self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs, **_layer_init(init, sizes[-1]))
 
   def __call__(self, x):
     x = x.reshape(x.shape[0], -1)
@@ -49,13 +79,14 @@ class ConvNet(nnx.Module):
   (the VGG-style CIFAR network).
   """
 
-  def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, blocks, padding, hidden=1024):
+  def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, blocks, padding, hidden=1024,
+               init="flax"):
     height, width, channels = input_shape
     convs = []
     for block in blocks:
       for features in block:
         convs.append(nnx.Conv(channels, features, kernel_size=(3, 3), padding=padding,
-                              rngs=rngs))
+                              rngs=rngs, **_layer_init(init, channels * 3 * 3)))
         channels = features
         if padding == "VALID":
           height, width = height - 2, width - 2
@@ -66,8 +97,9 @@ class ConvNet(nnx.Module):
           f"with {padding} padding")
     self.block_sizes = tuple(len(block) for block in blocks)
     self.convs = nnx.List(convs)
-    self.dense = nnx.Linear(height * width * channels, hidden, rngs=rngs)
-    self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
+    flat = height * width * channels
+    self.dense = nnx.Linear(flat, hidden, rngs=rngs, **_layer_init(init, flat))
+    self.head = nnx.Linear(hidden, num_classes, rngs=rngs, **_layer_init(init, hidden))
 
   def __call__(self, x):
     layers = iter(self.convs)
@@ -79,19 +111,21 @@ class ConvNet(nnx.Module):
     return self.head(nnx.relu(self.dense(x)))
 
 
-def MnistCNN(input_shape, num_classes, *, rngs):
+def MnistCNN(input_shape, num_classes, *, rngs, init="flax"):
   """Conv64 x2 (VALID) -> pool -> Conv64 x2 -> pool -> Dense 1024 -> Dense num_classes."""
   return ConvNet(input_shape, num_classes, rngs=rngs, blocks=((64, 64), (64, 64)),
-                 padding="VALID")
+                 padding="VALID", init=init)
 
 
-def CifarVGG(input_shape, num_classes, *, rngs):
-  """[Conv64 x2, pool] [Conv128 x2, pool] [Conv256 x2, pool] (SAME) -> Dense 1024 -> head.
+def CifarVGG(input_shape, num_classes, *, rngs, init="flax"):
+  """[Conv64 x2, pool] [Conv128 x2, pool] [Conv256 x2, pool] (SAME) -> Dense 4096 -> head.
 
-  The paper gives the convolutional blocks; the dense head is our choice (it leaves it unsaid).
+  The paper gives the convolutional blocks and leaves the dense part unsaid; its code's CifarNet
+  has Linear(4096, 4096) -> ReLU -> Linear(4096, 10), which this follows.
   """
   return ConvNet(input_shape, num_classes, rngs=rngs,
-                 blocks=((64, 64), (128, 128), (256, 256)), padding="SAME")
+                 blocks=((64, 64), (128, 128), (256, 256)), padding="SAME", hidden=4096,
+                 init=init)
 
 
 MODELS = {"mlp": MLP, "cnn": MnistCNN, "vgg": CifarVGG}
@@ -107,11 +141,12 @@ class Model:
   params: dict
 
 
-def create_model(name: str, input_shape, num_classes: int, seed: int) -> Model:
-  """Builds the registered model `name` for NHWC inputs of `input_shape` (H, W, C)."""
+def create_model(name: str, input_shape, num_classes: int, seed: int, init: str = "flax") -> Model:
+  """Builds the registered model `name` for NHWC inputs of `input_shape` (H, W, C), with its
+  parameters drawn by the initialisation `init` (one of INITS) from `seed`."""
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-  module = MODELS[name](tuple(input_shape), num_classes, rngs=nnx.Rngs(seed))
+  module = MODELS[name](tuple(input_shape), num_classes, rngs=nnx.Rngs(seed), init=init)
   graphdef, state = nnx.split(module)
 
   def apply(params, images):

@@ -1,6 +1,13 @@
 """The optax chain of a run: optional global-norm clipping, then SGD, Nesterov or Adam, with the
 learning rate gamma_t = gamma * exp(-decay * t) (t counts updates from 0, as in the paper's code).
 
+Nesterov is the paper's look-ahead form, v <- mu v - gamma_t g(theta + mu v), theta <- theta + v,
+written for the look-ahead point phi = theta + mu v, which is what the parameters hold (the
+gradient is taken at the parameters): with u = -gamma_t g(phi), v <- mu v + u and
+phi <- phi + u + mu v. That is `optax.trace(nesterov=True)` applied to the already scaled step u,
+so the step size enters the velocity when the gradient does; the schedule therefore comes first.
+(Scaling after the trace, PyTorch's order, gives the same iterates only at a constant step size.)
+
 Every numeric hyperparameter is held in the optimizer state (`optax.inject_hyperparams`), not baked
 into the compiled program, so one compiled step serves a whole vmapped sweep over them.
 """
@@ -15,19 +22,26 @@ OPTIMIZERS = ("sgd", "nesterov", "adam")
 
 
 def _chain(optimizer: str, grad_clip_norm: Optional[float], learning_rate, decay,
-           momentum, b1, b2, eps) -> optax.GradientTransformation:
+           momentum, b1, b2, eps, eps_root) -> optax.GradientTransformation:
   parts = []
   if grad_clip_norm is not None:
     parts.append(optax.clip_by_global_norm(grad_clip_norm))
+  if optimizer == "adam":
+    parts.append(optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root))
+  parts.append(optax.scale_by_schedule(lambda count: -learning_rate * jnp.exp(-decay * count)))
   if optimizer == "nesterov":
     parts.append(optax.trace(decay=momentum, nesterov=True))
-  elif optimizer == "adam":
-    parts.append(optax.scale_by_adam(b1=b1, b2=b2, eps=eps))
-  parts.append(optax.scale_by_schedule(lambda count: -learning_rate * jnp.exp(-decay * count)))
   return optax.chain(*parts)
 
 
-HYPERPARAMETERS = ("learning_rate", "decay", "momentum", "b1", "b2", "eps")
+HYPERPARAMETERS = ("learning_rate", "decay", "momentum", "b1", "b2", "eps", "eps_root")
+
+# The hyperparameters each optimizer reads; the others sit in its state unused.
+USED_BY = {
+    "sgd": ("learning_rate", "decay"),
+    "nesterov": ("learning_rate", "decay", "momentum"),
+    "adam": ("learning_rate", "decay", "b1", "b2", "eps", "eps_root"),
+}
 
 
 def hyperparameters(config) -> dict:

@@ -1,4 +1,5 @@
-"""The compiled training step and evaluation, free of host work.
+"""The compiled programs of a run, free of host work: the training chunk, the epoch order and
+the evaluation.
 
 `make_train_chunk` returns one jitted function that runs `num_steps` optimizer steps inside a
 `lax.scan`: it gathers each batch from the device-resident training images by the epoch's
@@ -17,6 +18,7 @@ import numpy as np
 import optax
 
 from fgjax import estimators
+from fgjax import losses
 
 
 @flax.struct.dataclass
@@ -35,15 +37,17 @@ def init_state(params, tx: optax.GradientTransformation, rng: jax.Array) -> Trai
                     diverged_at=jnp.full((), -1, jnp.int32))
 
 
-def make_loss_fn(apply: Callable, pixel_mean, pixel_std) -> Callable:
-  """`loss_fn(params, images_uint8, labels) -> (mean cross-entropy, logits)`."""
+def make_loss_fn(apply: Callable, pixel_mean, pixel_std,
+                 loss: str = "cross_entropy") -> Callable:
+  """`loss_fn(params, images_uint8, labels) -> (mean loss, logits)`; `loss` names a per-example
+  loss of fgjax.losses."""
   mean = np.asarray(pixel_mean, np.float32)
   inv_std = 1.0 / np.asarray(pixel_std, np.float32)
+  per_example = losses.per_example_loss(loss)
 
   def loss_fn(params, images, labels):
     logits = apply(params, (images.astype(jnp.float32) - mean) * inv_std)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    return loss, logits
+    return per_example(logits, labels).mean(), logits
 
   return loss_fn
 
@@ -105,28 +109,36 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config)
   return train_step
 
 
-def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True) -> Callable:
+def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True,
+                     vmapped: bool = False) -> Callable:
   """`chunk(state, images, labels, order, first_batch, num_steps) -> (state, losses)`.
 
   Runs batches `first_batch, ..., first_batch + num_steps - 1` of the epoch whose example order is
   `order` (a permutation of the training indices); `losses` holds each step's loss. The input
-  state's buffers are donated.
+  state's buffers are donated. With `vmapped`, `state` and `order` carry a leading trial axis
+  (trials that differ in seed and in the hyperparameters held in the optimizer state) and
+  `losses` is shaped (trials, num_steps): one program trains them all.
 
   With `scan` (the default) the steps run inside one jitted `lax.scan`: no per-step dispatch.
   Without it, each step is one jitted call from a host loop: the way to run convolutional models
   on XLA:CPU, whose fast convolution kernels are chosen only outside loop bodies (backprop's
-  weight-gradient convolutions inside a scan ran 8-45x slower here; benchmarks/README.md).
+  weight-gradient convolutions inside a scan ran 8-45x slower there; benchmarks/README.md).
   """
 
   def one_batch(state, images, labels, order, batch_index):
     batch = jax.lax.dynamic_slice_in_dim(order, batch_index * batch_size, batch_size)
     return train_step(state, images[batch], labels[batch])
 
+  if vmapped:
+    one_batch = jax.vmap(one_batch, in_axes=(0, None, None, 0, None))
+  steps_axis = 1 if vmapped else 0
+
   if scan:
     @functools.partial(jax.jit, static_argnames="num_steps", donate_argnames="state")
     def train_chunk(state, images, labels, order, first_batch, num_steps):
       body = lambda state, i: one_batch(state, images, labels, order, first_batch + i)
-      return jax.lax.scan(body, state, jnp.arange(num_steps))
+      state, losses = jax.lax.scan(body, state, jnp.arange(num_steps))
+      return state, jnp.moveaxis(losses, 0, steps_axis)
 
     return train_chunk
 
@@ -137,7 +149,7 @@ def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True
     for i in range(num_steps):
       state, loss = step(state, images, labels, order, jnp.asarray(first_batch + i, jnp.int32))
       losses.append(loss)
-    return state, jnp.stack(losses)
+    return state, jnp.stack(losses, axis=steps_axis)
 
   return train_chunk
 
@@ -167,20 +179,37 @@ def batch_for_eval(images: np.ndarray, labels: np.ndarray, batch_size: int):
   return shape(images), shape(labels), shape(weights)
 
 
-def make_evaluate(loss_fn: Callable) -> Callable:
-  """Jitted `evaluate(params, images, labels, weights) -> {"loss", "accuracy"}` (batched)."""
+def make_evaluate(loss_fn: Callable, loss: str = "cross_entropy") -> Callable:
+  """`evaluate(params, images, labels, weights) -> {"loss", "accuracy"}` over a split batched by
+  `batch_for_eval`; `loss` (a name of fgjax.losses) is the loss it averages."""
+  per_example = losses.per_example_loss(loss)
 
-  @jax.jit
   def evaluate(params, images, labels, weights):
     def batch_sums(batch):
       images, labels, weights = batch
       logits = loss_fn(params, images, labels)[1]
-      losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
       correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-      return jnp.sum(losses * weights), jnp.sum(correct * weights)
+      return (jnp.sum(per_example(logits, labels) * weights), jnp.sum(correct * weights))
 
-    losses, correct = jax.lax.map(batch_sums, (images, labels, weights))
+    sums, correct = jax.lax.map(batch_sums, (images, labels, weights))
     total = jnp.sum(weights)
-    return {"loss": jnp.sum(losses) / total, "accuracy": jnp.sum(correct) / total}
+    return {"loss": jnp.sum(sums) / total, "accuracy": jnp.sum(correct) / total}
 
   return evaluate
+
+
+def make_example_losses(loss_fn: Callable) -> Callable:
+  """`example_losses(params, images, labels, weights) -> {loss name: (batches, B)}`: every
+  example's loss under each loss of fgjax.losses (padding entries included), which lets a report
+  compute any statistic of the test loss after the run, such as a mean over a random subset."""
+
+  def example_losses(params, images, labels, weights):
+    del weights
+
+    def batch_losses(batch):
+      logits = loss_fn(params, *batch)[1]
+      return {name: losses.per_example_loss(name)(logits, batch[1]) for name in losses.LOSSES}
+
+    return jax.lax.map(batch_losses, (images, labels))
+
+  return example_losses

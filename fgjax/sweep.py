@@ -2,7 +2,7 @@
 
   python -m fgjax.sweep --config=configs/mnist_mlp_sgd_bp.py \
       --workdir=runs/sweeps/mnist_mlp_sgd_bp \
-      --config.data.source=npz --config.data.path=../shared/data/mnist.npz \
+      --config.data.source=npz --config.data.path=data/mnist.npz \
       --learning_rate=1e-4:1:9 --epochs=3
 
 Rike & Forland's point is that each method needs its own learning rate, tuned on held-out data.
@@ -12,7 +12,7 @@ This module tunes the optimizer's numeric hyperparameters of any config on its v
 Search space: one flag per hyperparameter, each a spec string (none given: the config's value).
   --learning_rate, --decay               every optimizer
   --momentum                             nesterov
-  --b1, --b2, --eps                      adam
+  --b1, --b2, --eps, --eps_root          adam
 A spec is either a range `low:high:num`, `num` log-spaced values from `low` to `high` inclusive
 (both > 0), or a list `v1,v2,...` of values (use a list for 0 or for momenta). Values are rounded to
 3 significant digits, so the printed value is the one trained. `--learning_rate` defaults to
@@ -26,66 +26,51 @@ A spec is either a range `low:high:num`, `num` log-spaced values from `low` to `
                     never tuned.
   --epochs=E        the budget of every trial (default 3), whatever the config's num_epochs.
   --trials_per_call bounds memory: trials run in groups of at most this many, each group one
-                    vmapped program (the last group is padded, so a sweep compiles once). On
-                    XLA:CPU, convolutional models run one trial per call (see
-                    effective_trials_per_call).
+                    vmapped program (the last group is padded, so a sweep compiles once).
+                    Default: all trials in one group, except one trial per call for
+                    convolutional models on XLA:CPU (see fgjax.train.trials_per_call).
 
-Trials differ only in scalars that live in the optimizer state (`opt_state.hyperparams`, see
-fgjax.optimizers) and in their seed, so the compiled training chunk of fgjax.programs is vmapped
-over per-trial TrainStates: one program trains a whole group, compiled once for the sweep, and
-computes what the same trials trained one by one with `fgjax.main` would, up to float rounding
-(a batched matmul may sum in another order; tests/test_sweep.py checks rtol 1e-5). Where one
-small trial leaves an accelerator mostly idle, a group should cost little more than one trial; on
-a CPU core, which one trial already keeps busy, it costs about what the trials cost one after
-another, minus their repeated compilation and data loading (benchmarks/sweep_speedup.py).
+Trials are those of fgjax.train's core: each setting with each seed is one trial, the trials
+train in groups of `--trials_per_call` vmapped into one compiled program (they differ only in
+their seed and in scalars held in the optimizer state), with the checkpoints, exact resume and
+per-trial divergence policy of any run. A sweep killed half-way resumes when the same command is
+run again; `--restart` starts it over. Where one small trial leaves an accelerator mostly idle, a
+group costs little more than one trial; on a CPU core, which one trial already keeps busy, it
+costs about what the trials cost one after another, minus their repeated compilation and data
+loading (benchmarks/sweep_speedup.py).
 
 Workdir:
   sweep.json                the search (space, epochs, seeds, base config and its overrides)
-  trials/<id>/config.json   the trial's full config (num_epochs = the budget)
-  trials/<id>/metrics.jsonl train-loss rows every log_every_steps steps and per-epoch validation
-                            rows, in fgjax.train's format (no test columns)
-  trials/<id>/result.json   final validation loss / accuracy, last epoch's train loss, diverged
+  trials/<id>/              a trial's files as fgjax.train writes them (config.json with
+                            num_epochs = the budget, metrics.jsonl, summary.json; no test columns)
+  checkpoints/              the trials' states while the sweep runs
   results.json, results.md  the settings ranked (diverged or non-finite ones last)
   best_config.py            the base config with the best setting; its docstring and results.md
                             give the one command that reruns it with `fgjax.main` at full length.
 """
 
 import dataclasses
-import functools
 import itertools
-import json
 import math
 import os
-import platform
 import shlex
-import sys
 import time
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
-from absl import app
 from absl import flags
 from absl import logging
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from fgjax import config_validation
-from fgjax import data
-from fgjax import models
+from fgjax import cli
 from fgjax import optimizers
-from fgjax import programs
-from fgjax.config_loading import ConfigError
-from fgjax.data import DataError
+from fgjax import train
+from fgjax import workdir as files
+from fgjax.errors import ConfigError
 
 SEARCHES = ("grid", "random")
-# The hyperparameters each optimizer reads; searching one it ignores would waste trials.
-USED_BY = {
-    "sgd": ("learning_rate", "decay"),
-    "nesterov": ("learning_rate", "decay", "momentum"),
-    "adam": ("learning_rate", "decay", "b1", "b2", "eps"),
-}
 DEFAULT_LEARNING_RATES = "1e-5:1:11"
 RESULTS_FILE = "results.json"
+SWEEP_FILE = "sweep.json"
 BEST_CONFIG_FILE = "best_config.py"
 
 
@@ -155,35 +140,12 @@ def random_points(space: dict, num_trials: int, seed: int) -> list[dict]:
   return points
 
 
-@dataclasses.dataclass(frozen=True)
-class Trial:
-  """One training run of the sweep: a setting (`point` indexes it) with one seed."""
-  index: int
-  point: int
-  hyperparameters: dict
-  seed: int
-
-  @property
-  def name(self) -> str:
-    return f"{self.index:04d}"
-
-
-def make_trials(points: Sequence[dict], seeds: Sequence[int]) -> list[Trial]:
-  """Each setting once per seed, settings outermost."""
-  pairs = itertools.product(enumerate(points), seeds)
-  return [Trial(index=i, point=p, hyperparameters=dict(hp), seed=int(seed))
-          for i, ((p, hp), seed) in enumerate(pairs)]
-
-
-def trial_config(config, trial: Trial, epochs: int):
-  """The base config with the trial's hyperparameters, seed and epoch budget."""
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    for name, value in trial.hyperparameters.items():
-      config[name] = value
-    config.seed = trial.seed
-    config.num_epochs = epochs
-  return config
+def make_trials(points: Sequence[dict], seeds: Sequence[int]) -> list[train.Trial]:
+  """Each setting once per seed, settings outermost: trial k trains in `trials/<k:04d>`."""
+  pairs = itertools.product(points, seeds)
+  return [train.Trial(directory=os.path.join("trials", f"{k:04d}"), seed=int(seed),
+                      hyperparameters=dict(point))
+          for k, (point, seed) in enumerate(pairs)]
 
 
 def check_space(config, space: dict) -> None:
@@ -192,7 +154,7 @@ def check_space(config, space: dict) -> None:
   if config.get("sharding") and config.sharding.data_parallel:
     raise SweepError("a sweep trains its trials vmapped on one device: set "
                      "sharding.data_parallel=False")
-  used = USED_BY.get(config.optimizer)
+  used = optimizers.USED_BY.get(config.optimizer)
   if used is None:
     raise SweepError(f"unknown optimizer {config.optimizer!r}")
   for name in space:
@@ -204,248 +166,40 @@ def check_space(config, space: dict) -> None:
                        f"{list(used)}")
 
 
-def _stack(trees):
-  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+def trial_rows(trials: Sequence[train.Trial], summaries: Sequence[dict],
+               seeds: int) -> list[dict]:
+  """One row per trial: its index, setting, seed and hyperparameters, and its summary's result."""
+  keys = ("status", "validation_loss", "validation_accuracy", "train_loss", "steps",
+          "num_skipped_steps", "diverged_at_step")
+  return [{"trial": k, "setting": k // seeds, "seed": trial.seed,
+           "hyperparameters": trial.hyperparameters, **{key: summary.get(key) for key in keys}}
+          for k, (trial, summary) in enumerate(zip(trials, summaries))]
 
 
-def _groups(trials: list[Trial], size: int) -> list[tuple[list[Trial], int]]:
-  """Splits `trials` into groups of `size`, each with its number of real trials: the last group
-  is padded with repeats of its last trial, so that every group has the compiled shape."""
-  groups = []
-  for i in range(0, len(trials), size):
-    group = trials[i:i + size]
-    groups.append((group + [group[-1]] * (size - len(group)), len(group)))
-  return groups
-
-
-@dataclasses.dataclass
-class TrialResult:
-  trial: Trial
-  status: str  # "completed" or "diverged"
-  validation_loss: float
-  validation_accuracy: float
-  train_loss: Optional[float]  # mean finite loss of the last epoch; None if diverged
-  steps: int
-  num_skipped_steps: int
-  diverged_at_step: Optional[int]
-  params: Optional[dict] = None  # final parameters, only when run_trials(keep_params=True)
-
-  def to_json(self) -> dict:
-    row = {"trial": self.trial.index, "setting": self.trial.point, "seed": self.trial.seed,
-           "hyperparameters": self.trial.hyperparameters}
-    row.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in ("trial", "params")})
-    return row
-
-
-def _finite_or_none(value: float) -> Optional[float]:
-  return float(value) if np.isfinite(value) else None
-
-
-class _JsonLines:
-  """Per-trial metrics.jsonl files, written afresh."""
-
-  def __init__(self, paths: Sequence[Optional[str]]):
-    self._files = [None if p is None else open(p, "w", encoding="utf-8") for p in paths]
-
-  def write(self, index: int, row: dict) -> None:
-    if self._files[index] is not None:
-      self._files[index].write(json.dumps(row) + "\n")
-
-  def close(self) -> None:
-    for f in self._files:
-      if f is not None:
-        f.close()
-
-
-def initial_states(config, dataset, group: Sequence[Trial], epochs: int):
-  """The group's stacked step-0 TrainStates and data-order keys, each trial's as fgjax.train
-  derives them from its seed, with the trial's hyperparameters in `opt_state.hyperparams`."""
-  states, data_rngs = [], []
-  for trial in group:
-    params = models.create_model(config.model, dataset.image_shape, dataset.num_classes,
-                                 trial.seed).params
-    tangent_rng, data_rng = jax.random.split(jax.random.PRNGKey(trial.seed))
-    tx = optimizers.build_optimizer(trial_config(config, trial, epochs))
-    states.append(programs.init_state(params, tx, tangent_rng))
-    data_rngs.append(data_rng)
-  return _stack(states), jnp.stack(data_rngs)
-
-
-@dataclasses.dataclass(frozen=True)
-class Programs:
-  """The jitted functions every trial of a sweep over `config`'s kind shares, vmapped over a
-  leading trial axis of the states, keys and parameters (not of the data)."""
-  chunk: Callable  # (states, images, labels, orders, first_batch, num_steps) -> (states, losses)
-  orders: Callable  # (data_rngs, epoch, labels) -> each trial's example order of the epoch
-  validate: Callable  # (params, images, labels, weights) -> {"loss", "accuracy"}, per trial
-
-
-def make_programs(config, dataset) -> Programs:
-  """fgjax.programs's chunk, epoch order and evaluation for `config`, vmapped over trials.
-
-  Only `opt_state.hyperparams` differs between trials, so one update function serves them all.
-  Where fgjax.programs says a model does not scan well (convolutions on XLA:CPU), the chunk
-  runs one vmapped step per call from a host loop, as fgjax.train does.
-  """
-  apply = models.create_model(config.model, dataset.image_shape, dataset.num_classes, 0).apply
-  loss_fn = programs.make_loss_fn(apply, dataset.pixel_mean, dataset.pixel_std)
-  scan = programs.scans_well(config.model)
-  train_chunk = programs.make_train_chunk(
-      programs.make_train_step(loss_fn, optimizers.build_optimizer(config), config),
-      int(config.batch_size), scan=scan)
-
-  @functools.partial(jax.jit, static_argnames="num_steps", donate_argnames="states")
-  def vmapped_chunk(states, images, labels, orders, first_batch, num_steps):
-    run = lambda state, order: train_chunk(state, images, labels, order, first_batch,
-                                           num_steps=num_steps)
-    return jax.vmap(run)(states, orders)
-
-  def host_loop_chunk(states, images, labels, orders, first_batch, num_steps):
-    losses = []
-    for i in range(num_steps):
-      states, loss = vmapped_chunk(states, images, labels, orders, first_batch + i,
-                                   num_steps=1)
-      losses.append(loss)
-    return states, jnp.concatenate(losses, axis=1)
-
-  return Programs(
-      chunk=vmapped_chunk if scan else host_loop_chunk,
-      orders=jax.jit(jax.vmap(programs.epoch_order, in_axes=(0, None, None))),
-      validate=jax.jit(jax.vmap(programs.make_evaluate(loss_fn), in_axes=(0, None, None, None))))
-
-
-def effective_trials_per_call(config, trials_per_call: int) -> int:
-  """`trials_per_call`, except 1 for models that do not scan well (convolutions on XLA:CPU):
-  vmapped over trials, their convolutions become grouped ones, which XLA:CPU runs several times
-  slower than the same convolutions one trial at a time."""
-  if trials_per_call > 1 and not programs.scans_well(config.model):
-    logging.warning("%s on %s: trials run one per call (vmapped convolutions are slow there)",
-                    config.model, jax.default_backend())
-    return 1
-  return trials_per_call
-
-
-def _mean_finite(losses: np.ndarray) -> float:
-  """Each row's mean over its finite entries (in float64, as fgjax.train); NaN if none."""
-  finite = np.isfinite(losses)
-  sums = np.where(finite, losses, 0).sum(axis=-1, dtype=np.float64)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    return sums / finite.sum(axis=-1)
-
-
-def run_trials(config, trials: Sequence[Trial], *, epochs: int, trials_per_call: int,
-               workdir: Optional[str] = None, keep_params: bool = False) -> list[TrialResult]:
-  """Trains `trials` (all of `config`'s kind) for `epochs` each, `trials_per_call` at a time.
-
-  Each group of trials is one vmapped call of fgjax.programs's compiled chunk per
-  `config.log_every_steps` steps; every trial gets the init, data order and tangents that
-  `fgjax.train.train_and_evaluate` gives its seed, and its own optimizer hyperparameters. With a
-  `workdir`, writes `trials/<id>/{config.json,metrics.jsonl,result.json}`.
-  """
-  if trials_per_call < 1 or epochs < 1:
-    raise SweepError(f"trials_per_call and epochs must be >= 1, got {trials_per_call} and "
-                     f"{epochs}")
-  trials_per_call = effective_trials_per_call(config, trials_per_call)
-  dataset = data.load_dataset(config.data)
-  batch_size = int(config.batch_size)
-  steps_per_epoch = len(dataset.train) // batch_size
-  if steps_per_epoch < 1:
-    raise SweepError(f"batch_size {batch_size} exceeds the {len(dataset.train)} training "
-                     "examples")
-  programs = make_programs(config, dataset)
-  train_images = jax.device_put(dataset.train.images)
-  train_labels = jax.device_put(dataset.train.labels)
-  validation = jax.device_put(programs.batch_for_eval(
-      dataset.validation.images, dataset.validation.labels, config.eval_batch_size))
-  groups = _groups(list(trials), min(trials_per_call, len(trials)))
-  total_steps = steps_per_epoch * epochs
-  logging.info("%s / %s / %s on %s: %d trials of %d epochs (%d steps each) in %d group(s) of %d",
-               config.estimator, config.model, config.optimizer, dataset.name, len(trials),
-               epochs, total_steps, len(groups), len(groups[0][0]))
-  results, start, last_log = [], time.time(), time.time()
-  for group_index, (group, num_real) in enumerate(groups):
-    states, data_rngs = initial_states(config, dataset, group, epochs)
-    paths = [None] * len(group)
-    for i, trial in enumerate(group[:num_real] if workdir else []):
-      trial_dir = os.path.join(workdir, "trials", trial.name)
-      os.makedirs(trial_dir, exist_ok=True)
-      _write_json(os.path.join(trial_dir, "config.json"),
-                  trial_config(config, trial, epochs).to_dict())
-      paths[i] = os.path.join(trial_dir, "metrics.jsonl")
-    writer = _JsonLines(paths)
-    for epoch in range(epochs):
-      orders = programs.orders(data_rngs, epoch, train_labels)
-      epoch_losses = []
-      for first_batch in range(0, steps_per_epoch, config.log_every_steps):
-        num_steps = min(config.log_every_steps, steps_per_epoch - first_batch)
-        states, losses = programs.chunk(states, train_images, train_labels, orders,
-                                        first_batch, num_steps=num_steps)
-        losses, alive = np.asarray(losses), np.asarray(states.diverged_at) < 0
-        epoch_losses.append(losses)
-        step, chunk_means = int(states.step[0]), _mean_finite(losses)
-        for i in np.flatnonzero(alive & np.isfinite(chunk_means)):
-          writer.write(i, {"step": step, "train_loss": float(chunk_means[i]),
-                           "elapsed_seconds": time.time() - start})
-        if time.time() - last_log > 10:
-          last_log = time.time()
-          best = np.min(chunk_means[:num_real], where=alive[:num_real], initial=np.inf)
-          logging.info("group %d/%d, epoch %d/%d, step %d/%d: %d/%d trials alive, best chunk "
-                       "loss %.4f | %.0f s", group_index + 1, len(groups), epoch + 1, epochs,
-                       step, total_steps, alive[:num_real].sum(), num_real, best,
-                       time.time() - start)
-      train_losses = _mean_finite(np.concatenate(epoch_losses, axis=1))
-      metrics = jax.device_get(programs.validate(states.params, *validation))
-      for i in np.flatnonzero(np.asarray(states.diverged_at) < 0):
-        writer.write(i, {"step": step, "epoch": epoch + 1,
-                         "epoch_train_loss": _finite_or_none(train_losses[i]),
-                         "validation_loss": _finite_or_none(metrics["loss"][i]),
-                         "validation_accuracy": float(metrics["accuracy"][i]),
-                         "elapsed_seconds": time.time() - start})
-    writer.close()
-    final = jax.device_get(states)
-    for i, trial in enumerate(group[:num_real]):
-      diverged_at = int(final.diverged_at[i])
-      loss = float(metrics["loss"][i])
-      diverged = diverged_at >= 0 or not np.isfinite(loss)
-      result = TrialResult(
-          trial=trial, status="diverged" if diverged else "completed", validation_loss=loss,
-          validation_accuracy=float(metrics["accuracy"][i]),
-          train_loss=None if diverged else _finite_or_none(train_losses[i]),
-          steps=int(final.step[i]), num_skipped_steps=int(final.num_skipped[i]),
-          diverged_at_step=diverged_at if diverged_at >= 0 else None,
-          params=jax.tree.map(lambda leaf, i=i: leaf[i], final.params) if keep_params else None)
-      if workdir is not None:
-        _write_json(os.path.join(workdir, "trials", trial.name, "result.json"),
-                    _json_safe(result.to_json()))
-      results.append(result)
-    logging.info("group %d/%d done: %d of %d trials in %.0f s", group_index + 1, len(groups),
-                 len(results), len(trials), time.time() - start)
-  return results
-
-
-def rank_settings(results: Sequence[TrialResult]) -> list[dict]:
+def rank_settings(rows: Sequence[dict]) -> list[dict]:
   """Settings (a point with all its seeds) best first by mean final validation loss.
 
   A setting any of whose seeds diverged or ended with a non-finite loss ranks after every
   completed one, whatever its loss.
   """
   by_point = {}
-  for result in results:
-    by_point.setdefault(result.trial.point, []).append(result)
+  for row in rows:
+    by_point.setdefault(row["setting"], []).append(row)
   settings = []
   for point, runs in by_point.items():
-    losses = np.array([r.validation_loss for r in runs])
-    diverged = any(r.status != "completed" for r in runs) or not np.all(np.isfinite(losses))
-    train_losses = [r.train_loss for r in runs if r.train_loss is not None]
+    losses = np.array([np.nan if r["validation_loss"] is None else r["validation_loss"]
+                       for r in runs])
+    diverged = any(r["status"] != "completed" for r in runs) or not np.all(np.isfinite(losses))
+    train_losses = [r["train_loss"] for r in runs if r["train_loss"] is not None]
+    accuracies = [r["validation_accuracy"] for r in runs if r["validation_accuracy"] is not None]
     settings.append({
-        "setting": point, "hyperparameters": runs[0].trial.hyperparameters,
+        "setting": point, "hyperparameters": runs[0]["hyperparameters"],
         "status": "diverged" if diverged else "completed",
         "validation_loss": float(np.mean(losses)),
         "validation_loss_std": float(np.std(losses)) if not diverged else None,
-        "validation_accuracy": float(np.mean([r.validation_accuracy for r in runs])),
+        "validation_accuracy": float(np.mean(accuracies)) if accuracies else None,
         "train_loss": float(np.mean(train_losses)) if train_losses else None,
-        "seeds": [r.trial.seed for r in runs], "trials": [r.trial.index for r in runs]})
+        "seeds": [r["seed"] for r in runs], "trials": [r["trial"] for r in runs]})
   key = lambda s: (s["status"] != "completed", not math.isfinite(s["validation_loss"]),
                    s["validation_loss"] if math.isfinite(s["validation_loss"]) else 0.0,
                    s["setting"])
@@ -453,50 +207,6 @@ def rank_settings(results: Sequence[TrialResult]) -> list[dict]:
   for rank, setting in enumerate(ranked, start=1):
     setting["rank"] = rank
   return ranked
-
-
-def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
-def _json_safe(obj):
-  """JSON has no NaN or infinity: non-finite floats become None."""
-  if isinstance(obj, float):
-    return obj if math.isfinite(obj) else None
-  if isinstance(obj, dict):
-    return {k: _json_safe(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [_json_safe(v) for v in obj]
-  return obj
-
-
-def describe_machine() -> dict:
-  """CPU model, CPU counts, jax version and accelerator: what timings depend on."""
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      cpu = next((line.split(":", 1)[1].strip() for line in f
-                  if line.startswith("model name")), cpu)
-  except OSError:
-    pass
-  return {"cpu": cpu, "cpus_on_machine": os.cpu_count(),
-          "cpus_used": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-          else os.cpu_count(),
-          "jax": jax.__version__, "backend": jax.default_backend(),
-          "device": jax.devices()[0].device_kind}
-
-
-def format_machine(machine: Optional[dict]) -> str:
-  if not machine:
-    return "unknown"
-  text = f"{machine['cpu']}, {machine['cpus_used']} of {machine['cpus_on_machine']} CPUs"
-  if machine.get("backend") not in (None, "cpu"):
-    text += f", {machine['device']}"
-  return text + f", jax {machine['jax']}"
 
 
 def _format_value(value) -> str:
@@ -543,22 +253,24 @@ def _describe(hyperparameters: dict) -> str:
 
 def sweep(config, workdir: str, *, space: dict, search: str = "grid",
           num_trials: Optional[int] = None, search_seed: int = 0, seeds: int = 1,
-          epochs: int = 3, trials_per_call: int = 8, config_spec: Optional[str] = None,
-          config_overrides: Optional[dict] = None) -> dict:
+          epochs: int = 3, trials_per_call: Optional[int] = None,
+          config_spec: Optional[str] = None, config_overrides: Optional[dict] = None,
+          restart: bool = False) -> dict:
   """Runs the search over `space` (name -> Spec) and writes the workdir described above.
 
   `config_spec` and `config_overrides` (the config file and the command-line overrides that
   produced `config`) let the results name a command, and `best_config.py` a file, that rerun the
-  best setting. Returns the content of `results.json`.
+  best setting. A workdir holding this sweep, half-done, is resumed; one holding another search
+  is refused unless `restart`. Returns the content of `results.json`.
   """
   if search not in SEARCHES:
     raise SweepError(f"unknown search {search!r}; choose one of {list(SEARCHES)}")
   if not space:
     raise SweepError("nothing to search: give at least one hyperparameter spec")
-  if epochs < 1 or seeds < 1:
-    raise SweepError(f"epochs and seeds must be >= 1, got {epochs} and {seeds}")
+  if epochs < 1 or seeds < 1 or (trials_per_call is not None and trials_per_call < 1):
+    raise SweepError(f"epochs, seeds and trials_per_call must be >= 1, got {epochs}, {seeds} "
+                     f"and {trials_per_call}")
   check_space(config, space)
-  trials_per_call = effective_trials_per_call(config, trials_per_call)
   if search == "grid":
     points = grid_points(space)
   else:
@@ -566,27 +278,35 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
       raise SweepError("--search=random needs --num_trials >= 1")
     points = random_points(space, num_trials, search_seed)
   trials = make_trials(points, range(int(config.seed), int(config.seed) + seeds))
-  for trial in trials[::seeds]:  # one trial per setting: its seeds differ only in the seed
-    config_validation.validate(trial_config(config, trial, epochs))
-  os.makedirs(workdir, exist_ok=True)
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.num_epochs, config.num_seeds = epochs, 1
+    if trials_per_call is not None:
+      config.trials_per_call = trials_per_call
   record = {"config": config_spec, "config_overrides": dict(config_overrides or {}),
             "search": search, "search_seed": search_seed,
             "space": {n: (dataclasses.asdict(s) if isinstance(s, LogRange) else list(s))
                       for n, s in space.items()},
             "num_settings": len(points), "seeds": seeds, "epochs_per_trial": epochs,
-            "trials_per_call": trials_per_call}
-  _write_json(os.path.join(workdir, "sweep.json"), {**record, "base_config": config.to_dict()})
+            "trials_per_call": train.trials_per_call(config, len(trials))}
+  saved = None if restart else files.read_json(os.path.join(workdir, SWEEP_FILE))
+  if saved is not None and {k: saved.get(k) for k in record} != files.json_safe(record):
+    raise SweepError(f"{workdir!r} holds another sweep ({SWEEP_FILE} differs); use another "
+                     "workdir, or start over with --restart")
   logging.info("%s search over %s: %d settings x %d seed(s) = %d trials", search, list(space),
                len(points), seeds, len(trials))
   start = time.time()
-  results = run_trials(config, trials, epochs=epochs, trials_per_call=trials_per_call,
-                       workdir=workdir)
-  ranked = rank_settings(results)
+  os.makedirs(workdir, exist_ok=True)
+  files.write_json(os.path.join(workdir, SWEEP_FILE), {**record, "base_config": config.to_dict()})
+  summaries = train.train_trials(config, workdir, trials, evaluate_test=False, restart=restart)
+  rows = trial_rows(trials, summaries, seeds)
+  ranked = rank_settings(rows)
   summary = {**record, "estimator": config.estimator, "model": config.model,
              "optimizer": config.optimizer, "dataset": config.data.name,
-             "steps_per_trial": results[0].steps, "wall_clock_seconds": time.time() - start,
-             "machine": describe_machine(), "best": None, "settings": ranked,
-             "trials": [r.to_json() for r in results]}
+             "steps_per_trial": max(r["steps"] for r in rows),
+             "wall_clock_seconds": time.time() - start,
+             "machine": files.describe_machine(), "best": None, "settings": ranked,
+             "trials": rows}
   best = ranked[0]
   if best["status"] == "completed":
     overrides = {**record["config_overrides"], **best["hyperparameters"]}
@@ -602,12 +322,10 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
       doc = (f"The best setting of the sweep in {workdir}: {config_spec} with OVERRIDES "
              f"(validation loss {best['validation_loss']:.4f} after {epochs} epoch(s)).\n\n"
              f"  python -m fgjax.main --config={best_file} --workdir={rerun_dir}\n")
-      with open(best_file, "w", encoding="utf-8") as f:
-        f.write(_best_config_source(config_spec, overrides, doc))
-  summary = _json_safe(summary)
-  _write_json(os.path.join(workdir, RESULTS_FILE), summary)
-  with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
-    f.write(format_results(summary))
+      files.write_text(best_file, _best_config_source(config_spec, overrides, doc))
+  summary = files.json_safe(summary)
+  files.write_json(os.path.join(workdir, RESULTS_FILE), summary)
+  files.write_text(os.path.join(workdir, "results.md"), format_results(summary))
   return summary
 
 
@@ -625,7 +343,7 @@ def format_results(summary: dict) -> str:
            "(mean over seeds); diverged settings last",
            f"- wall-clock {summary['wall_clock_seconds']:.0f} s for {len(summary['trials'])} "
            f"trials, {summary['trials_per_call']} per compiled call, on "
-           f"{format_machine(summary['machine'])}", ""]
+           f"{files.files.format_machine(summary['machine'])}", ""]
   lines += _format_table(summary["settings"], names)
   best = summary["best"]
   if best is None:
@@ -651,7 +369,10 @@ def _define_flags():
   flags.DEFINE_integer("search_seed", 0, "Seed of --search=random's draws.")
   flags.DEFINE_integer("seeds", 1, "Seeds per setting (config.seed, config.seed + 1, ...).")
   flags.DEFINE_integer("epochs", 3, "Epochs each trial trains (the per-trial budget).")
-  flags.DEFINE_integer("trials_per_call", 8, "Trials vmapped into one compiled call.")
+  flags.DEFINE_integer("trials_per_call", None, "Trials vmapped into one compiled call "
+                       "(default: see the module docstring).")
+  flags.DEFINE_bool("restart", False, "Delete the sweep's trials and results and start over "
+                    "instead of resuming.")
   for name in optimizers.HYPERPARAMETERS:
     flags.DEFINE_string(name, DEFAULT_LEARNING_RATES if name == "learning_rate" else "",
                         f"Search space of {name}: low:high:num (log-spaced) or v1,v2,...; "
@@ -660,27 +381,20 @@ def _define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
+  del argv
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  try:
-    space = {name: spec for name in optimizers.HYPERPARAMETERS
-             if (spec := parse_spec(name, FLAGS[name].value)) is not None}
-    summary = sweep(FLAGS.config, FLAGS.workdir, space=space, search=FLAGS.search,
-                    num_trials=FLAGS.num_trials, search_seed=FLAGS.search_seed,
-                    seeds=FLAGS.seeds, epochs=FLAGS.epochs,
-                    trials_per_call=FLAGS.trials_per_call,
-                    config_spec=config_flags.get_config_filename(FLAGS["config"]),
-                    config_overrides=config_flags.get_override_values(FLAGS["config"]))
-  except (ConfigError, DataError) as error:  # SweepError included
-    print(f"error: {error}", file=sys.stderr)
-    return 2
-  with open(os.path.join(FLAGS.workdir, "results.md"), encoding="utf-8") as f:
-    print(f.read())
+  space = {name: spec for name in optimizers.HYPERPARAMETERS
+           if (spec := parse_spec(name, FLAGS[name].value)) is not None}
+  summary = sweep(FLAGS.config, FLAGS.workdir, space=space, search=FLAGS.search,
+                  num_trials=FLAGS.num_trials, search_seed=FLAGS.search_seed,
+                  seeds=FLAGS.seeds, epochs=FLAGS.epochs, trials_per_call=FLAGS.trials_per_call,
+                  config_spec=config_flags.get_config_filename(FLAGS["config"]),
+                  config_overrides=config_flags.get_override_values(FLAGS["config"]),
+                  restart=FLAGS.restart)
+  print(format_results(summary))
   return 0 if summary["best"] else 1
 
 
 if __name__ == "__main__":
   _define_flags()
-  sys.exit(app.run(main))
+  cli.run(main)

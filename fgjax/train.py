@@ -1,33 +1,41 @@
-"""`train_and_evaluate(config, workdir)`: one training run, from config to summary.
+"""The training core: T >= 1 trials of one config, trained together, from config to summaries.
 
-Writes into `workdir`: `config.json`, `metrics.jsonl` (a row per chunk of steps and per epoch),
-TensorBoard events under `tensorboard/`, checkpoints under `checkpoints/`, and `summary.json`
-when the run ends.
+A trial is one training run: a seed (parameter init, data order, tangents) and, for a sweep, the
+optimizer hyperparameters it sets (they live in the optimizer state, so trials share one compiled
+update). A plain run is one trial; `config.num_seeds` makes one trial per seed; `fgjax.sweep` makes
+one per setting and seed. `train_trials` trains them in groups of `config.trials_per_call`: a group
+is one compiled program, vmapped over its trials; groups run one after another (one trial per
+group where vmapping does not pay: convolutions on XLA:CPU, and data-parallel runs).
 
-Chunks. Steps run in chunks, each one jitted `lax.scan`: a chunk ends at the next multiple of
-`log_every_steps` within its epoch or at the epoch's end. The boundaries are a function of the step
-alone, so a resumed run compiles and runs exactly the chunks of an uninterrupted one. A checkpoint
-is saved at the first chunk end at or past each multiple of `checkpoint_every_steps`, and at the
-end of the run.
+Files (`fgjax.workdir` names them): each trial writes `config.json`, `metrics.jsonl` (a row per
+chunk of steps and per epoch), TensorBoard events, `summary.json` and its per-example test losses
+into its own directory; a group's checkpoints hold all its trials' states.
+
+Chunks. Steps run in chunks, each one compiled call: a chunk ends at the next multiple of
+`log_every_steps` within its epoch or at the epoch's end. The boundaries are a function of the
+step alone, so a resumed run compiles and runs exactly the chunks of an uninterrupted one. A
+checkpoint is saved at the first chunk end at or past each multiple of `checkpoint_every_steps`,
+and at the end.
 
 Resume. Rerunning on a workdir that holds a checkpoint continues from the newest valid one, with
-results bit-identical to an uninterrupted run: the checkpoint holds the whole train state and what
-the loop carries between chunks, data order depends only on (seed, epoch) and tangents only on
-(seed, step). Metrics rows past the restored step are dropped and written again. A finished run
-(one with `summary.json`) is not trained again. The saved `config.json` must match the config in
-every field but `NON_RESULT_FIELDS`; `restart=True` deletes the run's files and starts over.
+results bit-identical to an uninterrupted run: the checkpoint holds the whole train state and
+what the loop carries between chunks (CRC-checked), data order depends only on (seed, epoch) and
+tangents only on (seed, step). Metrics rows past the restored step are dropped and written again;
+rows missing before it stop the run. A finished trial (one with `summary.json`) is not trained
+again. Saved configs must match in every field but `NON_RESULT_FIELDS`; `restart=True` deletes the
+run's files and starts over. A run holds a lock on its workdir while it writes.
 
 Failing safely. The config and workdir are validated and the data loaded before anything is
 written. A non-finite loss or gradient never reaches the parameters: with `on_nonfinite="stop"`
-the run ends with status "diverged" and keeps its last good checkpoint; with "skip" the step is
-not applied and counted.
+the trial ends with status "diverged" (its parameters frozen at the last good step while the
+group's other trials go on); with "skip" the step is not applied and counted.
 """
 
-import json
+import dataclasses
 import os
 import shutil
 import time
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from absl import logging
 import jax
@@ -38,54 +46,61 @@ from fgjax import config_validation
 from fgjax import data
 from fgjax import models
 from fgjax import optimizers
-from fgjax import sharding
 from fgjax import programs
-from fgjax.config_loading import ConfigError
-from fgjax.metrics_writer import METRICS_FILE, MetricWriter, read_metrics
+from fgjax import sharding
+from fgjax import workdir as files
+from fgjax.errors import ConfigError, WorkdirError
+from fgjax.metrics_writer import MetricWriter
 
-SUMMARY_FILE = "summary.json"
-CONFIG_FILE = "config.json"
-TENSORBOARD_DIR = "tensorboard"
-# What `restart=True` deletes; other files in a workdir are left alone.
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
-             checkpointing.CHECKPOINT_DIR)
+# A trial's files, which `restart=True` deletes; other files in a workdir are left alone.
+TRIAL_FILES = (files.CONFIG_FILE, files.METRICS_FILE, files.SUMMARY_FILE, files.TENSORBOARD_DIR,
+               files.TEST_LOSSES_FILE)
 # Config fields that cannot change a run's parameters, metrics or summary, so a run may resume
 # with other values. Every other field, new ones included, must match the saved config:
 # `log_every_steps` sets the chunks (the compiled programs) and the metrics rows, and
 # `eval_batch_size` the summation order of the evaluation.
 NON_RESULT_FIELDS = ("checkpoint_every_steps", "keep_checkpoints", "data.tfds_data_dir",
                      "data.download")
+SUMMARY_STATISTICS = ("test_loss", "test_accuracy", "validation_loss", "validation_accuracy")
 
 
-def _write_json(path: str, obj: dict) -> None:
-  """Writes `obj` atomically: readers never see a half-written file."""
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+@dataclasses.dataclass(frozen=True)
+class Trial:
+  """One training run: its directory in the workdir ("" is the workdir itself), its seed, and the
+  optimizer hyperparameters it sets (names of fgjax.optimizers.HYPERPARAMETERS)."""
+  directory: str
+  seed: int
+  hyperparameters: dict = dataclasses.field(default_factory=dict)
 
 
-class _Progress:
-  """Logs step, loss, speed and ETA at most every `every_seconds`."""
+def trial_config(config, trial: Trial):
+  """The config that trains `trial` alone: its seed and hyperparameters, one seed."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.update(trial.hyperparameters)
+    config.seed = trial.seed
+    config.num_seeds = 1
+  return config
 
-  def __init__(self, total_steps: int, every_seconds: float = 10.0):
-    self._total, self._every = total_steps, every_seconds
-    self._start = self._last = time.time()
-    self._first_step = None
 
-  def update(self, step: int, epoch: int, loss: float) -> None:
-    now = time.time()
-    if self._first_step is None:
-      self._first_step, self._start = step, now  # the first chunk includes compilation
-      return
-    if now - self._last < self._every and step < self._total:
-      return
-    self._last = now
-    rate = (step - self._first_step) / max(now - self._start, 1e-9)
-    eta = (self._total - step) / rate if rate > 0 else float("inf")
-    logging.info("step %d/%d (epoch %d) loss %.4f | %.1f steps/s | ETA %s", step, self._total,
-                 epoch + 1, loss, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+def seed_trials(config) -> list[Trial]:
+  """The trials of `config.num_seeds` seeds from `config.seed`: the workdir itself for one seed,
+  `seed_<s>/` for each of several."""
+  if config.num_seeds == 1:
+    return [Trial("", int(config.seed))]
+  return [Trial(f"seed_{seed}", seed)
+          for seed in range(int(config.seed), int(config.seed) + int(config.num_seeds))]
+
+
+def trials_per_call(config, num_trials: int) -> int:
+  """How many trials one compiled program trains (see the module docstring)."""
+  if config.trials_per_call is not None:
+    if config.sharding.data_parallel and config.trials_per_call > 1:
+      raise ConfigError("a data-parallel run trains one trial per call: set trials_per_call=1")
+    return min(int(config.trials_per_call), num_trials)
+  if config.sharding.data_parallel or not programs.scans_well(config.model):
+    return 1
+  return num_trials
 
 
 def chunks(start_step: int, steps_per_epoch: int, total_steps: int,
@@ -120,207 +135,404 @@ def config_differences(saved: dict, current: dict) -> list[str]:
               name, missing)]
 
 
-def _read_finished_run(config, workdir: str) -> Optional[dict]:
-  """Checks a workdir's earlier run against `config`; returns its summary if it has finished.
+def _config_dict(config) -> dict:
+  return files.json_safe(config.to_dict())
 
-  Raises ConfigError if the workdir holds another experiment, or run files without a config.
+
+def _read_finished(config, run_dir: str) -> Optional[dict]:
+  """Checks a directory's earlier run against `config`; returns its summary if it has finished.
+
+  Raises ConfigError if the directory holds another experiment, or run files without a config.
   """
-  config_path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(config_path):
-    present = [name for name in RUN_FILES if os.path.exists(os.path.join(workdir, name))]
+  saved = files.read_json(os.path.join(run_dir, files.CONFIG_FILE))
+  if saved is None:
+    present = [name for name in TRIAL_FILES if name != files.SUMMARY_FILE
+               and os.path.exists(os.path.join(run_dir, name))]
     if present:
-      raise ConfigError(f"workdir {workdir!r} holds {', '.join(present)} but no {CONFIG_FILE}, "
+      raise ConfigError(f"{run_dir!r} holds {', '.join(present)} but no {files.CONFIG_FILE}, "
                         "so it cannot be resumed safely; start over with --restart")
     return None
-  try:
-    with open(config_path, encoding="utf-8") as f:
-      saved = json.load(f)
-  except (OSError, ValueError) as error:
-    raise ConfigError(f"cannot read {config_path} ({error}); start over with --restart") from None
-  current = json.loads(json.dumps(config.to_dict()))
-  differences = config_differences(saved, current)
+  differences = config_differences(saved, _config_dict(config))
   if differences:
     raise ConfigError(
-        f"workdir {workdir!r} holds a run of another config: {'; '.join(differences)}. "
+        f"{run_dir!r} holds a run of another config: {'; '.join(differences)}. "
         "Use another workdir, or start over with --restart")
-  summary_path = os.path.join(workdir, SUMMARY_FILE)
-  if not os.path.exists(summary_path):
-    return None
-  with open(summary_path, encoding="utf-8") as f:
-    return json.load(f)
+  return files.read_json(os.path.join(run_dir, files.SUMMARY_FILE))
 
 
-def _remove_run_files(workdir: str) -> None:
-  for name in RUN_FILES:
-    path = os.path.join(workdir, name)
-    if os.path.isdir(path):
+def _remove(paths: Sequence[str]) -> None:
+  for path in paths:
+    if os.path.isdir(path) and not os.path.islink(path):
       shutil.rmtree(path)
-    elif os.path.exists(path):
+    elif os.path.lexists(path):
       os.remove(path)
 
 
-def _create_model(config, dataset: data.Dataset) -> models.Model:
-  """The config's model for the dataset's images; a shape it cannot take is a ConfigError."""
+def _stack(trees):
+  return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
+
+
+class _Group:
+  """The compiled functions that train one group of trials, and the shape they hold it in.
+
+  Several trials are vmapped over a leading trial axis; one trial is held without that axis (the
+  plain program, which data parallelism needs) and gains it only in checkpoints and results.
+  """
+
+  def __init__(self, train_step, evaluate, example_losses, config, size: int):
+    self.vmapped = size > 1
+    self.chunk = programs.make_train_chunk(train_step, int(config.batch_size),
+                                           scan=programs.scans_well(config.model),
+                                           vmapped=self.vmapped)
+    over_trials = lambda f, axes: jax.jit(jax.vmap(f, in_axes=axes) if self.vmapped else f)
+    self._orders = over_trials(programs.epoch_order, (0, None, None))
+    self._evaluate = over_trials(evaluate, (0, None, None, None))
+    self._example_losses = over_trials(example_losses, (0, None, None, None))
+
+  def held(self, stacked):
+    return stacked if self.vmapped else jax.tree.map(lambda leaf: leaf[0], stacked)
+
+  def stacked(self, held):
+    """Host copies of `held` with the trial axis."""
+    host = jax.tree.map(np.asarray, held)
+    return host if self.vmapped else jax.tree.map(lambda leaf: leaf[None], host)
+
+  def orders(self, data_rngs, epoch, labels):
+    return self._orders(self.held(data_rngs), epoch, labels)
+
+  def evaluate(self, params, split) -> dict:
+    return self.stacked(self._evaluate(params, *split))
+
+  def example_losses(self, params, split) -> dict:
+    return self.stacked(self._example_losses(params, *split))
+
+
+class _Log:
+  """Logs progress at most every `every_seconds`: step, trials alive, loss, speed and ETA."""
+
+  def __init__(self, total_steps: int, num_trials: int, every_seconds: float = 10.0):
+    self._total, self._trials, self._every = total_steps, num_trials, every_seconds
+    self._start = self._last = time.time()
+    self._first_step = None
+
+  def update(self, step: int, epoch: int, losses: Sequence[float]) -> None:
+    now = time.time()
+    if self._first_step is None:
+      self._first_step, self._start = step, now  # the first chunk includes compilation
+      return
+    if now - self._last < self._every:
+      return
+    self._last = now
+    rate = (step - self._first_step) / max(now - self._start, 1e-9)
+    eta = time.strftime("%H:%M:%S", time.gmtime((self._total - step) / rate)) if rate else "-"
+    alive = f", {len(losses)}/{self._trials} trials" if self._trials > 1 else ""
+    loss = f"{np.mean(losses):.4f}" if losses else "-"
+    logging.info("step %d/%d (epoch %d%s) loss %s | %.1f steps/s | ETA %s", step, self._total,
+                 epoch + 1, alive, loss, rate, eta)
+
+
+def _learning_rate(config, step: int) -> float:
+  return float(config.learning_rate) * float(np.exp(-float(config.decay) * step))
+
+
+def _round(value, digits: int = 4) -> str:
+  return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _write_test_losses(path: str, example_losses: dict, weights: np.ndarray) -> None:
+  """Saves every test example's loss (padding dropped), atomically."""
+  if not files.is_writer():
+    return
+  keep = weights.reshape(-1) > 0
+  arrays = {name: np.asarray(values).reshape(-1)[keep] for name, values in example_losses.items()}
+  tmp = path + ".tmp.npz"
   try:
-    return models.create_model(config.model, dataset.image_shape, dataset.num_classes,
-                               config.seed)
-  except ValueError as error:
-    raise ConfigError(f"model {config.model!r} on {dataset.name}: {error}") from None
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+  except OSError as error:
+    _remove([tmp])
+    raise WorkdirError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def _last_finite(losses: np.ndarray) -> Optional[float]:
-  finite = losses[np.isfinite(losses)]
-  return float(finite[-1]) if finite.size else None
+def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test: bool = True,
+                 restart: bool = False) -> list[dict]:
+  """Trains `trials` of `config` in `workdir`, resuming what a checkpoint holds; returns each
+  trial's summary (also in its directory's `summary.json`).
 
-
-def train_and_evaluate(config, workdir: str, restart: bool = False) -> dict:
-  """Trains `config` in `workdir`, resuming it if it holds a checkpoint; returns the summary.
-
-  The summary is also written to `<workdir>/summary.json`. `restart=True` deletes the run files
-  of an earlier run in `workdir` (`RUN_FILES`) and trains from the start.
-
-  Raises ConfigError, DataError or CheckpointError (one-line messages for the user) before any
-  training; ConfigError and DataError also before anything is written.
+  `evaluate_test=False` (a sweep) never evaluates the test split. Raises ConfigError, DataError
+  or WorkdirError (one-line messages for the user); ConfigError and DataError before anything is
+  written.
   """
   config_validation.validate(config)
   config_validation.validate_workdir(workdir)
+  configs = [trial_config(config, trial) for trial in trials]
+  for trial_cfg in configs:
+    config_validation.validate(trial_cfg)
+  dirs = [os.path.join(workdir, trial.directory) if trial.directory else workdir
+          for trial in trials]
+  finished = [None] * len(trials)
   if not restart:
-    finished = _read_finished_run(config, workdir)
-    if finished is not None:
-      logging.info("%s already holds a finished run (status %s after %d steps); nothing to do "
-                   "(start over with --restart)", workdir, finished["status"], finished["steps"])
+    if len(trials) > 1 or trials[0].directory:
+      _read_finished(config, workdir)
+    finished = [_read_finished(c, d) for c, d in zip(configs, dirs)]
+    if all(finished):
+      logging.info("%s already holds the finished run; nothing to do (start over with "
+                   "--restart)", workdir)
       return finished
+
   dataset = data.load_dataset(config.data)
   steps_per_epoch = len(dataset.train) // config.batch_size
   if steps_per_epoch < 1:
     raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(dataset.train)} "
                       f"training examples of {dataset.name}")
-  total_steps = steps_per_epoch * config.num_epochs
-
-  # The train state of step 0, and the compiled functions.
-  model = _create_model(config, dataset)
-  tx = optimizers.build_optimizer(config)
-  tangent_rng, data_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  state = programs.init_state(model.params, tx, tangent_rng)
-  loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std)
+  group_size = trials_per_call(config, len(trials))
+  try:
+    model = models.create_model(config.model, dataset.image_shape, dataset.num_classes,
+                                int(config.seed), init=config.init)
+  except ValueError as error:
+    raise ConfigError(f"model {config.model!r} on {dataset.name}: {error}") from None
+  loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std,
+                                  config.loss)
   train_loss_fn, place = sharding.data_parallel(config, loss_fn)  # config.sharding
-  train_chunk = programs.make_train_chunk(programs.make_train_step(train_loss_fn, tx, config),
-                                    config.batch_size, scan=programs.scans_well(config.model))
-  evaluate = programs.make_evaluate(loss_fn)
+  tx = optimizers.build_optimizer(config)
+  group = _Group(programs.make_train_step(train_loss_fn, tx, config),
+                 programs.make_evaluate(loss_fn, config.loss), programs.make_example_losses(loss_fn),
+                 config, group_size)
+  logging.info("%s / %s / %s on %s: %d parameters, %d trial(s) of %d steps of batch %d "
+               "(%d epoch(s)), %d per compiled call", config.estimator, config.model,
+               config.optimizer, dataset.name, models.num_params(model.params), len(trials),
+               steps_per_epoch * config.num_epochs, config.batch_size, config.num_epochs,
+               group_size)
+  splits = {"validation": dataset.validation, "test": dataset.test}
+  if not evaluate_test:
+    del splits["test"]
+  eval_splits = {name: place(programs.batch_for_eval(split.images, split.labels,
+                                                     config.eval_batch_size))
+                 for name, split in splits.items()}
+  arrays = (place(dataset.train.images), place(dataset.train.labels))
 
   # Everything above only read; from here on the workdir is written.
-  if restart:
-    _remove_run_files(workdir)
   os.makedirs(workdir, exist_ok=True)
-  _write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
-  checkpoints = checkpointing.Checkpoints(
-      os.path.join(workdir, checkpointing.CHECKPOINT_DIR), config.keep_checkpoints)
-  with checkpoints:
-    restored = checkpoints.restore(state)
-    # What the loop carries between chunks: a checkpoint saves it with the state.
-    carry = {"epoch_loss_sum": 0.0, "epoch_loss_count": 0, "last_finite_loss": None,
-             "train_seconds": 0.0, "elapsed_seconds": 0.0}
+  with files.Lock(workdir):
+    if restart:
+      _remove([os.path.join(workdir, name) for name in
+               (files.CHECKPOINT_DIR, files.SUMMARY_FILE, *TRIAL_FILES)]
+              + [os.path.join(d, name) for d in dirs for name in TRIAL_FILES])
+    files.write_json(os.path.join(workdir, files.CONFIG_FILE), _config_dict(config))
+    for trial_cfg, run_dir in zip(configs, dirs):
+      os.makedirs(run_dir, exist_ok=True)
+      files.write_json(os.path.join(run_dir, files.CONFIG_FILE), _config_dict(trial_cfg))
+    summaries = []
+    num_groups = -(-len(trials) // group_size)
+    for g in range(num_groups):
+      members = list(range(g * group_size, min((g + 1) * group_size, len(trials))))
+      if all(finished[i] for i in members):
+        summaries += [finished[i] for i in members]
+        continue
+      if num_groups > 1:
+        logging.info("group %d/%d: trials %s", g + 1, num_groups,
+                     ", ".join(trials[i].directory for i in members))
+      checkpoint_dir = os.path.join(workdir, files.CHECKPOINT_DIR,
+                                    *([f"group_{g:04d}"] if num_groups > 1 else []))
+      summaries += _train_group(
+          config, dataset, group, place, arrays, eval_splits,
+          [trials[i] for i in members], [configs[i] for i in members],
+          [dirs[i] for i in members], checkpoint_dir, steps_per_epoch, group_size)
+  return summaries
+
+
+def _initial_states(config, dataset, configs: Sequence, size: int):
+  """The stacked step-0 TrainStates and data-order keys of a group's trials, padded to `size`
+  with repeats of the last (so every group has the compiled shape)."""
+  states, data_rngs = [], []
+  for trial_cfg in list(configs) + [configs[-1]] * (size - len(configs)):
+    params = models.create_model(config.model, dataset.image_shape, dataset.num_classes,
+                                 int(trial_cfg.seed), init=config.init).params
+    tangent_rng, data_rng = jax.random.split(jax.random.PRNGKey(int(trial_cfg.seed)))
+    tx = optimizers.build_optimizer(trial_cfg)
+    states.append(jax.device_get(programs.init_state(params, tx, tangent_rng)))
+    data_rngs.append(np.asarray(data_rng))
+  return _stack(states), np.stack(data_rngs)
+
+
+def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, trials, configs,
+                 dirs, checkpoint_dir: str, steps_per_epoch: int, size: int) -> list[dict]:
+  """Trains one group of trials to the end (see the module docstring); returns their summaries."""
+  total_steps = steps_per_epoch * config.num_epochs
+  num = len(trials)
+  initial, data_rngs = _initial_states(config, dataset, configs, size)
+  with checkpointing.Checkpoints(checkpoint_dir, config.keep_checkpoints) as checkpoints:
+    restored = checkpoints.restore(initial)
+    # What the loop carries between chunks, per trial; a checkpoint saves it with the state.
+    progress = {"train_seconds": 0.0, "elapsed_seconds": 0.0,
+                "trials": [{"epoch_loss_sum": 0.0, "epoch_loss_count": 0,
+                            "last_finite_loss": None, "last_eval": {}} for _ in range(num)]}
     if restored is not None:
-      state, carry = restored.state, restored.progress
-      logging.info("resuming %s from step %d of %d", workdir, restored.step, total_steps)
-    start_step = int(state.step)
-
-    # Placement: every array the compiled functions read goes onto the device(s) here.
-    state = place(state)
-    train_images = place(dataset.train.images)
-    train_labels = place(dataset.train.labels)
-    eval_splits = {
-        name: place(programs.batch_for_eval(split.images, split.labels, config.eval_batch_size))
-        for name, split in (("validation", dataset.validation), ("test", dataset.test))}
-
-    logging.info("%s / %s / %s on %s: %d parameters, %d steps of batch %d (%d epochs)",
-                 config.estimator, config.model, config.optimizer, dataset.name,
-                 models.num_params(model.params), total_steps, config.batch_size,
-                 config.num_epochs)
-    writer = MetricWriter(workdir, start_step)
-    eval_rows = [row for row in read_metrics(workdir) if "epoch" in row]
-    eval_row = eval_rows[-1] if eval_rows else {}
-    progress = _Progress(total_steps)
-    start = time.time() - carry["elapsed_seconds"]
-    status, diverged_at = "completed", -1
-    order_epoch, order = None, None
+      initial, progress = restored.state, restored.progress
+      logging.info("resuming %s from step %d of %d", checkpoint_dir, restored.step, total_steps)
+    elif int(np.max(initial.step)) == 0 and any(
+        os.path.exists(os.path.join(d, files.METRICS_FILE)) for d in dirs):
+      logging.warning("%s holds no checkpoint: training from the start", checkpoint_dir)
+    start_step = int(np.max(initial.step))
+    stopped = [bool(initial.diverged_at[i] >= 0) for i in range(num)]
+    states = place(group.held(initial))
+    hparams = lambda c: {k: v for k, v in files.json_safe(_flatten(c.to_dict())).items()
+                         if isinstance(v, (int, float, str, bool))}
+    writers = [MetricWriter(d, start_step, hparams(c)) for d, c in zip(dirs, configs)]
+    for i, writer in enumerate(writers):
+      if start_step and not stopped[i] and files.is_writer() and writer.last_step != start_step:
+        raise WorkdirError(
+            f"{os.path.join(dirs[i], files.METRICS_FILE)} ends at step {writer.last_step} but "
+            f"the checkpoint is at step {start_step}: rows are missing; start over with --restart")
+    log = _Log(total_steps, num)
+    start = time.time() - progress["elapsed_seconds"]
+    order_epoch, orders, step = None, None, start_step
     for epoch, first_batch, num_steps in chunks(start_step, steps_per_epoch, total_steps,
                                                 config.log_every_steps):
       if epoch != order_epoch:
-        order_epoch, order = epoch, programs.epoch_order(data_rng, epoch, train_labels)
+        order_epoch, orders = epoch, group.orders(data_rngs, epoch, arrays[1])
       first_step = epoch * steps_per_epoch + first_batch
       chunk_start = time.time()
-      state, losses = train_chunk(state, train_images, train_labels, order, first_batch,
-                                  num_steps=num_steps)
-      losses = np.asarray(losses)
-      carry["train_seconds"] += time.time() - chunk_start
-      diverged_at = int(state.diverged_at)
-      if diverged_at >= 0:  # steps from `diverged_at` on were not applied
-        losses = losses[:diverged_at - first_step]
-      last_finite = _last_finite(losses)
-      if last_finite is not None:
-        carry["last_finite_loss"] = last_finite
-      if diverged_at >= 0:
-        status = "diverged"
-        break
+      states, losses = group.chunk(states, *arrays, orders, first_batch, num_steps=num_steps)
+      losses = np.asarray(losses).reshape(size, num_steps)
+      chunk_seconds = time.time() - chunk_start
+      progress["train_seconds"] += chunk_seconds
+      diverged_at = np.asarray(states.diverged_at).reshape(size)
       step = first_step + num_steps
-      finite = losses[np.isfinite(losses)]
-      carry["epoch_loss_sum"] += float(np.sum(finite, dtype=np.float64))
-      carry["epoch_loss_count"] += int(finite.size)
-      carry["elapsed_seconds"] = time.time() - start
-      chunk_loss = float(np.mean(finite)) if finite.size else None
-      writer.write({"step": step, "train_loss": chunk_loss,
-                    "elapsed_seconds": carry["elapsed_seconds"]})
-      progress.update(step, epoch, float("nan") if chunk_loss is None else chunk_loss)
+      progress["elapsed_seconds"] = time.time() - start
+      alive_losses = []
+      for i in range(num):
+        if stopped[i]:
+          continue
+        carry = progress["trials"][i]
+        trial_losses = losses[i] if diverged_at[i] < 0 else losses[i][:diverged_at[i] - first_step]
+        finite = trial_losses[np.isfinite(trial_losses)]
+        if finite.size:
+          carry["last_finite_loss"] = float(finite[-1])
+        if diverged_at[i] >= 0:
+          stopped[i] = True
+          logging.error("%s diverged: non-finite loss or gradient at step %d (last finite loss "
+                        "%s)", dirs[i], diverged_at[i], _round(carry["last_finite_loss"]))
+          continue
+        carry["epoch_loss_sum"] += float(np.sum(finite, dtype=np.float64))
+        carry["epoch_loss_count"] += int(finite.size)
+        chunk_loss = float(np.mean(finite)) if finite.size else None
+        if chunk_loss is not None:
+          alive_losses.append(chunk_loss)
+        writers[i].write({"step": step, "train_loss": chunk_loss,
+                          "learning_rate": _learning_rate(configs[i], step),
+                          "steps_per_second": num_steps / chunk_seconds,
+                          "elapsed_seconds": progress["elapsed_seconds"]})
+      if all(stopped):
+        break
+      log.update(step, epoch, alive_losses)
       if first_batch + num_steps == steps_per_epoch:
-        eval_row = _evaluate_epoch(evaluate, state.params, eval_splits, step, epoch, carry,
-                                   config.num_epochs)
-        eval_row["elapsed_seconds"] = carry["elapsed_seconds"] = time.time() - start
-        writer.write(eval_row)
-        carry["epoch_loss_sum"], carry["epoch_loss_count"] = 0.0, 0
+        metrics = {name: group.evaluate(states.params, split)
+                   for name, split in eval_splits.items()}
+        for i in range(num):
+          if not stopped[i]:
+            _end_epoch(progress["trials"][i], metrics, i, step, epoch, config.num_epochs,
+                       writers[i], dirs[i] if num > 1 else "", time.time() - start)
       if (step // config.checkpoint_every_steps > first_step // config.checkpoint_every_steps
           or step == total_steps):
-        checkpoints.save(state, carry)
-    writer.close()
+        checkpoints.save(group.stacked(states), progress)
+    for writer in writers:
+      writer.close()
+    if "test" in eval_splits and not all(stopped):
+      example_losses = group.example_losses(states.params, eval_splits["test"])
+      weights = np.asarray(eval_splits["test"][2])
+      for i in range(num):
+        if not stopped[i]:
+          _write_test_losses(os.path.join(dirs[i], files.TEST_LOSSES_FILE),
+                             {k: v[i] for k, v in example_losses.items()}, weights)
+    final = group.stacked(states)
     last_good = checkpoints.latest_step()
-  if status == "diverged":
-    logging.error("diverged: non-finite loss or gradient at step %d (last finite loss %s); "
-                  "stopped, keeping the last good checkpoint (step %s)", diverged_at,
-                  carry["last_finite_loss"], last_good)
+  summaries = []
+  for i in range(num):
+    summary = _trial_summary(config, configs[i], dataset.name, progress, i, final, step,
+                             last_good, time.time() - start)
+    files.write_json(os.path.join(dirs[i], files.SUMMARY_FILE), summary)
+    summaries.append(summary)
+  return summaries
 
-  steps = diverged_at if status == "diverged" else int(state.step)
-  train_seconds = carry["train_seconds"]  # of every session, the chunks a kill lost excluded
+
+def _end_epoch(carry: dict, metrics: dict, i: int, step: int, epoch: int, num_epochs: int,
+               writer: MetricWriter, name: str, elapsed: float) -> None:
+  """Writes trial `i`'s metrics row of an epoch's end (mean train loss, validation and test
+  metrics), logs it, keeps it in `carry` for the summary and resets the epoch's loss sums."""
+  count = carry["epoch_loss_count"]
+  row = {"step": step, "epoch": epoch + 1,
+         "epoch_train_loss": carry["epoch_loss_sum"] / count if count else None,
+         **{f"{split}_{key}": float(values[i]) for split, result in metrics.items()
+            for key, values in result.items()},
+         "elapsed_seconds": elapsed}
+  writer.write(row)
+  logging.info("%sepoch %d/%d: train %s | validation %s (acc %s)%s", f"{name}: " if name else "",
+               epoch + 1, num_epochs, _round(row["epoch_train_loss"]),
+               _round(row["validation_loss"]), _round(row["validation_accuracy"]),
+               f" | test {_round(row['test_loss'])} (acc {_round(row['test_accuracy'])})"
+               if "test_loss" in row else "")
+  carry["last_eval"] = row
+  carry["epoch_loss_sum"], carry["epoch_loss_count"] = 0.0, 0
+
+
+def _trial_summary(config, trial_cfg, dataset_name: str, progress: dict, i: int, final,
+                   last_step: int, last_good: Optional[int], wall_clock: float) -> dict:
+  carry = progress["trials"][i]
+  eval_row = carry["last_eval"]
+  diverged_at = int(final.diverged_at[i])
+  steps = diverged_at if diverged_at >= 0 else int(final.step[i])
+  train_seconds = progress["train_seconds"]  # of every session, the chunks a kill lost excluded
   summary = {
-      "status": status,
+      "status": "diverged" if diverged_at >= 0 else "completed",
       "estimator": config.estimator, "model": config.model, "optimizer": config.optimizer,
-      "dataset": dataset.name,
+      "dataset": dataset_name, "seed": int(trial_cfg.seed),
       "steps": steps, "epochs_completed": eval_row.get("epoch", 0),
       "train_loss": eval_row.get("epoch_train_loss"),
       "validation_loss": eval_row.get("validation_loss"),
       "validation_accuracy": eval_row.get("validation_accuracy"),
       "test_loss": eval_row.get("test_loss"), "test_accuracy": eval_row.get("test_accuracy"),
-      "num_skipped_steps": int(state.num_skipped),
-      "wall_clock_seconds": time.time() - start,
-      "train_steps_per_second": steps / train_seconds if train_seconds else None,
+      "num_skipped_steps": int(final.num_skipped[i]),
+      "wall_clock_seconds": wall_clock,
+      "train_steps_per_second": last_step / train_seconds if train_seconds else None,
   }
-  if status == "diverged":
+  if diverged_at >= 0:
     summary.update(diverged_at_step=diverged_at, last_finite_loss=carry["last_finite_loss"],
                    last_checkpoint_step=last_good)
-  _write_json(os.path.join(workdir, SUMMARY_FILE), summary)
+  nonfinite = sorted(k for k, v in summary.items() if isinstance(v, float) and not np.isfinite(v))
+  if nonfinite:
+    summary["nonfinite_fields"] = nonfinite  # written as null: JSON has no NaN or infinity
   return summary
 
 
-def _evaluate_epoch(evaluate, params, eval_splits: dict, step: int, epoch: int, carry: dict,
-                    num_epochs: int) -> dict:
-  """The metrics row of an epoch's end: mean train loss, and validation and test metrics."""
-  metrics = {f"{name}_{key}": float(value)
-             for name, split in eval_splits.items()
-             for key, value in evaluate(params, *split).items()}
-  count = carry["epoch_loss_count"]
-  row = {"step": step, "epoch": epoch + 1,
-         "epoch_train_loss": carry["epoch_loss_sum"] / count if count else None, **metrics}
-  logging.log_every_n_seconds(
-      logging.INFO, "epoch %d/%d: train %s | validation %.4f (acc %.4f) | test %.4f (acc %.4f)",
-      10, epoch + 1, num_epochs, row["epoch_train_loss"], metrics["validation_loss"],
-      metrics["validation_accuracy"], metrics["test_loss"], metrics["test_accuracy"])
-  return row
+def aggregate(summaries: Sequence[dict]) -> dict:
+  """The run summary of several seeds: each seed's summary and mean, std, min and max of the
+  test and validation metrics over the seeds that completed."""
+  completed = [s for s in summaries if s["status"] == "completed"]
+  stats = {}
+  for name in SUMMARY_STATISTICS:
+    values = np.array([s[name] for s in completed if s.get(name) is not None], np.float64)
+    stats[name] = ({"mean": float(values.mean()), "std": float(values.std()),
+                    "min": float(values.min()), "max": float(values.max()), "n": len(values)}
+                   if values.size else None)
+  first = summaries[0]
+  return {"status": "completed" if len(completed) == len(summaries) else "diverged",
+          "estimator": first["estimator"], "model": first["model"],
+          "optimizer": first["optimizer"], "dataset": first["dataset"],
+          "num_seeds": len(summaries), "seeds": [s["seed"] for s in summaries],
+          "num_diverged": len(summaries) - len(completed),
+          "wall_clock_seconds": max(s["wall_clock_seconds"] for s in summaries),
+          "aggregate": stats, "per_seed": {str(s["seed"]): s for s in summaries}}
+
+
+def train_and_evaluate(config, workdir: str, restart: bool = False) -> dict:
+  """Trains `config` (its `num_seeds` seeds) in `workdir`, resuming it if it holds a checkpoint;
+  returns the summary, also written to `<workdir>/summary.json`: the run's own for one seed, the
+  `aggregate` of several (each seed's own is in `<workdir>/seed_<s>/`)."""
+  trials = seed_trials(config)
+  summaries = train_trials(config, workdir, trials, restart=restart)
+  if len(summaries) == 1:
+    return summaries[0]
+  summary = aggregate(summaries)
+  files.write_json(os.path.join(workdir, files.SUMMARY_FILE), summary)
+  return summary

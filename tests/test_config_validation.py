@@ -21,6 +21,9 @@ BAD_FIELDS = [
     ("tangent", "uniform", "tangent 'uniform' is unknown"),
     ("on_nonfinite", "ignore", "on_nonfinite 'ignore' is unknown; choose one of ['skip', 'stop']"),
     ("data.source", "web", "data.source 'web' is unknown"),
+    ("init", "xavier", "init 'xavier' is unknown; choose one of ['flax', 'torch']"),
+    ("loss", "hinge",
+     "loss 'hinge' is unknown; choose one of ['clamped_cross_entropy', 'cross_entropy']"),
     ("learning_rate", 0.0, "learning_rate must be > 0, got 0.0"),
     ("learning_rate", -0.1, "learning_rate must be > 0, got -0.1"),
     ("learning_rate", float("nan"), "learning_rate must be a finite number, got nan"),
@@ -31,6 +34,8 @@ BAD_FIELDS = [
     ("b1", 1.0, "b1 must be in [0, 1), got 1.0"),
     ("b2", 1.5, "b2 must be in [0, 1), got 1.5"),
     ("eps", -1e-8, "eps must be >= 0"),
+    ("eps_root", -1e-8, "eps_root must be >= 0, got -1e-08"),
+    ("eps_root", float("inf"), "eps_root must be a finite number, got inf"),
     ("jvp_clip", 0.0, "jvp_clip must be a positive number or None (off), got 0.0"),
     ("grad_clip_norm", -1.0, "grad_clip_norm must be a positive number or None (off), got -1.0"),
     ("batch_size", 0, "batch_size must be >= 1, got 0"),
@@ -90,6 +95,13 @@ def test_embedded_and_npz_sources_need_their_dataset():
   config.data.source, config.data.path = "npz", ""
   with pytest.raises(ConfigError, match="data.source 'npz' needs data.path"):
     config_validation.validate(config)
+
+
+def test_paper_choices_are_valid():
+  config = digits_config()
+  config.init, config.loss, config.eps, config.eps_root = (
+      "torch", "clamped_cross_entropy", 0.0, 1e-8)
+  assert config_validation.problems(config) == []
 
 
 def test_missing_field_is_named():

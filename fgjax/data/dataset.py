@@ -32,22 +32,31 @@ class Dataset:
     return tuple(self.train.images.shape[1:])
 
 
+def check_layout(image_shape: tuple, image_dtype, label_shape: tuple, label_dtype,
+                 what: str) -> None:
+  """Raises a DataError unless the shapes and dtypes can make a non-empty Split. It needs no array
+  data, so that a file's array headers are checked before anything large is read."""
+  if len(image_shape) not in (3, 4):
+    raise DataError(f"{what}: images must have shape (N, H, W) or (N, H, W, C), "
+                    f"got {tuple(image_shape)}")
+  if np.dtype(image_dtype) != np.uint8:
+    raise DataError(f"{what}: images must be uint8 pixels 0..255, got dtype {image_dtype}")
+  if len(label_shape) != 1 or label_shape[0] != image_shape[0]:
+    raise DataError(f"{what}: labels must have shape ({image_shape[0]},), got {tuple(label_shape)}")
+  if not np.issubdtype(label_dtype, np.integer):
+    raise DataError(f"{what}: labels must be integers, got dtype {label_dtype}")
+  if image_shape[0] == 0:
+    raise DataError(f"{what}: the split is empty")
+  if 0 in image_shape[1:]:
+    raise DataError(f"{what}: images of shape {tuple(image_shape)} have no pixels")
+
+
 def as_split(images, labels, what: str) -> Split:
   """Checks and converts arrays into a Split; images may be (N, H, W) or (N, H, W, C) uint8."""
   images, labels = np.asarray(images), np.asarray(labels)
+  check_layout(images.shape, images.dtype, labels.shape, labels.dtype, what)
   if images.ndim == 3:
     images = images[..., None]
-  if images.ndim != 4:
-    raise DataError(f"{what}: images must have shape (N, H, W) or (N, H, W, C), "
-                    f"got {images.shape}")
-  if images.dtype != np.uint8:
-    raise DataError(f"{what}: images must be uint8 pixels 0..255, got dtype {images.dtype}")
-  if labels.ndim != 1 or len(labels) != len(images):
-    raise DataError(f"{what}: labels must have shape ({len(images)},), got {labels.shape}")
-  if not np.issubdtype(labels.dtype, np.integer):
-    raise DataError(f"{what}: labels must be integers, got dtype {labels.dtype}")
-  if len(labels) == 0:
-    raise DataError(f"{what}: the split is empty")
   if labels.min() < 0:
     raise DataError(f"{what}: labels must be >= 0, found {labels.min()}")
   if labels.max() > np.iinfo(np.int32).max:  # int32 would wrap them around silently

@@ -26,6 +26,8 @@ def test_as_split_adds_a_channel_axis_and_makes_labels_int32():
     (np.zeros((3, 5, 5), np.uint8), np.zeros((3, 1), np.int64), "labels must have shape (3,)"),
     (np.zeros((3, 5, 5), np.uint8), np.zeros(3, np.float32), "labels must be integers"),
     (np.zeros((0, 5, 5), np.uint8), np.zeros(0, np.int64), "empty"),
+    (np.zeros((3, 0, 5), np.uint8), np.zeros(3, np.int64), "images of shape (3, 0, 5) have no"),
+    (np.zeros((3, 5, 5, 0), np.uint8), np.zeros(3, np.int64), "have no pixels"),
     (np.zeros((3, 5, 5), np.uint8), np.array([0, -1, 2]), "labels must be >= 0"),
     (np.zeros((3, 5, 5), np.uint8), np.array([0, 2**32, 2]), "labels must be < 2**31"),
 ])

@@ -1,7 +1,9 @@
 """data.source="npz": a local file with x_train, y_train, x_test, y_test; every malformed file is
 a one-line DataError, raised at once."""
 
+import io
 import time
+import zipfile
 
 import ml_collections
 import numpy as np
@@ -55,6 +57,11 @@ def _malformed(name, message, **changes):
     _malformed("too few labels", "labels must have shape (40,)", y_train=np.zeros(39, np.int64)),
     _malformed("2-d labels", "labels must have shape (10,)", y_test=np.zeros((10, 1), np.int64)),
     _malformed("train and test differ", "differ in shape", x_test=np.zeros((10, 7, 6), np.uint8)),
+    _malformed("an image dimension of 0", "have no pixels", x_train=np.zeros((40, 0, 8), np.uint8)),
+    _malformed("5-d images", "must have shape (N, H, W) or (N, H, W, C)",
+               x_test=np.zeros((10, 6, 6, 1, 1), np.uint8)),
+    _malformed("more labels than images", "labels must have shape (10,)",
+               y_test=np.zeros(11, np.int64)),
     _malformed("empty split", "the split is empty", x_test=np.zeros((0, 6, 6), np.uint8),
                y_test=np.zeros(0, int)),
     _malformed("negative label", "labels must be >= 0",
@@ -80,13 +87,53 @@ def test_no_path():
     npz.load_npz("")
 
 
-@pytest.mark.parametrize("content", [b"not a zip file at all", b"PK\x03\x04 truncated zip", b""])
+@pytest.mark.parametrize("content", [b"not a zip file at all", b"PK\x03\x04 truncated zip", b"",
+                                     np.random.default_rng(0).bytes(4096),
+                                     b"x_train,y_train\n1,2\n"])
 def test_not_an_npz_file(tmp_path, content):
   path = tmp_path / "garbage.npz"
   path.write_bytes(content)
-  with pytest.raises(DataError, match="is not a readable .npz file") as error:
+  with pytest.raises(DataError, match=r"^data.path '.*garbage.npz' is not a .npz file \(") as error:
     npz.load_npz(str(path))
   assert "\n" not in str(error.value)
+
+
+def test_a_directory_is_not_an_npz_file(tmp_path):
+  with pytest.raises(DataError, match=r"^data.path '.*' is a directory, not a .npz file$"):
+    npz.load_npz(str(tmp_path))
+
+
+def _npy_header(shape, dtype="<u1") -> bytes:
+  """The bytes of a .npy file's magic and header alone: it declares an array but holds no data."""
+  buffer = io.BytesIO()
+  np.lib.format.write_array_header_1_0(
+      buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_header_declaring_more_data_than_the_file_holds_is_refused_before_reading(
+    tmp_path, compression):
+  path = tmp_path / "huge.npz"
+  with zipfile.ZipFile(path, "w", compression) as archive:
+    for name, array in _arrays().items():
+      archive.writestr(name + ".npy", _npy_header((10**12, 8, 8)) if name == "x_train" else
+                       _npy_header(array.shape, array.dtype.str) + array.tobytes())
+  start = time.monotonic()
+  with pytest.raises(DataError, match=r"x_train declares shape \(1000000000000, 8, 8\) of uint8 "
+                     r"\(64,000,000,000,000 bytes\), more than its zip member holds \(0 bytes\); "
+                     "the file is truncated or corrupt$"):
+    npz.load_npz(str(path))
+  assert time.monotonic() - start < 5
+
+
+def test_well_compressed_arrays_are_read(tmp_path):
+  arrays = _arrays()
+  arrays["x_train"] = np.zeros((50000, 6, 6), np.uint8)  # deflate's best case: ~1000-fold
+  arrays["y_train"] = np.arange(50000) % 3
+  np.savez_compressed(tmp_path / "zeros.npz", **arrays)
+  train, _ = npz.load_npz(str(tmp_path / "zeros.npz"))
+  assert train.images.shape == (50000, 6, 6, 1)
 
 
 def test_pickled_object_arrays_are_refused(tmp_path):

@@ -1,12 +1,14 @@
-"""data.source="tfds": mocked mnist and cifar10, the bulk PNG decoder, and the one-line errors for
-data that is missing, offline or not an image-classification dataset."""
+"""data.source="tfds": mocked mnist and cifar10, the bulk image decoder, and the one-line errors
+for data that is missing, offline or not an image-classification dataset."""
 
+import io
 import time
 import urllib.error
 from unittest import mock
 
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
@@ -26,7 +28,7 @@ def mock_tfds():
   `mock_data` leaves `is_prepared()` False (there are no files), and fgjax asks it first. Its
   builders report the tfrecord format, so these tests read through tfds's example-by-example
   decoding; the bulk array_record path is tested on real MNIST (test_real_mnist.py) and by the
-  decoder tests in test_png.py.
+  decoder tests below.
   """
   with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
                               num_examples=NUM_MOCK_EXAMPLES), \
@@ -71,8 +73,41 @@ def test_mock_splits_batch_for_training_and_evaluation(name):
                                 dataset.test.images)
 
 
-# A PNG encoder choosing each row's filter, so that every filter of the PNG spec (section 9) is
-# exercised; PIL's encoder picks filters itself and rarely uses some.
+def _encode(image, fmt="PNG", mode=None):
+  """An image (H, W, C) encoded as tfds stores it in a record."""
+  out = io.BytesIO()
+  picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+  (picture.convert(mode) if mode else picture).save(out, fmt)
+  return out.getvalue()
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_decode_images_returns_the_encoded_pixels(channels):
+  images = np.random.default_rng(channels).integers(0, 256, (5, 6, 7, channels), dtype=np.uint8)
+  decoded = tfds_source.decode_images([_encode(image) for image in images], (6, 7, channels))
+  assert decoded.dtype == np.uint8
+  np.testing.assert_array_equal(decoded, images)
+
+
+def test_decode_images_converts_other_encodings_to_the_datasets_channels():
+  images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+  jpeg, palette = _encode(images[0], "JPEG"), _encode(images[1], mode="P")
+  decoded = tfds_source.decode_images([jpeg, palette], (8, 8, 3))
+  np.testing.assert_array_equal(decoded[0], np.asarray(Image.open(io.BytesIO(jpeg))))
+  np.testing.assert_array_equal(
+      decoded[1], np.asarray(Image.open(io.BytesIO(palette)).convert("RGB")))
+
+
+@pytest.mark.parametrize("encoded, message", [
+    (b"definitely not an image", "an image cannot be decoded"),
+    (_encode(np.zeros((5, 8, 3), np.uint8)), "an image is 8x5 pixels, the dataset says 8x8"),
+])
+def test_undecodable_images_are_one_line_errors(encoded, message):
+  with pytest.raises(DataError, match="^cifar: ") as error:
+    tfds_source.decode_images([encoded], (8, 8, 3), "cifar")
+  assert message in str(error.value) and "\n" not in str(error.value)
+
+
 def _load_error(**overrides):
   """The DataError of load_tfds with these data config fields, checked to be one line and fast."""
   start = time.monotonic()

@@ -1,18 +1,19 @@
-"""experiments/plot.py: draws what exists from hand-written workdirs and names what is missing."""
+"""experiments/plot.py: draws what exists from hand-written workdirs, names what is missing, and
+does not replace a figure of more rows."""
 
 import json
 import os
-import sys
+import shutil
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "experiments"))
-import plot  # pylint: disable=g-import-not-at-top,wrong-import-position
-import table1  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest
+
+from experiments import plot
+from experiments import runs
 
 
 def write_run(workdir, row, epochs, losses, status="completed"):
   os.makedirs(workdir)
-  config = table1.row_config(row)
+  config = runs.row_config(row)
   config.num_epochs = epochs
   with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
     json.dump(config.to_dict(), f)
@@ -33,14 +34,16 @@ def test_figures_draw_existing_runs_and_report_missing_ones(tmp_path):
   write_run(os.path.join(root, "cifar_fwd_3ep"), "cifar_fwd", 3, [2.3, 9.0], status="diverged")
   out = tmp_path / "out"
   out.mkdir()
-  runs = (root, str(tmp_path / "sweeps"), "paper")
-  missing = plot.figure2(*runs, str(out / "figure2_mnist.png"))
-  assert "mnist_cnn_adam_fwd" in missing and "mnist_mlp_sgd_bp" not in missing
-  assert len(missing) == 12 - 3
-  assert plot.figure1(*runs, str(out / "figure1_cifar.png")) == ["cifar_bp"]
-  plot.wallclock(*runs, str(out / "wallclock.png"))
-  assert plot.load_curves(*runs, "mnist_cnn_adam_bp")[1] == " (2 ep., shortened)"
-  assert plot.load_curves(*runs, "cifar_fwd")[1].endswith("(diverged)")
+  args = (root, str(tmp_path / "sweeps"), "paper")
+  figures = {str(out / "figure2_mnist.png"): plot.figure2(*args),
+             str(out / "figure1_cifar.png"): plot.figure1(*args),
+             str(out / "wallclock.png"): plot.wallclock(*args)}
+  assert figures[str(out / "figure2_mnist.png")][1] == [
+      "mnist_mlp_sgd_fwd", "mnist_mlp_sgd_bp", "mnist_cnn_adam_bp"]
+  assert figures[str(out / "figure1_cifar.png")][1] == ["cifar_fwd"]
+  assert len(figures[str(out / "wallclock.png")][1]) == 4
+  assert plot.load_curves(*args, "mnist_cnn_adam_bp")[1] == " (2 ep., shortened)"
+  assert plot.load_curves(*args, "cifar_fwd")[1].endswith("(diverged)")
 
   sweep_dir = tmp_path / "sweeps" / "mnist_mlp_sgd_bp_3ep"  # a shortened sweep is found too
   sweep_dir.mkdir(parents=True)
@@ -50,6 +53,28 @@ def test_figures_draw_existing_runs_and_report_missing_ones(tmp_path):
   (sweep_dir / "results.json").write_text(json.dumps(
       {"settings": settings, "epochs_per_trial": 3, "space": {"learning_rate": [0.01, 0.1, 10.0]},
        "best": {"hyperparameters": {"learning_rate": 0.1}}}))
-  assert plot.sweeps(str(tmp_path / "sweeps"), str(out / "sweeps.png")) == ["mnist_mlp_sgd_bp"]
-  for name in ("figure2_mnist", "figure1_cifar", "wallclock", "sweeps"):
-    assert (out / f"{name}.png").stat().st_size > 10_000
+  assert plot.sweeps(str(tmp_path / "empty")) == (None, [])
+  figures[str(out / "sweeps.png")] = plot.sweeps(str(tmp_path / "sweeps"))
+  assert figures[str(out / "sweeps.png")][1] == ["mnist_mlp_sgd_bp"]
+  plot.save(figures, overwrite=False)
+  for path, (_, rows) in figures.items():
+    assert os.path.getsize(path) > 10_000 and plot.rows_drawn(path) == len(rows)
+
+
+def test_a_figure_of_fewer_rows_does_not_replace_one_of_more(tmp_path):
+  root, sweep_root = str(tmp_path / "runs"), str(tmp_path / "sweeps")
+  path = str(tmp_path / "figure1_cifar.png")
+  shutil.copy(os.path.join(runs.REPO, "experiments", "results", "figure1_cifar.png"), path)
+  published = open(path, "rb").read()
+  assert plot.rows_drawn(path) is None  # as published before figures recorded their rows
+  with pytest.raises(SystemExit, match="an unrecorded number of rows run"):
+    plot.save({path: plot.figure1(root, sweep_root, "paper")}, overwrite=False)
+  assert open(path, "rb").read() == published
+
+  write_run(os.path.join(root, "cifar_bp_1ep"), "cifar_bp", 1, [2.3, 2.0])
+  plot.save({path: plot.figure1(root, sweep_root, "paper")}, overwrite=True)
+  assert plot.rows_drawn(path) == 1
+  shutil.rmtree(root)
+  with pytest.raises(SystemExit, match=r"\(1 rows run\) with 0 rows run"):
+    plot.save({path: plot.figure1(root, sweep_root, "paper")}, overwrite=False)
+  assert plot.rows_drawn(path) == 1

@@ -2,25 +2,28 @@
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import types
 
 import numpy as np
+import pytest
 
-from fgjax import train
+from experiments import runs
+from experiments import table1
+from fgjax import workdir as workdir_files
 from fgjax.data import embedded
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "experiments"))
-import table1  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def write_run(workdir, row, *, epochs, test_loss, test_accuracy, val_losses, machine=None,
-              learning_rate=None):
-  """A finished run as train.train_and_evaluate leaves it, written by hand."""
+              learning_rate=None, seed=0):
+  """A finished one-seed run as train.train_and_evaluate leaves it, written by hand; returns
+  its summary."""
   os.makedirs(workdir)
-  config = table1.row_config(row)
+  config = runs.row_config(row)
   config.num_epochs = epochs
+  config.seed = seed
   if learning_rate is not None:
     config.learning_rate = learning_rate
   steps = [781 * (e + 1) for e in range(len(val_losses))]
@@ -31,15 +34,37 @@ def write_run(workdir, row, *, epochs, test_loss, test_accuracy, val_losses, mac
             "elapsed_seconds": 10.0 * (i + 1)} for i, (s, v) in enumerate(zip(steps, val_losses))]
   summary = {"status": "completed", "steps": steps[-1], "epochs_completed": len(val_losses),
              "train_loss": 0.001, "test_loss": test_loss, "test_accuracy": test_accuracy,
-             "validation_loss": val_losses[-1], "wall_clock_seconds": 4000.0}
-  files = {train.CONFIG_FILE: config.to_dict(), train.SUMMARY_FILE: summary}
+             "validation_loss": val_losses[-1], "validation_accuracy": 0.9,
+             "wall_clock_seconds": 4000.0}
+  files = {workdir_files.CONFIG_FILE: config.to_dict(), workdir_files.SUMMARY_FILE: summary}
   if machine:
-    files[table1.MACHINE_FILE] = machine
+    files[runs.MACHINE_FILE] = machine
   for name, obj in files.items():
     with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
       json.dump(obj, f)
-  with open(os.path.join(workdir, "metrics.jsonl"), "w", encoding="utf-8") as f:
+  with open(os.path.join(workdir, workdir_files.METRICS_FILE), "w", encoding="utf-8") as f:
     f.writelines(json.dumps(r) + "\n" for r in rows)
+  return summary
+
+
+def write_seeds(workdir, row, test_losses, test_accuracies):
+  """A finished run of several seeds (config.num_seeds > 1), written by hand: each seed's files
+  in seed_<s>/ and their aggregate in the workdir's summary.json."""
+  per_seed = {str(seed): write_run(os.path.join(workdir, f"seed_{seed}"), row, epochs=50,
+                                   test_loss=loss, test_accuracy=accuracy,
+                                   val_losses=[0.5, 0.3], seed=seed)
+              for seed, (loss, accuracy) in enumerate(zip(test_losses, test_accuracies))}
+  stats = lambda values: {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                          "min": min(values), "max": max(values)}
+  aggregate = {"num_seeds": len(per_seed), "seeds": list(range(len(per_seed))),
+               "status": "completed", "estimator": "backprop", "model": "mlp",
+               "optimizer": "sgd", "dataset": "mnist", "wall_clock_seconds": 5400.0,
+               "per_seed": per_seed,
+               "aggregate": {key: stats([s[key] for s in per_seed.values()]) for key in
+                             ("test_loss", "test_accuracy", "validation_loss",
+                              "validation_accuracy")}}
+  with open(os.path.join(workdir, workdir_files.SUMMARY_FILE), "w", encoding="utf-8") as f:
+    json.dump(aggregate, f)
 
 
 def write_sweep(sweep_root, row, learning_rate):
@@ -62,8 +87,8 @@ def write_sweep(sweep_root, row, learning_rate):
 
 def args_for(tmp_path, **overrides):
   args = dict(workdir_root=str(tmp_path / "runs"), sweep_root=str(tmp_path / "sweeps"),
-              out=str(tmp_path / "table1.md"), epochs=None, data_source=None, data_path=None,
-              tfds_data_dir=None)
+              out=str(tmp_path / "table1.md"), epochs=None, num_seeds=1, data_source=None,
+              data_path=None, tfds_data_dir=None, overwrite=False)
   args.update(overrides)
   return types.SimpleNamespace(**args)
 
@@ -119,10 +144,10 @@ def test_run_rows_trains_resumes_and_runs_the_tuned_variant(tmp_path):
   args = args_for(tmp_path, epochs=1, data_source="npz", data_path=path)
   table1.run_rows(["mnist_mlp_sgd_bp"], "paper", args)
   workdir = os.path.join(args.workdir_root, "mnist_mlp_sgd_bp_1ep")
-  summary_path = os.path.join(workdir, train.SUMMARY_FILE)
+  summary_path = os.path.join(workdir, workdir_files.SUMMARY_FILE)
   with open(summary_path, encoding="utf-8") as f:
     assert json.load(f)["steps"] == 1
-  assert os.path.isfile(os.path.join(workdir, table1.MACHINE_FILE))
+  assert os.path.isfile(os.path.join(workdir, runs.MACHINE_FILE))
   stamp = os.path.getmtime(summary_path)
   table1.run_rows(["mnist_mlp_sgd_bp"], "paper", args)  # done already: not trained again
   assert os.path.getmtime(summary_path) == stamp
@@ -137,20 +162,68 @@ def test_run_rows_trains_resumes_and_runs_the_tuned_variant(tmp_path):
   assert "γ 0.0316" in text and "Not tuned yet: mnist_mlp_sgd_fwd" in text
 
 
-def test_notes_compare_full_length_tuned_runs_with_the_paper_setting(tmp_path):
+def test_measurements_compare_full_length_tuned_runs_with_the_paper_setting(tmp_path):
   args = args_for(tmp_path)
   row = "mnist_mlp_sgd_fwd"
+  heading = "Full-length tuned rows against the paper's setting"
   write_run(os.path.join(args.workdir_root, row), row, epochs=50, test_loss=0.47,
             test_accuracy=0.86, val_losses=[0.9, 0.6, 0.48])
   write_sweep(args.sweep_root, row, 0.001)
-  assert "Tuning on a short budget" not in table1.write_report(args)  # no tuned run yet
+  text = table1.write_report(args)
+  assert heading not in text  # no tuned run yet
+  assert "our test loss against the paper's: mnist_mlp_sgd_fwd 0.470 against 0.332." in text
   write_run(os.path.join(args.workdir_root, "tuned", row + "_1ep"), row, epochs=1,
             test_loss=0.9, test_accuracy=0.7, val_losses=[0.9], learning_rate=0.001)
-  assert "Tuning on a short budget" not in table1.write_report(args)  # shortened: not compared
+  assert heading not in table1.write_report(args)  # shortened: not compared
   write_run(os.path.join(args.workdir_root, "tuned", row), row, epochs=50, test_loss=2.39,
             test_accuracy=0.73, val_losses=[0.9, 0.85, 2.5], learning_rate=0.001)
   text = table1.write_report(args)
-  assert "Tuning on a short budget" in text
+  assert heading in text
   assert ("  - mnist_mlp_sgd_fwd: paper's γ 0.000464: test loss 0.4700, lowest validation loss "
           "0.4800 at epoch 3; 5-epoch sweep's γ 0.001: test loss 2.3900, lowest validation "
           "loss 0.8500 at epoch 2") in text
+
+
+def test_a_run_of_several_seeds_reports_their_mean_and_std(tmp_path):
+  args = args_for(tmp_path, num_seeds=3, epochs=50)
+  row = "mnist_mlp_sgd_bp"
+  config, workdir = table1.configure(row, "paper", args)
+  assert config.num_seeds == 3 and workdir == os.path.join(args.workdir_root, f"{row}_3seeds")
+  write_run(os.path.join(args.workdir_root, row), row, epochs=50, test_loss=0.09,
+            test_accuracy=0.97, val_losses=[0.5, 0.3])
+  write_seeds(workdir, row, test_losses=[0.07, 0.08, 0.09], test_accuracies=[0.98, 0.98, 0.98])
+  assert runs.find_run(args.workdir_root, row, "paper") == workdir  # as long, more seeds
+  text = table1.write_report(args)
+  cells = next(line for line in text.splitlines() if line.startswith(f"| {row} |")).split(" | ")
+  assert cells[3:7] == ["2 (3 seeds)", "0.000", "0.0800 ± 0.0082", "0.9800 ± 0.0000"]
+  assert cells[11] == "1h30m"  # the whole run's wall-clock
+  assert f"  - {row} (seed 0 of 3): test accuracy 0.9800" in text
+
+
+def test_a_report_of_fewer_rows_run_does_not_replace_a_published_one(tmp_path):
+  args = args_for(tmp_path)
+  row = "mnist_mlp_sgd_bp"
+  write_run(os.path.join(args.workdir_root, row), row, epochs=50, test_loss=0.07,
+            test_accuracy=0.98, val_losses=[0.5, 0.3])
+  published = table1.write_report(args)
+  assert table1.rows_run(published) == 1
+  shutil.rmtree(args.workdir_root)
+  with pytest.raises(SystemExit, match="not replacing .* \\(1 rows run\\) with 0 rows run"):
+    table1.write_report(args)
+  assert open(args.out, encoding="utf-8").read() == published
+  args.overwrite = True
+  assert table1.rows_run(table1.write_report(args)) == 0
+
+
+def test_report_only_on_a_fresh_clone_keeps_the_published_table(tmp_path):
+  out = tmp_path / "table1.md"
+  shutil.copy(os.path.join(runs.REPO, "experiments", "results", "table1.md"), out)
+  published = out.read_text(encoding="utf-8")
+  command = [sys.executable, "-m", "experiments.table1", "--report_only", f"--out={out}",
+             f"--workdir_root={tmp_path / 'runs'}", f"--sweep_root={tmp_path / 'sweeps'}"]
+  result = subprocess.run(command, cwd=runs.REPO, capture_output=True, text=True, check=False)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines() == [
+      f"not replacing {out} ({table1.rows_run(published)} rows run) with 0 rows run: pass "
+      "--overwrite to replace it, or write elsewhere"]
+  assert out.read_text(encoding="utf-8") == published

@@ -1,0 +1,122 @@
+"""Where the Table I runs live and how to read them back, for `table1` (which trains and reports
+them) and `plot` (which draws them).
+
+Under a workdir root (`--workdir_root`, default runs/table1), a row's run is in
+  <row>                   at the paper's length
+  <row>_<E>ep             shortened to E epochs
+  <row>[_<E>ep]_<N>seeds  N seeds trained together (config.num_seeds = N): its summary.json is
+                          their aggregate, each seed's own files are in seed_<s>/
+and the tuned variant's under `tuned/` the same way; each holds `machine.json`, the machine it ran
+on. The tuned variant takes its hyperparameters from the row's sweep (`python -m fgjax.sweep`):
+`<sweep_root>/<row>` or `<sweep_root>/<row>_<E>ep`, each with its results.json.
+"""
+
+import math
+import os
+import re
+import sys
+from typing import Optional
+
+from fgjax import config_loading
+from fgjax import sweep
+from fgjax import workdir as workdir_files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(REPO, "configs")
+MACHINE_FILE = "machine.json"
+VARIANTS = ("paper", "tuned")
+LABELS = {"fwd": "forward gradient", "bp": "backprop", "mlp": "MLP", "cnn": "CNN",
+          "vgg": "VGG CNN", "sgd": "SGD", "nesterov": "Nesterov", "adam": "Adam",
+          "mnist": "MNIST", "cifar10": "CIFAR-10"}
+
+
+def row_config(row: str):
+  """The row's config as the paper sets it (`configs/<row>.py`)."""
+  return config_loading.load_config(os.path.join(CONFIG_DIR, f"{row}.py"))
+
+
+def run_dir(root: str, row: str, variant: str, epochs=None, num_seeds: int = 1) -> str:
+  """Where a row's run lives (module docstring): `_<E>ep` when shortened to `epochs`, `_<N>seeds`
+  for several seeds."""
+  name = row + ("" if epochs is None else f"_{epochs}ep")
+  name += "" if num_seeds == 1 else f"_{num_seeds}seeds"
+  return os.path.join(root, "tuned" if variant == "tuned" else "", name)
+
+
+def find_run(root: str, row: str, variant: str) -> Optional[str]:
+  """The row's finished run: at the paper's length if there is one, else the longest shortened
+  one; of runs as long, the one of most seeds. None if the row has no finished run."""
+  base = os.path.dirname(run_dir(root, row, variant))
+  name = re.compile(re.escape(row) + r"(?:_(\d+)ep)?(?:_(\d+)seeds)?")
+  found = {}
+  for entry in os.listdir(base) if os.path.isdir(base) else []:
+    match = name.fullmatch(entry)
+    if match and os.path.isfile(os.path.join(base, entry, workdir_files.SUMMARY_FILE)):
+      epochs = math.inf if match[1] is None else int(match[1])
+      found[(epochs, int(match[2] or 1))] = os.path.join(base, entry)
+  return found[max(found)] if found else None
+
+
+def load_run(workdir: str) -> dict:
+  """A finished run: its `summary`, `config` and `metrics` rows, `machine` (None if unrecorded),
+  and `aggregate`, the summary over seeds of a run of several (else None), whose first seed's
+  files then stand for the run in `summary`, `config` and `metrics`."""
+  read = lambda directory, name: workdir_files.read_json(os.path.join(directory, name))
+  summary = read(workdir, workdir_files.SUMMARY_FILE)
+  aggregate = summary if "aggregate" in summary else None
+  trial_dir = os.path.join(workdir, f"seed_{aggregate['seeds'][0]}") if aggregate else workdir
+  return {"workdir": workdir, "aggregate": aggregate, "machine": read(workdir, MACHINE_FILE),
+          "summary": read(trial_dir, workdir_files.SUMMARY_FILE),
+          "config": read(trial_dir, workdir_files.CONFIG_FILE),
+          "metrics": workdir_files.read_metrics(trial_dir)}
+
+
+def load_sweep(sweep_root: str, row: str) -> Optional[dict]:
+  """The results.json of the row's sweep, `<sweep_root>/<row>` or `<sweep_root>/<row>_<E>ep`:
+  of several, the one with the most epochs per trial; None if there is none."""
+  name = re.compile(re.escape(row) + r"(?:_\d+ep)?")
+  found = [workdir_files.read_json(os.path.join(sweep_root, entry, sweep.RESULTS_FILE))
+           for entry in (os.listdir(sweep_root) if os.path.isdir(sweep_root) else [])
+           if name.fullmatch(entry)]
+  return max((results for results in found if results),
+             key=lambda results: results["epochs_per_trial"], default=None)
+
+
+def best_setting(sweep_root: str, row: str) -> Optional[dict]:
+  """The searched hyperparameters of the row's sweep, or None if it has no successful one."""
+  results = load_sweep(sweep_root, row)
+  best = results and results["best"]
+  return best and best["hyperparameters"]
+
+
+def tuned_is_paper(sweep_root: str, row: str) -> bool:
+  """Whether the row's sweep chose the paper's own setting: its tuned run is then the paper's."""
+  setting = best_setting(sweep_root, row)
+  return setting is not None and all(
+      float(row_config(row)[name]) == value for name, value in setting.items())
+
+
+def find_variant_run(root: str, sweep_root: str, row: str, variant: str) -> Optional[str]:
+  """find_run for a variant; a row whose sweep chose the paper's setting has its paper run as its
+  tuned run."""
+  if variant == "tuned" and tuned_is_paper(sweep_root, row):
+    variant = "paper"
+  return find_run(root, row, variant)
+
+
+def refuse_fewer_rows(path: str, rows_before: Optional[int], rows_now: int,
+                      overwrite: bool) -> None:
+  """Exits with one line rather than replace `path`, which shows `rows_before` rows run (None:
+  it does not record how many), by an output of fewer rows run, unless `overwrite`.
+
+  The scripts write to the published results by default, so that a report of the published
+  runs updates them in place; a report of fewer (a fresh clone has the results but not the
+  runs) must not replace them with "not run yet".
+  """
+  if overwrite or not os.path.exists(path):
+    return
+  if rows_before is not None and rows_now >= rows_before:
+    return
+  before = "an unrecorded number of" if rows_before is None else rows_before
+  sys.exit(f"not replacing {path} ({before} rows run) with {rows_now} rows run: pass "
+           "--overwrite to replace it, or write elsewhere")

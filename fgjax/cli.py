@@ -1,0 +1,96 @@
+"""What the fgjax command lines share: flag parsing with one-line errors, INFO logging, exit
+codes, and config overrides (`--config.<field>=<value>`, `None` included, for any field).
+
+`run(main)` is `absl.app.run(main)`, except that
+- a flag that cannot be parsed (a misspelt config field, a config file that is missing or does
+  not load, a malformed value) prints `error: ...` and exits with status 2;
+- a `UserError` raised by `main` prints `error: <message>` and exits with status 2;
+- Ctrl-C prints one line and exits with status 130 (a run resumes from its last checkpoint when
+  the same command runs again).
+"""
+
+import ast
+import re
+import sys
+from typing import Callable, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from fgjax.errors import ConfigError, UserError
+
+_OVERRIDE = re.compile(r"--config\.(?P<name>[A-Za-z_][\w.]*)=(?P<value>.*)", re.DOTALL)
+
+
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_value(text: str):
+  """A command-line value as Python: a literal (number, bool, None, list, ...) or the string."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def apply_overrides(config, overrides: Sequence[str]) -> None:
+  """Sets `--config.<field>=<value>` arguments on `config`; ConfigError names a bad one."""
+  for argument in overrides:
+    match = _OVERRIDE.fullmatch(argument)
+    if not match:
+      raise ConfigError(f"{argument!r} is not of the form --config.<field>=<value>")
+    name, value = match["name"], parse_value(match["value"])
+    try:
+      config.update_from_flattened_dict({name: value})
+    except (KeyError, AttributeError):
+      raise ConfigError(f"config has no field {name!r}") from None
+    except (TypeError, ValueError) as error:
+      raise ConfigError(f"--config.{name}={match['value']}: {error}") from None
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parse, with `--config.<field>=None` applied after the config has loaded (absl
+  cannot parse None for a field that holds a number) and one-line errors."""
+  nones = [a for a in argv[1:] if a.startswith("--config.") and a.endswith("=None")]
+  try:
+    remaining = flags.FLAGS([a for a in argv if a not in nones])
+    if nones:
+      apply_overrides(flags.FLAGS.config, nones)
+  except flags.Error as error:
+    _fail(str(error).strip().splitlines()[0])
+  except (OSError, ConfigError) as error:  # config_flags' "earlier failure to load"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    _fail(f"cannot load the config: {lines[-1]}" if lines else str(error))
+  return remaining
+
+
+def run(main: Callable[..., int], *, separate_overrides: bool = False) -> None:
+  """Runs `main(argv)` as a command line (see the module docstring); never returns.
+
+  With `separate_overrides` (a command that loads several configs itself), the
+  `--config.<field>=<value>` arguments are taken out before absl parses the flags and passed on
+  as `main(argv, overrides)`, for `apply_overrides`.
+  """
+  overrides = []
+  if separate_overrides:
+    overrides = [a for a in sys.argv[1:] if a.startswith("--config.")]
+    sys.argv[1:] = [a for a in sys.argv[1:] if not a.startswith("--config.")]
+
+  def wrapped(argv):
+    if len(argv) > 1:
+      _fail(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.INFO)
+    try:
+      return main(argv, overrides) if separate_overrides else main(argv)
+    except UserError as error:
+      print(f"error: {error}", file=sys.stderr)
+      return 2
+    except KeyboardInterrupt:
+      print("interrupted: run the same command again to resume from the last checkpoint",
+            file=sys.stderr)
+      return 130
+
+  app.run(wrapped, flags_parser=_parse_flags)
