@@ -108,11 +108,6 @@ def make_runner(train_step: Callable, mode: str = "scan") -> Callable:
   raise ValueError(f"unknown mode {mode!r}; choose scan or jit")
 
 
-def copy_state(state):
-  """A copy with its own buffers, for a second runner whose calls donate them."""
-  return jax.tree.map(jnp.copy, state)
-
-
 def warm_up(calls: dict[str, Callable[[], None]]) -> None:
   """Calls each variant twice, so that it is compiled and warm before it is timed."""
   for i, (name, call) in enumerate(calls.items(), start=1):

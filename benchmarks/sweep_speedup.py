@@ -7,15 +7,16 @@
 
 For each config, `--num_trials` trials (learning rates log-spaced over the decade below the
 config's, one seed) are timed two ways:
-  steps      the compiled programs of fgjax.sweep alone: `--steps` steps of all trials in one
-             vmapped call, against the same steps of one trial times num_trials (the sequential
-             cost). The two are timed in alternation `--repeats` times and the medians compared,
-             so that other jobs on a shared machine slow both alike.
+  steps      the compiled programs alone (`fgjax.programs.make_train_chunk`): `--steps` steps of
+             all trials in one vmapped call, against the same steps of one trial times
+             num_trials (the sequential cost). The two are timed in alternation `--repeats`
+             times and the medians compared, so that other jobs on a shared machine slow both
+             alike.
   whole      `fgjax.train.train_trials` (what a sweep runs) for `--epochs`, with
              `trials_per_call=num_trials` and then 1 (each trial its own call, the program
-             compiled once): the wall-clock a user sees,
-             data loading, compilation and validation included; it also checks that both modes
-             reach the same validation losses.
+             compiled once): the wall-clock a user sees, data loading, compilation and
+             validation included; it also checks that both modes reach the same validation
+             losses.
 Prints a markdown table, and writes it to `--out` if given: the published table is replaced only
 when asked.
 """
@@ -158,7 +159,7 @@ def main(argv):
            f"{FLAGS.num_trials} trials (learning rates log-spaced over a decade), on {machine}. "
            "*Steps*: compiled programs only, the median of "
            f"{FLAGS.repeats} timings per mode taken in alternation (sequential = num_trials x "
-           "one trial's time). *Whole sweep*: `fgjax.sweep.run_trials` wall-clock, data "
+           "one trial's time). *Whole sweep*: `fgjax.train.train_trials` wall-clock, data "
            "loading, compilation and per-epoch validation included, each mode timed once. On a "
            "machine shared with other jobs, the alternating step timings are the reliable "
            "ones.", "",

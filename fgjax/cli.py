@@ -57,13 +57,22 @@ def _parse_flags(argv: list[str]) -> list[str]:
   nones = [a for a in argv[1:] if a.startswith("--config.") and a.endswith("=None")]
   try:
     remaining = flags.FLAGS([a for a in argv if a not in nones])
+    if "config" in flags.FLAGS and flags.FLAGS.config is not None:
+      flags.FLAGS.config.keys()  # config_flags reports a file that failed to load only when used
     if nones:
       apply_overrides(flags.FLAGS.config, nones)
   except flags.Error as error:
     _fail(str(error).strip().splitlines()[0])
-  except (OSError, ConfigError) as error:  # config_flags' "earlier failure to load"
+  except (OSError, SyntaxError, ConfigError) as error:  # a config file that does not load
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     _fail(f"cannot load the config: {lines[-1]}" if lines else str(error))
+  except (AttributeError, KeyError) as error:  # a config field that does not exist
+    names = re.findall(r"[A-Za-z_][\w.]*", str(error).replace("\\n", " "))
+    suggestion = re.search(r'Did you mean "([\w.]+)"', str(error))
+    _fail(f"config has no field {names[0] if names else str(error)!r}"
+          + (f"; did you mean {suggestion[1]!r}?" if suggestion else ""))
+  except (TypeError, ValueError) as error:  # a value of the wrong type
+    _fail(" ".join(str(error).split()))
   return remaining
 
 

@@ -343,7 +343,7 @@ def format_results(summary: dict) -> str:
            "(mean over seeds); diverged settings last",
            f"- wall-clock {summary['wall_clock_seconds']:.0f} s for {len(summary['trials'])} "
            f"trials, {summary['trials_per_call']} per compiled call, on "
-           f"{files.files.format_machine(summary['machine'])}", ""]
+           f"{files.format_machine(summary['machine'])}", ""]
   lines += _format_table(summary["settings"], names)
   best = summary["best"]
   if best is None:

@@ -312,7 +312,10 @@ def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test
   arrays = (place(dataset.train.images), place(dataset.train.labels))
 
   # Everything above only read; from here on the workdir is written.
-  os.makedirs(workdir, exist_ok=True)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as error:
+    raise WorkdirError(f"cannot create workdir {workdir!r}: {error.strerror or error}") from None
   with files.Lock(workdir):
     if restart:
       _remove([os.path.join(workdir, name) for name in

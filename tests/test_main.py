@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -39,3 +41,43 @@ def test_short_digits_run_writes_files_and_lowers_the_loss(tmp_path, estimator):
   assert summary["train_loss"] < first_chunk_loss
   assert summary["test_loss"] < 2.2
   assert summary["test_accuracy"] > 0.2
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--config=configs/default.py:forward", "--config.learnig_rate=0.1"],
+     "error: config has no field 'learnig_rate'; did you mean 'learning_rate'?"),
+    (["--config=configs/absent.py"],
+     "error: cannot load the config: [Errno 2] No such file or directory: 'configs/absent.py'"),
+    (["--config=configs/default.py:forward", "--config.num_epochs=abc"],
+     "error: flag --config.num_epochs=abc: invalid literal for int() with base 10: 'abc'"),
+], ids=["misspelt_field", "missing_file", "malformed_value"])
+def test_command_line_mistakes_are_one_line_with_status_2(tmp_path, flags, message):
+  result = _run_cli(tmp_path / "run", *flags)
+  assert (result.returncode, result.stderr.strip(), result.stdout) == (2, message, "")
+  assert not (tmp_path / "run").exists()
+
+
+def test_none_switches_an_optional_field_off_from_the_command_line(tmp_path):
+  result = _run_cli(tmp_path / "run", "--config=configs/default.py:forward",
+                    "--config.jvp_clip=None", "--config.num_epochs=1")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert json.loads((tmp_path / "run" / "config.json").read_text())["jvp_clip"] is None
+
+
+def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path):
+  workdir = tmp_path / "run"
+  command = [sys.executable, "-m", "fgjax.main", f"--workdir={workdir}",
+             "--config=configs/default.py:backprop", "--config.num_epochs=200",
+             "--config.checkpoint_every_steps=16"]
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+  deadline = time.time() + 300
+  while not (workdir / "checkpoints" / "16").exists():
+    assert process.poll() is None and time.time() < deadline
+    time.sleep(0.05)
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode == 130
+  assert stderr.strip().splitlines()[-1] == ("interrupted: run the same command again to resume "
+                                             "from the last checkpoint")
+  assert "Traceback" not in stderr and not (workdir / "summary.json").exists()

@@ -3,13 +3,13 @@
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
 
 from fgjax import config_loading
 from fgjax import sweep
 from fgjax import train
+from fgjax.workdir import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "default.py")
@@ -49,13 +49,13 @@ def test_searching_a_hyperparameter_the_optimizer_ignores_is_an_error(tmp_path):
 
 
 def test_rank_puts_diverged_and_nonfinite_last():
-  def result(point, loss, status="completed"):
-    trial = sweep.Trial(index=point, point=point, hyperparameters={"learning_rate": 1.0},
-                        seed=0)
-    return sweep.TrialResult(trial, status, loss, 0.5, 1.0, 10, 0, None)
+  def row(point, loss, status="completed"):
+    return {"trial": point, "setting": point, "seed": 0,
+            "hyperparameters": {"learning_rate": 1.0}, "status": status,
+            "validation_loss": loss, "validation_accuracy": 0.5, "train_loss": 1.0}
 
-  ranked = sweep.rank_settings([result(0, float("nan")), result(1, 0.01, "diverged"),
-                                result(2, 0.9), result(3, 0.3)])
+  ranked = sweep.rank_settings([row(0, None), row(1, 0.01, "diverged"), row(2, 0.9),
+                                row(3, 0.3)])
   assert [s["setting"] for s in ranked] == [3, 2, 1, 0]
   assert [s["status"] for s in ranked] == ["completed", "completed", "diverged", "diverged"]
 
@@ -67,6 +67,7 @@ def test_sweep_picks_the_best_learning_rate_and_writes_a_rerunnable_config(tmp_p
                         trials_per_call=2, config_spec=f"{DEFAULT_CONFIG}:backprop",
                         config_overrides={"num_epochs": 1})
   ranked = [(s["hyperparameters"]["learning_rate"], s["status"]) for s in summary["settings"]]
+  # The diverging trial shares its group (and compiled program) with lr 0.1, which completes.
   assert ranked == [(0.1, "completed"), (1e-3, "completed"), (1e3, "diverged")]
   assert summary["best"]["hyperparameters"] == {"learning_rate": 0.1}
   assert "--config.learning_rate=0.1" in summary["best"]["command"]
@@ -74,10 +75,19 @@ def test_sweep_picks_the_best_learning_rate_and_writes_a_rerunnable_config(tmp_p
     assert json.load(f)["best"]["hyperparameters"] == {"learning_rate": 0.1}
   assert "| 1 | 0.1 |" in open(os.path.join(workdir, "results.md"), encoding="utf-8").read()
   for trial in ("0000", "0001", "0002"):
-    for name in ("config.json", "metrics.jsonl", "result.json"):
+    for name in ("config.json", "metrics.jsonl", "summary.json"):
       assert os.path.isfile(os.path.join(workdir, "trials", trial, name))
+    rows = read_metrics(os.path.join(workdir, "trials", trial))
+    assert not any("test_loss" in row for row in rows)  # a sweep never looks at the test split
   best = config_loading.load_config(os.path.join(workdir, "best_config.py"))
   assert (best.learning_rate, best.num_epochs, best.estimator) == (0.1, 1, "backprop")
+
+
+def test_a_sweep_of_another_search_is_refused_on_the_same_workdir(tmp_path):
+  workdir = str(tmp_path / "sweep")
+  sweep.sweep(digits_config("backprop"), workdir, space={"learning_rate": (0.1,)}, epochs=1)
+  with pytest.raises(sweep.SweepError, match="holds another sweep"):
+    sweep.sweep(digits_config("backprop"), workdir, space={"learning_rate": (0.3,)}, epochs=1)
 
 
 @pytest.mark.parametrize("estimator", ["forward", "backprop"])
@@ -87,16 +97,19 @@ def test_vmapped_trials_equal_trials_run_one_by_one(estimator, tmp_path):
   trials = sweep.make_trials([{"learning_rate": lr} for lr in lrs], seeds=[0, 1])[::3]
   assert [(t.hyperparameters["learning_rate"], t.seed) for t in trials] == [(lrs[0], 0),
                                                                               (lrs[1], 1)]
-  together = sweep.run_trials(config, trials, epochs=1, trials_per_call=2, keep_params=True)
-  alone = sweep.run_trials(config, trials, epochs=1, trials_per_call=1, keep_params=True)
-  for a, b in zip(together, alone):
-    assert a.status == b.status == "completed"
-    np.testing.assert_allclose(a.validation_loss, b.validation_loss, rtol=1e-5)
-    np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=1e-5)
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6),
-                 a.params, b.params)
-  # The second trial, trained by fgjax.train as `fgjax.main` would, ends where the sweep did.
-  summary = train.train_and_evaluate(sweep.trial_config(config, trials[1], epochs=1),
+  results = {}
+  for per_call in (2, 1):
+    config.trials_per_call = per_call
+    results[per_call] = train.train_trials(config, str(tmp_path / str(per_call)), trials,
+                                           evaluate_test=False)
+  for a, b in zip(results[2], results[1]):
+    assert a["status"] == b["status"] == "completed"
+    np.testing.assert_allclose(a["validation_loss"], b["validation_loss"], rtol=1e-5)
+    np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
+  # The second trial, trained alone as `fgjax.main` would, ends where the group did.
+  config.trials_per_call = None
+  summary = train.train_and_evaluate(train.trial_config(config, trials[1]),
                                      str(tmp_path / "main"))
-  np.testing.assert_allclose(summary["validation_loss"], together[1].validation_loss, rtol=1e-5)
-  np.testing.assert_allclose(summary["train_loss"], together[1].train_loss, rtol=1e-5)
+  np.testing.assert_allclose(summary["validation_loss"], results[2][1]["validation_loss"],
+                             rtol=1e-5)
+  np.testing.assert_allclose(summary["train_loss"], results[2][1]["train_loss"], rtol=1e-5)

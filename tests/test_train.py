@@ -433,3 +433,118 @@ def test_cli_reports_bad_input_in_one_line_with_status_2(tmp_path):
     assert process.returncode == 2, stderr
     assert stderr.strip() == expected and stdout == ""
     assert snapshot(workdir) == files
+
+
+def sweep_cli(workdir: str) -> list[str]:
+  """The `fgjax.sweep` command of a two-setting search over `digits_config("forward")`."""
+  return ([sys.executable, "-m", "fgjax.sweep", f"--config={DEFAULT_CONFIG}:forward",
+           f"--workdir={workdir}", "--learning_rate=1e-3,3e-3", "--epochs=4"]
+          + [f"--config.{name}={value}" for name, value in OVERRIDES.items()
+             if name != "num_epochs"])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """A 3-seed run and a 2-setting sweep, each trained without interruption: {kind: workdir}."""
+  seeds = str(tmp_path_factory.mktemp("seeds"))
+  summary = train.train_and_evaluate(digits_config("forward", num_seeds=3), seeds)
+  assert summary["status"] == "completed" and summary["num_seeds"] == 3
+  sweep_dir = str(tmp_path_factory.mktemp("sweep"))
+  result = subprocess.run(sweep_cli(sweep_dir), capture_output=True, text=True, timeout=600,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return {"seeds": seeds, "sweep": sweep_dir}
+
+
+def trial_dirs(workdir: str) -> list[str]:
+  found = [os.path.dirname(os.path.join(root, name)) for root, _, names in os.walk(workdir)
+           for name in names if name == "metrics.jsonl"]
+  return sorted(os.path.relpath(d, workdir) for d in found)
+
+
+def test_seeds_write_their_summaries_and_an_aggregate_and_seed_0_is_the_plain_run(
+    reference, uninterrupted):
+  workdir = uninterrupted["seeds"]
+  aggregate = read_json(os.path.join(workdir, "summary.json"))
+  assert trial_dirs(workdir) == ["seed_0", "seed_1", "seed_2"]
+  per_seed = [read_json(os.path.join(workdir, f"seed_{s}", "summary.json")) for s in range(3)]
+  assert [s["seed"] for s in per_seed] == aggregate["seeds"] == [0, 1, 2]
+  assert aggregate["per_seed"] == {str(s["seed"]): s for s in per_seed}
+  losses = np.array([s["test_loss"] for s in per_seed])
+  assert len(set(losses)) == 3  # the seeds differ
+  stats = aggregate["aggregate"]["test_loss"]
+  np.testing.assert_allclose([stats["mean"], stats["std"], stats["min"], stats["max"]],
+                             [losses.mean(), losses.std(), losses.min(), losses.max()])
+  plain = read_json(os.path.join(reference["forward"], "summary.json"))
+  np.testing.assert_allclose(per_seed[0]["test_loss"], plain["test_loss"], rtol=1e-5)
+  np.testing.assert_allclose(per_seed[0]["test_accuracy"], plain["test_accuracy"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["seeds", "sweep"])
+def test_sigkilled_seeds_and_sweeps_resume_to_the_same_result(uninterrupted, tmp_path, kind):
+  workdir = str(tmp_path / kind)
+  command = (cli("forward", workdir, "--config.num_seeds=3") if kind == "seeds"
+             else sweep_cli(workdir))
+  with open(tmp_path / "log", "w", encoding="utf-8") as log:
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+      killed_at = _kill_each_after_its_first_checkpoint({kind: process}, {kind: workdir})
+    finally:
+      if process.poll() is None:
+        process.kill()
+  assert killed_at[kind] < TOTAL_STEPS
+  result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  expected = uninterrupted[kind]
+  assert trial_dirs(workdir) == trial_dirs(expected)
+  numbers = lambda s: {k: v for k, v in s.items() if k not in WALL_CLOCK}
+  for trial in trial_dirs(expected):
+    assert metrics_rows(os.path.join(workdir, trial)) == metrics_rows(
+        os.path.join(expected, trial))
+    assert numbers(read_json(os.path.join(workdir, trial, "summary.json"))) == numbers(
+        read_json(os.path.join(expected, trial, "summary.json")))
+
+
+def test_a_second_run_on_a_held_workdir_stops_at_once(tmp_path):
+  workdir = str(tmp_path / "run")
+  os.makedirs(workdir)
+  with files.Lock(workdir):
+    with pytest.raises(WorkdirError, match=r"is in use by process \d+ on "):
+      train.train_and_evaluate(digits_config("forward"), workdir)
+  assert os.listdir(workdir) == [".lock"]
+
+
+def test_an_edited_progress_record_is_caught_and_the_run_falls_back(reference, tmp_path, caplog):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference["backprop"], workdir)
+  os.remove(os.path.join(workdir, "summary.json"))
+  progress_dir = os.path.join(workdir, "checkpoints", str(TOTAL_STEPS), "progress")
+  path = os.path.join(progress_dir, "metadata")  # orbax's JSON item
+  record = read_json(path)
+  record["progress"]["train_seconds"] += 9.0
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(record, f)
+  with caplog.at_level("INFO"):
+    train.train_and_evaluate(digits_config("backprop"), workdir)
+  assert "CRC-32" in caplog.text and f"from step {TOTAL_STEPS - 16} of" in caplog.text
+  assert_same_run(reference["backprop"], workdir)
+
+
+def test_a_half_finished_run_whose_metrics_were_deleted_is_refused(reference, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference["forward"], workdir)
+  os.remove(os.path.join(workdir, "summary.json"))
+  os.remove(os.path.join(workdir, "metrics.jsonl"))
+  with pytest.raises(WorkdirError, match="ends at step None but the checkpoint is at step 64: "
+                                         "rows are missing"):
+    train.train_and_evaluate(digits_config("forward"), workdir)
+
+
+def test_a_run_leaves_its_per_example_test_losses(reference):
+  summary = read_json(os.path.join(reference["forward"], "summary.json"))
+  with np.load(os.path.join(reference["forward"], "test_losses.npz")) as saved:
+    assert sorted(saved.files) == ["clamped_cross_entropy", "cross_entropy"]
+    plain, clamped = saved["cross_entropy"], saved["clamped_cross_entropy"]
+  assert plain.shape == clamped.shape == (359,)  # every digits test image, no padding
+  assert np.all(clamped <= plain + 1e-6)
+  np.testing.assert_allclose(plain.mean(), summary["test_loss"], rtol=1e-5)
