@@ -29,6 +29,7 @@ NONFINITE_POLICIES = ("stop", "skip")
 _CHOICES = {
     "model": tuple(models.MODELS),
     "estimator": estimators.ESTIMATORS,
+    "combine": estimators.COMBINES,
     "optimizer": optimizers.OPTIMIZERS,
     "tangent": tuple(tangents.SAMPLERS),
     "on_nonfinite": NONFINITE_POLICIES,

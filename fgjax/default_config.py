@@ -12,6 +12,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = "mlp"  # a name in fgjax.models.MODELS: "mlp", "cnn", "vgg"
   config.estimator = "backprop"  # "forward" (jax.jvp forward gradient) or "backprop" (jax.grad)
   config.num_directions = 1  # forward gradient: tangents averaged per step
+  config.combine = "mean"  # K tangents' estimates: "mean", or "projection" onto their span
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
   config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"
   config.loss = "cross_entropy"  # or "clamped_cross_entropy" (probabilities clamped to [eps, 1-eps])

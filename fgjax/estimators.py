@@ -14,6 +14,11 @@ Example::
 
 `forward_gradient_and_derivatives` also returns the directional derivatives, from which
 `forward_gradient_is_finite` tells whether the estimate is finite without reading it.
+
+`activity_gradient` perturbs a network's pre-activations instead of its weights (Ren et al., 2023):
+it needs the network's perturbation points, so it takes a forward function rather than a loss.
+Both forward-mode estimators combine K tangents either by their mean or, following Flügel et al.
+(2024, "frog"), by projecting the gradient onto the tangents' span (`combine`).
 """
 
 from typing import Callable, Optional
@@ -24,7 +29,12 @@ import jax.numpy as jnp
 from fgjax import tangents
 
 # The estimators a run config may name (`config.estimator`).
-ESTIMATORS = ("forward", "backprop")
+ESTIMATORS = ("forward", "backprop", "activity", "local_activity")
+# How K directional derivatives d = V^T grad f make one estimate (`config.combine`): "mean" is
+# V d / K, unbiased; "projection" is V (V^T V)^+ d, the projection of grad f onto the span of V:
+# exact once V spans the space, but (K / n) grad f in expectation for isotropic tangents in n
+# dimensions, so it asks for a learning rate about n / K times larger.
+COMBINES = ("mean", "projection")
 
 PyTree = object
 LossFn = Callable[[PyTree], jax.Array]
@@ -43,6 +53,7 @@ def forward_gradient(
     num_directions: int = 1,
     tangent: str = "normal",
     jvp_clip: Optional[float] = None,
+    combine: str = "mean",
 ) -> tuple[jax.Array, PyTree]:
   """The forward gradient of Baydin et al. (2022): g = <grad f, v> v, from one `jax.jvp`.
 
@@ -59,26 +70,49 @@ def forward_gradient(
     jvp_clip: if set, each directional derivative <grad f, v> is clipped to [-jvp_clip, jvp_clip]
       before it scales v (Rike & Forland cap it at 1 to stop sudden explosions). Clipping makes
       the estimate biased whenever it binds.
+    combine: "mean" (the K estimates averaged) or "projection" (grad f projected onto the span
+      of the K tangents; see COMBINES).
 
   Returns:
     `(loss, grads)`: the loss at `params` and the estimate, shaped like `params`.
   """
   loss, grads, _ = forward_gradient_and_derivatives(
-      loss_fn, params, key, num_directions=num_directions, tangent=tangent, jvp_clip=jvp_clip)
+      loss_fn, params, key, num_directions=num_directions, tangent=tangent, jvp_clip=jvp_clip,
+      combine=combine)
   return loss, grads
 
 
-def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.Array, *,
-                                     num_directions: int = 1, tangent: str = "normal",
-                                     jvp_clip: Optional[float] = None
-                                     ) -> tuple[jax.Array, PyTree, jax.Array]:
-  """`forward_gradient` (same arguments), also returning the K directional derivatives, shape (K,),
-  after `jvp_clip`: with the tangents, all the estimate is made of, so that questions about the
-  estimate (is it finite?) can be answered from K numbers instead of n."""
+def _check_options(num_directions: int, jvp_clip: Optional[float], combine: str) -> None:
   if num_directions < 1:
     raise ValueError(f"num_directions must be >= 1, got {num_directions}")
   if jvp_clip is not None and jvp_clip <= 0:
     raise ValueError(f"jvp_clip must be positive or None, got {jvp_clip}")
+  if combine not in COMBINES:
+    raise ValueError(f"unknown combine {combine!r}; choose one of {COMBINES}")
+
+
+def _projection(derivatives: jax.Array, tangents: list) -> jax.Array:
+  """The weights c = G^+ d, shaped (K, B) like `derivatives`, that make sum_k c_k v_k the
+  projection of the gradient onto the span of the K tangents.
+
+  `tangents` holds the K tangents, each leaf shaped (K, B, ...): B independent problems (examples)
+  of K tangents each, and G = V^T V is the K x K Gram matrix of each problem's tangents. The
+  pseudo-inverse keeps the projection defined when the tangents are dependent (K > n): V G^+ V^T
+  is still the projection onto their span.
+  """
+  gram = sum(jnp.einsum("kbn,mbn->bkm", flat, flat) for flat in (
+      t.reshape(t.shape[:2] + (-1,)).astype(jnp.float32) for t in tangents))
+  return jnp.einsum("bkm,mb->kb", jnp.linalg.pinv(gram, hermitian=True), derivatives)
+
+
+def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.Array, *,
+                                     num_directions: int = 1, tangent: str = "normal",
+                                     jvp_clip: Optional[float] = None, combine: str = "mean"
+                                     ) -> tuple[jax.Array, PyTree, jax.Array]:
+  """`forward_gradient` (same arguments), also returning the K directional derivatives, shape (K,),
+  after `jvp_clip`: with the tangents, all the estimate is made of, so that questions about the
+  estimate (is it finite?) can be answered from K numbers instead of n."""
+  _check_options(num_directions, jvp_clip, combine)
   sample = tangents.get_sampler(tangent)
 
   def directional_derivative(v):
@@ -87,7 +121,7 @@ def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.A
       derivative = jnp.clip(derivative, -jvp_clip, jvp_clip)
     return loss, derivative
 
-  if num_directions == 1:
+  if num_directions == 1 and combine == "mean":
     v = sample(key, params)
     loss, derivative = directional_derivative(v)
     grads = jax.tree.map(lambda t: (derivative * t).astype(t.dtype), v)
@@ -99,13 +133,19 @@ def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.A
   axes = jax.tree.map(lambda leaf: max(leaf.ndim - 1, 0), params)
   vs = sample.stacked(jax.random.split(key, num_directions), params, axes)
   losses, derivatives = jax.vmap(directional_derivative, in_axes=(axes,))(vs)
+  if combine == "mean":
+    coefficients = derivatives / num_directions
+  else:
+    coefficients = _projection(derivatives[:, None], [
+        jnp.moveaxis(t, axis, 0)[:, None]
+        for t, axis in zip(jax.tree.leaves(vs), jax.tree.leaves(axes))])[:, 0]
 
-  def average(t, axis):
+  def combined(t, axis):
     shape = [1] * t.ndim
     shape[axis] = num_directions
-    return (jnp.sum(derivatives.reshape(shape) * t, axis=axis) / num_directions).astype(t.dtype)
+    return jnp.sum(coefficients.reshape(shape) * t, axis=axis).astype(t.dtype)
 
-  return losses[0], jax.tree.map(average, vs, axes), derivatives
+  return losses[0], jax.tree.map(combined, vs, axes), derivatives
 
 
 def forward_gradient_is_finite(derivatives: jax.Array, params: PyTree,
@@ -122,3 +162,61 @@ def forward_gradient_is_finite(derivatives: jax.Array, params: PyTree,
   largest = min(float(jnp.finfo(leaf.dtype).max) for leaf in jax.tree.leaves(params))
   bound = jnp.sum(jnp.abs(derivatives)) * tangents.get_sampler(tangent).max_abs
   return bound <= largest  # False for inf and nan
+
+
+def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
+                      num_directions: int = 1, tangent: str = "normal",
+                      jvp_clip: Optional[float] = None, combine: str = "mean"
+                      ) -> tuple[jax.Array, PyTree]:
+  """Activity perturbation (Ren et al., 2023, "Scaling Forward Gradient With Local Losses").
+
+  It perturbs each layer's pre-activations z, per example, instead of the weights: a layer has
+  far fewer units than weights, so the estimate's variance is far smaller. Then
+
+  1. one `jax.jvp` of the per-example losses, along a tangent u_l at every perturbation point l,
+     gives each example's derivative d_i = sum_l <grad_{z_l,i} loss_i, u_l,i>;
+  2. g_{z_l,i} = d_i u_l,i / B estimates the gradient of the mean loss w.r.t. z_l,i;
+  3. `jax.vjp` of params -> z, every layer's input stop-gradiented, turns g_z into the weight
+     gradient from each layer's own input x alone: sum_i x_i g_{z_l,i}^T for a dense layer, the
+     transposed convolution for a convolution, with no backward pass through the network.
+
+  All layers are perturbed at once and share d_i, yet each layer's estimate is unbiased: the
+  tangents of different layers are independent, so E[d_i u_l,i] = sum_m E[u_l,i u_m,i^T]
+  grad_{z_m,i} loss_i = grad_{z_l,i} loss_i, the terms m != l vanishing. They add variance, which
+  grows with the number of units that share one loss: what local losses cut.
+
+  Args:
+    forward: `forward(params, perturbations, stop_inputs) -> (losses, activations)`.
+      `activations` is a list of groups, each a list of pre-activations z shaped (B, ...), with
+      `perturbations` (the same structure, or None) added; `losses` holds each group's (B,)
+      per-example loss, whose derivative estimates the gradient of that group's activations.
+      The last group's loss is the model's own. With `stop_inputs` every layer's input is
+      `jax.lax.stop_gradient`-ed. One group perturbs all layers under the model's loss
+      ("activity"); one group per block, each with a local loss and stop-gradients between
+      blocks, trains each block on its own loss ("local_activity").
+    params, key, num_directions, tangent, jvp_clip, combine: as in `forward_gradient`, applied per
+      example and group: K tangents of each example's activations, each derivative d_i clipped,
+      the projection onto the span of one example's K tangents in one group.
+
+  Returns:
+    `(loss, grads)`: the mean of the last group's losses (the model's loss) and the estimate.
+  """
+  _check_options(num_directions, jvp_clip, combine)
+  sample = tangents.get_sampler(tangent)
+  activations, pullback = jax.vjp(lambda p: forward(p, None, True)[1], params)
+  us = sample.stacked(jax.random.split(key, num_directions), activations,
+                      jax.tree.map(lambda _: 0, activations))  # leaves (K, B, ...)
+  zeros = jax.tree.map(jnp.zeros_like, activations)
+  group_losses = lambda perturbations: jnp.stack(forward(params, perturbations, False)[0])
+  losses, derivatives = jax.vmap(lambda u: jax.jvp(group_losses, (zeros,), (u,)))(us)
+  if jvp_clip is not None:
+    derivatives = jnp.clip(derivatives, -jvp_clip, jvp_clip)  # (K, groups, B)
+  batch_size = derivatives.shape[-1]
+  cotangents = []
+  for g, group in enumerate(us):
+    coefficients = (derivatives[:, g] / num_directions if combine == "mean"
+                    else _projection(derivatives[:, g], group))
+    cotangents.append([(jnp.einsum("kb,kb...->b...", coefficients, u) / batch_size).astype(u.dtype)
+                       for u in group])
+  (grads,) = pullback(cotangents)
+  return losses[0, -1].mean(), grads

@@ -9,6 +9,7 @@ import json
 import os
 from typing import Optional
 
+from absl import logging
 from tensorboardX import SummaryWriter
 
 from fgjax import workdir as workdir_files
@@ -64,15 +65,20 @@ def _drop_rows_after(path: str, step: int) -> Optional[int]:
   line that is not a row; returns the step of the last row kept."""
   if not os.path.exists(path):
     return None
-  kept, last = [], None
+  kept, last, damaged = [], None, 0
   with open(path, encoding="utf-8") as f:
-    for line in f:
-      try:
-        row = json.loads(line)
-      except ValueError:
-        continue  # a line cut short by a kill
-      if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
-        kept.append(json.dumps(row) + "\n")
-        last = row["step"]
+    lines = f.readlines()
+  for number, line in enumerate(lines):
+    try:
+      row = json.loads(line)
+    except ValueError:
+      row = None
+    if not (isinstance(row, dict) and isinstance(row.get("step"), int)):
+      damaged += number < len(lines) - 1  # the last line may just have been cut by a kill
+    elif row["step"] <= step:
+      kept.append(json.dumps(row) + "\n")
+      last = row["step"]
+  if damaged:
+    logging.warning("%s: dropped %d damaged line(s) that were not metrics rows", path, damaged)
   workdir_files.write_text(path, "".join(kept))
   return last

@@ -7,6 +7,12 @@ the module inside compiled code at no run-time cost.
 Inputs are NHWC float images; the input shape comes from the dataset, so each model trains on any
 image size its layers allow.
 
+Every model is a sequence of blocks (`_Network`): besides `__call__` (the logits), its
+`perturbed` method adds perturbations to the pre-activations of every Dense and Conv layer and
+can stop gradients between blocks and at every layer's input, which is what activity
+perturbation needs (`fgjax.estimators.activity_gradient`). With `local_heads`, every block but
+the last also gets a linear classifier of its own, for local losses.
+
 Two initialisations: "flax" (Flax's default: lecun-normal weights, zero biases) and "torch"
 (PyTorch's default for nn.Linear and nn.Conv2d, which the paper's code used: weights and biases
 both U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
@@ -50,37 +56,100 @@ def _flat_size(shape: Sequence[int]) -> int:
   return size
 
 
-class MLP(nnx.Module):
-  """flatten -> Dense 1024 -> ReLU -> Dense 1024 -> ReLU -> Dense num_classes."""
-
-  def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, hidden=(1024, 1024),
-               init="flax"):
-    sizes = [_flat_size(input_shape), *hidden]
-    self.hidden = nnx.List(
-        [nnx.Linear(a, b, rngs=rngs, **_layer_init(init, a))
-         for a, b in zip(sizes[:-1], sizes[1:])])
-    self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs, **_layer_init(init, sizes[-1]))
-
-  def __call__(self, x):
-    x = x.reshape(x.shape[0], -1)
-    for layer in self.hidden:
-      x = nnx.relu(layer(x))
-    return self.head(x)
+def _flatten(x):
+  return x.reshape(x.shape[0], -1)
 
 
 def _pool(x):
   return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
 
 
-class ConvNet(nnx.Module):
+def _local_head_input(x):
+  """What a block's local classifier reads: a dense block's output, a conv block's output
+  averaged over space (a classifier per block stays small)."""
+  return x.mean(axis=(1, 2)) if x.ndim == 4 else x
+
+
+class _Network(nnx.Module):
+  """A classifier made of blocks, each a list of steps: a layer (nnx.Linear or nnx.Conv, whose
+  output z is a perturbation point) or a parameter-free function (ReLU, pooling, flattening).
+  The last block ends with the model's head. Subclasses build `self.local_heads` (an nnx.List of
+  nnx.Linear, one per block but the last, or None) and list their blocks in `_blocks()`.
+
+  Perturbations are an explicit argument of `perturbed` rather than flax's `Module.perturb`:
+  that one works through variables a capturing call creates inside the module's state, shaped by
+  the batch, and flax documents it for reading gradients while debugging. Here the estimator
+  needs a pure function of (params, images, perturbations), one it takes `jax.jvp` of, and the
+  stop-gradient at every layer's input for its local weight gradients, which perturb lacks.
+  """
+
+  def __call__(self, x):
+    return self.perturbed(x)[0][-1]
+
+  def perturbed(self, x, perturbations=None, stop_inputs=False, local=False):
+    """`(logits, activations)` of images `x`.
+
+    `activations` lists groups of pre-activations z (every Dense and Conv output, before its
+    nonlinearity), `perturbations` (None, or arrays in that structure) added to them, and
+    `logits` holds the logits whose loss belongs to each group, the model's own last. Without
+    `local`: one group, all layers, and the model's logits. With `local`: one group per block,
+    each block's input stop-gradiented; the groups of all blocks but the last end with their
+    local head, whose logits come first in `logits`. `stop_inputs` stop-gradients every
+    layer's input, so that a layer's z depends on the parameters through that layer alone.
+    """
+    if local and self.local_heads is None:
+      raise ValueError("local losses need a model created with local_heads=True")
+    given = iter(jax.tree.leaves(perturbations))  # in layer order
+    blocks, logits, activations = self._blocks(), [], []
+
+    def layer(module, x):
+      z = module(jax.lax.stop_gradient(x) if stop_inputs else x)
+      if perturbations is not None:
+        z = z + next(given)
+      activations[-1].append(z)
+      return z
+
+    for b, steps in enumerate(blocks):
+      activations.append([])
+      if local:
+        x = jax.lax.stop_gradient(x)
+      for step in steps:
+        x = layer(step, x) if isinstance(step, (nnx.Linear, nnx.Conv)) else step(x)
+      if local and b < len(blocks) - 1:
+        logits.append(layer(self.local_heads[b], _local_head_input(x)))
+    if not local:
+      activations = [[z for group in activations for z in group]]
+    return logits + [x], activations
+
+
+class MLP(_Network):
+  """flatten -> Dense 1024 -> ReLU -> Dense 1024 -> ReLU -> Dense num_classes.
+
+  Blocks: each hidden Dense + ReLU, then the head."""
+
+  def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, hidden=(1024, 1024),
+               init="flax", local_heads=False):
+    sizes = [_flat_size(input_shape), *hidden]
+    linear = lambda a, b: nnx.Linear(a, b, rngs=rngs, **_layer_init(init, a))
+    self.hidden = nnx.List([linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])])
+    self.head = linear(sizes[-1], num_classes)
+    self.local_heads = nnx.List(
+        [linear(size, num_classes) for size in hidden]) if local_heads else None
+
+  def _blocks(self):
+    blocks = [[layer, nnx.relu] for layer in self.hidden] + [[self.head]]
+    return [[_flatten] + blocks[0]] + blocks[1:]
+
+
+class ConvNet(_Network):
   """Blocks of 3x3 convolutions + ReLU, each block closed by 2x2 max-pooling, then a dense head.
 
   `blocks` lists each block's channel counts; `padding` is "VALID" (the MNIST CNN) or "SAME"
-  (the VGG-style CIFAR network).
+  (the VGG-style CIFAR network). The dense layer and the head form the last block.
   """
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, blocks, padding, hidden=1024,
-               init="flax"):
+               init="flax", local_heads=False):
     height, width, channels = input_shape
     convs = []
     for block in blocks:
@@ -95,29 +164,28 @@ class ConvNet(nnx.Module):
       raise ValueError(
           f"input shape {tuple(input_shape)} is too small for {len(blocks)} conv blocks "
           f"with {padding} padding")
+    linear = lambda a, b: nnx.Linear(a, b, rngs=rngs, **_layer_init(init, a))
     self.block_sizes = tuple(len(block) for block in blocks)
     self.convs = nnx.List(convs)
-    flat = height * width * channels
-    self.dense = nnx.Linear(flat, hidden, rngs=rngs, **_layer_init(init, flat))
-    self.head = nnx.Linear(hidden, num_classes, rngs=rngs, **_layer_init(init, hidden))
+    self.dense = linear(height * width * channels, hidden)
+    self.head = linear(hidden, num_classes)
+    self.local_heads = nnx.List(
+        [linear(block[-1], num_classes) for block in blocks]) if local_heads else None
 
-  def __call__(self, x):
-    layers = iter(self.convs)
+  def _blocks(self):
+    convs, blocks = iter(self.convs), []
     for size in self.block_sizes:
-      for _ in range(size):
-        x = nnx.relu(next(layers)(x))
-      x = _pool(x)
-    x = x.reshape(x.shape[0], -1)
-    return self.head(nnx.relu(self.dense(x)))
+      blocks.append([step for _ in range(size) for step in (next(convs), nnx.relu)] + [_pool])
+    return blocks + [[_flatten, self.dense, nnx.relu, self.head]]
 
 
-def MnistCNN(input_shape, num_classes, *, rngs, init="flax"):
+def MnistCNN(input_shape, num_classes, *, rngs, **options):
   """Conv64 x2 (VALID) -> pool -> Conv64 x2 -> pool -> Dense 1024 -> Dense num_classes."""
   return ConvNet(input_shape, num_classes, rngs=rngs, blocks=((64, 64), (64, 64)),
-                 padding="VALID", init=init)
+                 padding="VALID", **options)
 
 
-def CifarVGG(input_shape, num_classes, *, rngs, init="flax"):
+def CifarVGG(input_shape, num_classes, *, rngs, **options):
   """[Conv64 x2, pool] [Conv128 x2, pool] [Conv256 x2, pool] (SAME) -> Dense 4096 -> head.
 
   The paper gives the convolutional blocks and leaves the dense part unsaid; its code's CifarNet
@@ -125,7 +193,7 @@ def CifarVGG(input_shape, num_classes, *, rngs, init="flax"):
   """
   return ConvNet(input_shape, num_classes, rngs=rngs,
                  blocks=((64, 64), (128, 128), (256, 256)), padding="SAME", hidden=4096,
-                 init=init)
+                 **options)
 
 
 MODELS = {"mlp": MLP, "cnn": MnistCNN, "vgg": CifarVGG}
@@ -133,26 +201,37 @@ MODELS = {"mlp": MLP, "cnn": MnistCNN, "vgg": CifarVGG}
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-  """A model split into a pure function and its parameters.
+  """A model split into pure functions and its parameters.
 
   `apply(params, images) -> logits` is pure and jittable; `params` is a nested dict of arrays.
+  `perturbed(params, images, perturbations=None, stop_inputs=False, local=False) ->
+  (logits, activations)` is `_Network.perturbed`, what the activity estimators differentiate.
   """
   apply: Callable
   params: dict
+  perturbed: Callable
 
 
-def create_model(name: str, input_shape, num_classes: int, seed: int, init: str = "flax") -> Model:
+def split(module: nnx.Module) -> Model:
+  """The Model of an NNX module of this file: its functions rebuild it from `params` when
+  traced, at no run-time cost."""
+  graphdef, state = nnx.split(module)
+  merge = lambda params: nnx.merge(graphdef, nnx.State(params))
+  return Model(apply=lambda params, images: merge(params)(images),
+               params=nnx.to_pure_dict(state),
+               perturbed=lambda params, images, *mode: merge(params).perturbed(images, *mode))
+
+
+def create_model(name: str, input_shape, num_classes: int, seed: int, init: str = "flax",
+                 local_heads: bool = False) -> Model:
   """Builds the registered model `name` for NHWC inputs of `input_shape` (H, W, C), with its
-  parameters drawn by the initialisation `init` (one of INITS) from `seed`."""
+  parameters drawn by the initialisation `init` (one of INITS) from `seed`. `local_heads` adds a
+  linear classifier to every block but the last (params["local_heads"]), for local losses; the
+  other parameters stay those of the same seed without it."""
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-  module = MODELS[name](tuple(input_shape), num_classes, rngs=nnx.Rngs(seed), init=init)
-  graphdef, state = nnx.split(module)
-
-  def apply(params, images):
-    return nnx.merge(graphdef, nnx.State(params))(images)
-
-  return Model(apply=apply, params=nnx.to_pure_dict(state))
+  return split(MODELS[name](tuple(input_shape), num_classes, rngs=nnx.Rngs(seed), init=init,
+                            local_heads=local_heads))
 
 
 def num_params(params) -> int:

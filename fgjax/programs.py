@@ -9,7 +9,7 @@ alone and a resumed run draws exactly the tangents an uninterrupted one would.
 """
 
 import functools
-from typing import Callable
+from typing import Callable, Optional
 
 import flax
 import jax
@@ -37,59 +37,99 @@ def init_state(params, tx: optax.GradientTransformation, rng: jax.Array) -> Trai
                     diverged_at=jnp.full((), -1, jnp.int32))
 
 
-def make_loss_fn(apply: Callable, pixel_mean, pixel_std,
-                 loss: str = "cross_entropy") -> Callable:
+def make_loss_fn(apply: Callable, pixel_mean, pixel_std, loss: str = "cross_entropy",
+                 perturbed: Optional[Callable] = None) -> Callable:
   """`loss_fn(params, images_uint8, labels) -> (mean loss, logits)`; `loss` names a per-example
-  loss of fgjax.losses."""
+  loss of fgjax.losses.
+
+  With `perturbed` (a `models.Model`'s), `loss_fn.per_group(params, images, labels,
+  perturbations, stop_inputs, local) -> (losses, activations)` is also there: each group's (B,)
+  per-example losses and its pre-activations, the forward function the activity estimators take.
+  """
   mean = np.asarray(pixel_mean, np.float32)
   inv_std = 1.0 / np.asarray(pixel_std, np.float32)
   per_example = losses.per_example_loss(loss)
+  normalize = lambda images: (images.astype(jnp.float32) - mean) * inv_std
 
   def loss_fn(params, images, labels):
-    logits = apply(params, (images.astype(jnp.float32) - mean) * inv_std)
+    logits = apply(params, normalize(images))
     return per_example(logits, labels).mean(), logits
 
+  if perturbed is not None:
+    def per_group(params, images, labels, perturbations, stop_inputs, local):
+      logits, activations = perturbed(params, normalize(images), perturbations, stop_inputs,
+                                      local)
+      return [per_example(group, labels) for group in logits], activations
+
+    loss_fn.per_group = per_group
   return loss_fn
 
 
+def _all_finite(tree) -> jax.Array:
+  return functools.reduce(jnp.logical_and,
+                          [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)])
+
+
 def make_gradient_fn(config) -> Callable:
-  """`gradient(loss_of_params, params, key) -> (loss, grads, grads_finite)` for the estimator.
+  """`gradient(objective, params, key) -> (loss, grads, grads_finite)` for the estimator.
 
-  `grads_finite` says whether every entry of `grads` is finite. Backprop must read its gradient to
-  know; a forward gradient knows it from its K directional derivatives, so that the step's update
-  stays one fused pass that computes each tangent entry where it is used.
+  `objective` is the loss of the parameters, except for the activity estimators, which take the
+  forward function of `estimators.activity_gradient` (`make_train_step` binds it to the batch).
+  `grads_finite` says whether every entry of `grads` is finite. A forward gradient combined by
+  its mean knows it from its K directional derivatives, so that the step's update stays one
+  fused pass that computes each tangent entry where it is used; every other estimate is read.
   """
+  options = dict(num_directions=int(config.num_directions), tangent=config.tangent,
+                 jvp_clip=config.jvp_clip, combine=config.combine)
   if config.estimator == "forward":
-    options = dict(num_directions=int(config.num_directions), tangent=config.tangent,
-                   jvp_clip=config.jvp_clip)
-
     def forward(loss_of_params, params, key):
       loss, grads, derivatives = estimators.forward_gradient_and_derivatives(
           loss_of_params, params, key, **options)
+      if config.combine != "mean":
+        return loss, grads, _all_finite(grads)
       return loss, grads, estimators.forward_gradient_is_finite(derivatives, params,
                                                                 config.tangent)
 
     return forward
+  if config.estimator in ("activity", "local_activity"):
+    def activity(forward, params, key):
+      loss, grads = estimators.activity_gradient(forward, params, key, **options)
+      return loss, grads, _all_finite(grads)
+
+    return activity
   if config.estimator == "backprop":
     def backprop(loss_of_params, params, key):
       del key  # deterministic
       loss, grads = estimators.backprop(loss_of_params, params)
-      finite = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(grads)]
-      return loss, grads, functools.reduce(jnp.logical_and, finite)
+      return loss, grads, _all_finite(grads)
 
     return backprop
   raise ValueError(f"unknown estimator {config.estimator!r}; choose one of {estimators.ESTIMATORS}")
 
 
 def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config) -> Callable:
-  """`train_step(state, images, labels) -> (state, loss)` for one batch."""
+  """`train_step(state, images, labels) -> (state, loss)` for one batch.
+
+  The activity estimators need `loss_fn` from `make_loss_fn(..., perturbed=model.perturbed)`,
+  "local_activity" a model created with `local_heads=True`.
+  """
   gradient = make_gradient_fn(config)
   stop_on_nonfinite = config.on_nonfinite == "stop"
+  local = config.estimator == "local_activity"
+  activity = local or config.estimator == "activity"
+  if activity and not hasattr(loss_fn, "per_group"):
+    raise ValueError(f"estimator {config.estimator!r} needs the loss of make_loss_fn(..., "
+                     "perturbed=model.perturbed); data-parallel runs support 'forward' and "
+                     "'backprop' only")
 
   def train_step(state: TrainState, images, labels):
-    loss_of_params = lambda params: loss_fn(params, images, labels)[0]
+    if activity:
+      objective = lambda params, perturbations, stop_inputs: loss_fn.per_group(
+          params, images, labels, perturbations, stop_inputs, local)
+    else:
+      objective = lambda params: loss_fn(params, images, labels)[0]
     key = jax.random.fold_in(state.rng, state.step)
-    loss, grads, grads_finite = gradient(loss_of_params, state.params, key)
+    loss, grads, grads_finite = gradient(objective, state.params, key)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(loss) & grads_finite

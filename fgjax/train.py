@@ -144,7 +144,10 @@ def _read_finished(config, run_dir: str) -> Optional[dict]:
 
   Raises ConfigError if the directory holds another experiment, or run files without a config.
   """
-  saved = files.read_json(os.path.join(run_dir, files.CONFIG_FILE))
+  try:
+    saved = files.read_json(os.path.join(run_dir, files.CONFIG_FILE))
+  except WorkdirError as error:
+    raise WorkdirError(f"{error}; start over with --restart") from None
   if saved is None:
     present = [name for name in TRIAL_FILES if name != files.SUMMARY_FILE
                and os.path.exists(os.path.join(run_dir, name))]
@@ -157,7 +160,11 @@ def _read_finished(config, run_dir: str) -> Optional[dict]:
     raise ConfigError(
         f"{run_dir!r} holds a run of another config: {'; '.join(differences)}. "
         "Use another workdir, or start over with --restart")
-  return files.read_json(os.path.join(run_dir, files.SUMMARY_FILE))
+  try:
+    return files.read_json(os.path.join(run_dir, files.SUMMARY_FILE))
+  except WorkdirError as error:
+    logging.warning("%s; writing it again from the run's last checkpoint", error)
+    return None
 
 
 def _remove(paths: Sequence[str]) -> None:
@@ -270,6 +277,17 @@ def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test
     config_validation.validate(trial_cfg)
   dirs = [os.path.join(workdir, trial.directory) if trial.directory else workdir
           for trial in trials]
+  lock = files.Lock(workdir)
+  if os.path.isdir(workdir):
+    lock.acquire()  # before any work, so that a second run on this workdir stops at once
+  try:
+    return _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, restart)
+  finally:
+    lock.release()
+
+
+def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, restart):
+  """train_trials past its checks; `lock` is taken here if it is not yet."""
   finished = [None] * len(trials)
   if not restart:
     if len(trials) > 1 or trials[0].directory:
@@ -316,31 +334,31 @@ def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test
     os.makedirs(workdir, exist_ok=True)
   except OSError as error:
     raise WorkdirError(f"cannot create workdir {workdir!r}: {error.strerror or error}") from None
-  with files.Lock(workdir):
-    if restart:
-      _remove([os.path.join(workdir, name) for name in
-               (files.CHECKPOINT_DIR, files.SUMMARY_FILE, *TRIAL_FILES)]
-              + [os.path.join(d, name) for d in dirs for name in TRIAL_FILES])
-    files.write_json(os.path.join(workdir, files.CONFIG_FILE), _config_dict(config))
-    for trial_cfg, run_dir in zip(configs, dirs):
-      os.makedirs(run_dir, exist_ok=True)
-      files.write_json(os.path.join(run_dir, files.CONFIG_FILE), _config_dict(trial_cfg))
-    summaries = []
-    num_groups = -(-len(trials) // group_size)
-    for g in range(num_groups):
-      members = list(range(g * group_size, min((g + 1) * group_size, len(trials))))
-      if all(finished[i] for i in members):
-        summaries += [finished[i] for i in members]
-        continue
-      if num_groups > 1:
-        logging.info("group %d/%d: trials %s", g + 1, num_groups,
-                     ", ".join(trials[i].directory for i in members))
-      checkpoint_dir = os.path.join(workdir, files.CHECKPOINT_DIR,
-                                    *([f"group_{g:04d}"] if num_groups > 1 else []))
-      summaries += _train_group(
-          config, dataset, group, place, arrays, eval_splits,
-          [trials[i] for i in members], [configs[i] for i in members],
-          [dirs[i] for i in members], checkpoint_dir, steps_per_epoch, group_size)
+  lock.acquire()
+  if restart:
+    _remove([os.path.join(workdir, name) for name in
+             (files.CHECKPOINT_DIR, files.SUMMARY_FILE, *TRIAL_FILES)]
+            + [os.path.join(d, name) for d in dirs for name in TRIAL_FILES])
+  files.write_json(os.path.join(workdir, files.CONFIG_FILE), _config_dict(config))
+  for trial_cfg, run_dir in zip(configs, dirs):
+    os.makedirs(run_dir, exist_ok=True)
+    files.write_json(os.path.join(run_dir, files.CONFIG_FILE), _config_dict(trial_cfg))
+  summaries = []
+  num_groups = -(-len(trials) // group_size)
+  for g in range(num_groups):
+    members = list(range(g * group_size, min((g + 1) * group_size, len(trials))))
+    if all(finished[i] for i in members):
+      summaries += [finished[i] for i in members]
+      continue
+    if num_groups > 1:
+      logging.info("group %d/%d: trials %s", g + 1, num_groups,
+                   ", ".join(trials[i].directory for i in members))
+    checkpoint_dir = os.path.join(workdir, files.CHECKPOINT_DIR,
+                                  *([f"group_{g:04d}"] if num_groups > 1 else []))
+    summaries += _train_group(
+        config, dataset, group, place, arrays, eval_splits,
+        [trials[i] for i in members], [configs[i] for i in members],
+        [dirs[i] for i in members], checkpoint_dir, steps_per_epoch, group_size)
   return summaries
 
 

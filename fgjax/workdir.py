@@ -35,8 +35,9 @@ LOCK_FILE = ".lock"
 
 
 def is_writer() -> bool:
-  """Whether this process writes the workdir's files: process 0 of a multi-host run."""
-  return jax.process_index() == 0
+  """Whether this process writes the workdir's files: process 0 of a multi-host run (asked
+  without starting a backend, which a single process need not have yet)."""
+  return not jax.distributed.is_initialized() or jax.process_index() == 0
 
 
 def json_safe(obj):
@@ -79,7 +80,7 @@ def read_json(path: str) -> Optional[dict]:
   except FileNotFoundError:
     return None
   except (OSError, ValueError) as error:
-    raise WorkdirError(f"cannot read {path} ({error}); start over with --restart") from None
+    raise WorkdirError(f"cannot read {path} ({error})") from None
 
 
 def read_metrics(run_dir: str) -> list[dict]:
@@ -108,9 +109,10 @@ class Lock:
     self._path = os.path.join(workdir, LOCK_FILE)
     self._file = None
 
-  def __enter__(self) -> "Lock":
-    if not is_writer():
-      return self
+  def acquire(self) -> None:
+    """Takes the lock (again: a no-op); WorkdirError if another process holds it."""
+    if self._file is not None or not is_writer():
+      return
     try:
       self._file = open(self._path, "a+", encoding="utf-8")
     except OSError as error:
@@ -120,19 +122,25 @@ class Lock:
     except BlockingIOError:
       self._file.seek(0)
       holder = self._file.read().strip() or "another process"
-      self._file.close()
+      self.release()
       raise WorkdirError(f"workdir {os.path.dirname(self._path)!r} is in use by {holder}; wait "
                          "for it to end or use another workdir") from None
     self._file.seek(0)
     self._file.truncate()
     self._file.write(f"process {os.getpid()} on {platform.node()}\n")
     self._file.flush()
-    return self
 
-  def __exit__(self, *exc_info) -> None:
+  def release(self) -> None:
     if self._file is not None:
       self._file.close()  # releases the lock
       self._file = None
+
+  def __enter__(self) -> "Lock":
+    self.acquire()
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.release()
 
 
 def describe_machine() -> dict:

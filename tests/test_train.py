@@ -89,7 +89,7 @@ def snapshot(directory: str) -> dict:
       return {"": f.read()}
   files = {}
   for root, _, names in os.walk(directory):
-    for name in names:
+    for name in set(names) - {".lock"}:  # a run's lock on its workdir changes nothing in it
       path = os.path.join(root, name)
       with open(path, "rb") as f:
         files[os.path.relpath(path, directory)] = f.read()
@@ -548,3 +548,58 @@ def test_a_run_leaves_its_per_example_test_losses(reference):
   assert plain.shape == clamped.shape == (359,)  # every digits test image, no padding
   assert np.all(clamped <= plain + 1e-6)
   np.testing.assert_allclose(plain.mean(), summary["test_loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("damage", ["file", "dangling_symlink"])
+def test_a_checkpoints_path_that_is_not_a_directory_is_one_line(tmp_path, damage):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  if damage == "file":
+    (workdir / "checkpoints").write_text("x")
+  else:
+    os.symlink(tmp_path / "absent", workdir / "checkpoints")
+  with pytest.raises(WorkdirError, match=r"cannot write checkpoints in .*/run/checkpoints: "):
+    train.train_and_evaluate(digits_config("forward"), str(workdir))
+
+
+def test_a_damaged_summary_of_a_finished_run_is_written_again(reference, tmp_path, caplog):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference["forward"], workdir)
+  with open(os.path.join(workdir, "summary.json"), "r+", encoding="utf-8") as f:
+    f.truncate(40)
+  with caplog.at_level("INFO"):
+    summary = train.train_and_evaluate(digits_config("forward"), workdir)
+  assert "writing it again from the run's last checkpoint" in caplog.text
+  assert summary["status"] == "completed"
+  assert_same_run(reference["forward"], workdir)
+
+
+def test_a_damaged_config_is_refused_in_one_line(reference, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference["forward"], workdir)
+  with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+    f.write("{")
+  with pytest.raises(WorkdirError, match=r"cannot read .*config\.json \(.*\); start over with "
+                                         r"--restart$"):
+    train.train_and_evaluate(digits_config("forward"), workdir)
+
+
+def test_a_checkpoint_write_that_fails_is_one_line_and_keeps_the_earlier_ones(
+    reference, tmp_path, monkeypatch):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference["backprop"], workdir)
+  os.remove(os.path.join(workdir, "summary.json"))
+  shutil.rmtree(os.path.join(workdir, "checkpoints", str(TOTAL_STEPS)))
+
+  def disk_full(*args, **kwargs):
+    raise ValueError('RESOURCE_EXHAUSTED: Error writing "params/0" in OCDBT database\nmore')
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", disk_full)
+  with pytest.raises(WorkdirError, match=r"cannot write the checkpoint of step 64 in .* "
+                                         r"\(ValueError: RESOURCE_EXHAUSTED: .*\); the earlier "
+                                         r"ones are kept$"):
+    train.train_and_evaluate(digits_config("backprop"), workdir)
+  assert checkpoint_steps(workdir) == [32, 48]
+  monkeypatch.undo()
+  train.train_and_evaluate(digits_config("backprop"), workdir)
+  assert_same_run(reference["backprop"], workdir)

@@ -1,9 +1,9 @@
 """tensorflow-datasets as a source: any tfds image-classification dataset with an `image`
 (tfds.features.Image, fixed size, uint8) and a `label` (tfds.features.ClassLabel) feature.
 
-Reading a prepared dataset needs no TensorFlow: array_record files are read in bulk and their
-images decoded by Pillow into one array (about 2.5 s of CPU time for MNIST's 70,000 images,
-where tfds's own example-by-example decoding takes ~15 s). Preparing a dataset (`data.download=True`) needs
+Reading a prepared dataset needs no TensorFlow: array_record files are read in bulk and their images
+decoded by Pillow into one array (about 3 s of CPU time for MNIST's 70,000 images, where tfds's
+own example-by-example decoding takes ~15 s). Preparing a dataset (`data.download=True`) needs
 TensorFlow, `pip install fgjax[prepare]`, and a network: when either is missing, loading stops at
 once with a one-line DataError that says how else to provide the data, rather than entering tfds's
 download retry loop (minutes, with no timeout).

@@ -1,9 +1,10 @@
-"""Real MNIST: the prepared tfds dir in ../shared/data/tfds (mnist/3.0.1, array_record) read
-without TensorFlow, checked against ../shared/data/mnist.npz and the official class counts, and
-one epoch of the paper's backprop MLP on it.
+"""Real MNIST: a prepared tfds dir (mnist/3.0.1, array_record) read without TensorFlow, checked
+against an mnist.npz of the same data and the official class counts, and one epoch of the paper's
+backprop MLP on it.
 
-CI clones the repository with a copy of `shared/` beside it; without it these tests fail (they
-never skip): the tfds path is only known to work if it is tested on real data.
+The data lies outside the repository, in the folder $FGJAX_TEST_DATA names (the `real_data_dir`
+fixture of conftest.py): without it these tests are skipped, saying how to make it; CI sets
+FGJAX_REQUIRE_TEST_DATA=1, which turns that skip into a failure.
 """
 
 import collections
@@ -23,30 +24,33 @@ from fgjax.data import tfds_source
 from fgjax.data.dataset import DataError
 
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
-SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
-TFDS_DIR = os.path.join(SHARED_DATA, "tfds")
-NPZ_PATH = os.path.join(SHARED_DATA, "mnist.npz")
-MNIST_DIR = os.path.join(TFDS_DIR, "mnist", "3.0.1")
+Paths = collections.namedtuple("Paths", "npz tfds_dir mnist_dir")
 
 # yann.lecun.com/exdb/mnist: examples per digit 0..9.
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def _data_config(**overrides):
+@pytest.fixture(scope="module")
+def paths(real_data_dir):
+  """mnist.npz, the tfds dir and its MNIST variant, in the folder of real test data."""
+  tfds_dir = os.path.join(real_data_dir, "tfds")
+  return Paths(os.path.join(real_data_dir, "mnist.npz"), tfds_dir,
+               os.path.join(tfds_dir, "mnist", "3.0.1"))
+
+
+def _data_config(tfds_data_dir, **overrides):
   config = config_loading.load_config(os.path.join(REPO, "configs", "mnist_mlp_sgd_bp.py")).data
-  config.tfds_data_dir = TFDS_DIR
+  config.tfds_data_dir = tfds_data_dir
   config.update(overrides)
   return config
 
 
 @pytest.fixture(scope="module")
-def mnist():
+def mnist(paths):
   """(train, test, num_classes, CPU seconds) read from the prepared tfds dir."""
-  for path in (MNIST_DIR, NPZ_PATH):
-    assert os.path.exists(path), f"{path} is missing: the real-data tests need ../shared/data"
   start = time.process_time()
-  train_split, test_split, num_classes = tfds_source.load_tfds(_data_config())
+  train_split, test_split, num_classes = tfds_source.load_tfds(_data_config(paths.tfds_dir))
   return train_split, test_split, num_classes, time.process_time() - start
 
 
@@ -66,9 +70,9 @@ def test_tfds_mnist_has_the_official_sizes_and_class_counts(mnist):
   assert np.bincount(test_split.labels).tolist() == TEST_COUNTS
 
 
-def test_tfds_mnist_equals_the_npz_pairs(mnist):
+def test_tfds_mnist_equals_the_npz_pairs(mnist, paths):
   train_split, test_split, _, _ = mnist
-  npz_train, npz_test = npz.load_npz(NPZ_PATH)
+  npz_train, npz_test = npz.load_npz(paths.npz)
   assert _pairs(train_split) == _pairs(npz_train)
   assert _pairs(test_split) == _pairs(npz_test)
 
@@ -78,30 +82,30 @@ def test_tfds_mnist_loads_in_under_5_cpu_seconds(mnist):
   assert mnist[3] < 5.0
 
 
-def test_one_epoch_of_the_papers_backprop_mlp_reaches_93_percent(tmp_path):
+def test_one_epoch_of_the_papers_backprop_mlp_reaches_93_percent(tmp_path, paths):
   config = config_loading.load_config(os.path.join(REPO, "configs", "mnist_mlp_sgd_bp.py"))
   config.num_epochs = 1
-  config.data.tfds_data_dir = TFDS_DIR
+  config.data.tfds_data_dir = paths.tfds_dir
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary["status"] == "completed" and summary["epochs_completed"] == 1
   assert summary["test_accuracy"] >= 0.93, summary
 
 
-def test_a_dataset_prepared_as_tfrecord_says_how_to_fix_it(tmp_path):
+def test_a_dataset_prepared_as_tfrecord_says_how_to_fix_it(tmp_path, paths):
   variant = tmp_path / "mnist" / "3.0.1"
   variant.mkdir(parents=True)
-  shutil.copy(os.path.join(MNIST_DIR, "features.json"), variant)
-  with open(os.path.join(MNIST_DIR, "dataset_info.json"), encoding="utf-8") as f:
+  shutil.copy(os.path.join(paths.mnist_dir, "features.json"), variant)
+  with open(os.path.join(paths.mnist_dir, "dataset_info.json"), encoding="utf-8") as f:
     info = json.load(f)
   info["fileFormat"] = "tfrecord"  # what tfds.load prepares by default
   (variant / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
   with pytest.raises(DataError, match="prepared as tfrecord .* which cannot be read without "
                      "TensorFlow; prepare it as array_record") as error:
-    tfds_source.load_tfds(_data_config(tfds_data_dir=str(tmp_path)))
+    tfds_source.load_tfds(_data_config(str(tmp_path)))
   assert "\n" not in str(error.value)
 
 
-def test_load_dataset_carves_10000_validation_examples_from_train():
-  dataset = data.load_dataset(_data_config(source="npz", path=NPZ_PATH))
+def test_load_dataset_carves_10000_validation_examples_from_train(paths):
+  dataset = data.load_dataset(_data_config(None, source="npz", path=paths.npz))
   assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (50000, 10000, 10000)
   assert dataset.num_classes == 10 and dataset.image_shape == (28, 28, 1)

@@ -1,0 +1,85 @@
+"""Wall-clock of N seeds trained in one program against N runs one after another, as a user
+would run them: each a `python -m fgjax.main` command, start-up, data loading, compilation,
+evaluation and checkpoints included.
+
+  python benchmarks/seeds_wallclock.py --data=<data dir>/mnist.npz          # MNIST MLP, 1 epoch
+  python benchmarks/seeds_wallclock.py --configs=configs/default.py:forward --data=
+
+For each config: one command with `--config.num_seeds=N`, then N commands with
+`--config.seed=s`, alternated `--repeats` times; it checks that seed s of the first reaches the
+test loss of the s-th run (rtol 1e-5), and prints a markdown table (written to `--out` if given).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _train(config: str, workdir: str, overrides: list[str]) -> float:
+  """Runs one `fgjax.main` command; returns its wall-clock seconds."""
+  start = time.time()
+  subprocess.run([sys.executable, "-m", "fgjax.main", f"--config={config}",
+                  f"--workdir={workdir}", *overrides], check=True, capture_output=True)
+  return time.time() - start
+
+
+def _test_loss(workdir: str) -> float:
+  with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
+    return json.load(f)["test_loss"]
+
+
+def measure(config: str, overrides: list[str], num_seeds: int, repeats: int) -> dict:
+  together, apart = [], []
+  for repeat in range(repeats):
+    with tempfile.TemporaryDirectory() as tmp:
+      seeds_dir = os.path.join(tmp, "seeds")
+      together.append(_train(config, seeds_dir, [*overrides, f"--config.num_seeds={num_seeds}"]))
+      apart.append(sum(_train(config, os.path.join(tmp, f"run_{s}"),
+                              [*overrides, f"--config.seed={s}"]) for s in range(num_seeds)))
+      for s in range(num_seeds):  # the seeds of one program are the runs' seeds
+        a = _test_loss(os.path.join(seeds_dir, f"seed_{s}"))
+        b = _test_loss(os.path.join(tmp, f"run_{s}"))
+        assert abs(a - b) <= 1e-5 * abs(b), (config, s, a, b)
+    print(f"{config} round {repeat + 1}/{repeats}: {together[-1]:.1f} s together, "
+          f"{apart[-1]:.1f} s one after another", file=sys.stderr, flush=True)
+  median = lambda xs: sorted(xs)[len(xs) // 2]
+  return {"config": config, "together_s": median(together), "apart_s": median(apart),
+          "speedup": median(apart) / median(together)}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--configs", default="configs/mnist_mlp_sgd_fwd.py,configs/mnist_mlp_sgd_bp.py")
+  parser.add_argument("--data", default="", help="an MNIST .npz file (empty: the config's data)")
+  parser.add_argument("--num_seeds", type=int, default=5)
+  parser.add_argument("--epochs", type=int, default=1)
+  parser.add_argument("--repeats", type=int, default=1)
+  parser.add_argument("--out", default=None, help="also write the markdown table here")
+  args = parser.parse_args()
+  overrides = [f"--config.num_epochs={args.epochs}"]
+  if args.data:
+    overrides += ["--config.data.source=npz", f"--config.data.path={args.data}"]
+  machine = common.machine_info()
+  rows = [measure(config, overrides, args.num_seeds, args.repeats)
+          for config in args.configs.split(",")]
+  lines = [f"{args.num_seeds} seeds, {args.epochs} epoch(s) each, median of {args.repeats} "
+           f"round(s), on {common.describe_machine(machine)}", "",
+           "| config | one program, s | one run per seed, s | speed-up |", "|---|---:|---:|---:|"]
+  lines += [f"| {r['config']} | {r['together_s']:.1f} | {r['apart_s']:.1f} | "
+            f"{r['speedup']:.2f}x |" for r in rows]
+  text = "\n".join(lines) + "\n"
+  print(text)
+  if args.out:
+    with open(args.out, "w", encoding="utf-8") as f:
+      f.write(text)
+
+
+if __name__ == "__main__":
+  main()
