@@ -11,6 +11,7 @@ data-parallel difference is rounding amplified by the training dynamics, not a d
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -24,12 +25,12 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import config_loading  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fgjax.workdir import read_metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import workdir as workdir_files  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _test_losses(config, workdir: str) -> list[float]:
   train.train_and_evaluate(config, workdir)
-  return [row["test_loss"] for row in read_metrics(workdir) if "epoch" in row]
+  return [row["test_loss"] for row in workdir_files.read_metrics(workdir) if "epoch" in row]
 
 
 def _one_ulp_up(create_model):
@@ -39,7 +40,7 @@ def _one_ulp_up(create_model):
     nudge = lambda tree: {k: nudge(v) if isinstance(v, dict) else
                           np.nextafter(np.asarray(v), np.inf).astype(np.asarray(v).dtype)
                           for k, v in tree.items()}
-    return models.Model(apply=model.apply, params=nudge(model.params))
+    return dataclasses.replace(model, params=nudge(model.params))
   return create
 
 
@@ -62,7 +63,8 @@ def main():
     config.sharding.data_parallel = True
     config.sharding.num_devices = NUM_DEVICES
     parallel = _test_losses(config, os.path.join(tmp, "parallel"))
-  print(f"{args.config}: test loss per epoch, and how far each run is from the reference")
+  print(f"{args.config}: test loss per epoch, and how far each run is from the reference, on "
+        f"{workdir_files.format_machine(workdir_files.describe_machine())}\n")
   print("| epoch | reference | one ulp apart | 4 devices |\n|---:|---:|---:|---:|")
   for epoch, (r, u, p) in enumerate(zip(reference, ulp, parallel), start=1):
     print(f"| {epoch} | {r:.6f} | {abs(r - u):.2e} | {abs(r - p):.2e} |")

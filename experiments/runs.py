@@ -7,8 +7,10 @@ Under a workdir root (`--workdir_root`, default runs/table1), a row's run is in
   <row>[_<E>ep]_<N>seeds  N seeds trained together (config.num_seeds = N): its summary.json is
                           their aggregate, each seed's own files are in seed_<s>/
 and the tuned variant's under `tuned/` the same way; each holds `machine.json`, the machine it ran
-on. The tuned variant takes its hyperparameters from the row's sweep (`python -m fgjax.sweep`):
-`<sweep_root>/<row>` or `<sweep_root>/<row>_<E>ep`, each with its results.json.
+on, and each of its trial directories (the workdir, or each seed_<s>/) a `test_losses.npz` with
+every test example's final loss (runs from before fgjax wrote it have none). The tuned variant
+takes its hyperparameters from the row's sweep (`python -m fgjax.sweep`): `<sweep_root>/<row>` or
+`<sweep_root>/<row>_<E>ep`, each with its results.json.
 """
 
 import math
@@ -16,6 +18,8 @@ import os
 import re
 import sys
 from typing import Optional
+
+import numpy as np
 
 from fgjax import config_loading
 from fgjax import sweep
@@ -69,6 +73,26 @@ def load_run(workdir: str) -> dict:
           "summary": read(trial_dir, workdir_files.SUMMARY_FILE),
           "config": read(trial_dir, workdir_files.CONFIG_FILE),
           "metrics": workdir_files.read_metrics(trial_dir)}
+
+
+def trial_dirs(run: dict) -> dict:
+  """A loaded run's trial directories by seed: each seed's `seed_<s>/` for a run of several,
+  else the workdir itself."""
+  if run["aggregate"]:
+    return {seed: os.path.join(run["workdir"], f"seed_{seed}")
+            for seed in run["aggregate"]["seeds"]}
+  return {run["config"].get("seed", 0): run["workdir"]}
+
+
+def read_test_losses(trial_dir: str) -> Optional[dict]:
+  """A trial's per-example test losses, an array (in the test split's order) by loss name, from
+  its test_losses.npz; None if it has none (a run from before fgjax wrote them, or a trial that
+  stopped early)."""
+  path = os.path.join(trial_dir, workdir_files.TEST_LOSSES_FILE)
+  if not os.path.isfile(path):
+    return None
+  with np.load(path) as arrays:
+    return {name: arrays[name] for name in arrays.files}
 
 
 def load_sweep(sweep_root: str, row: str) -> Optional[dict]:

@@ -9,6 +9,7 @@ import types
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from experiments import runs
 from experiments import table1
@@ -17,9 +18,10 @@ from fgjax.data import embedded
 
 
 def write_run(workdir, row, *, epochs, test_loss, test_accuracy, val_losses, machine=None,
-              learning_rate=None, seed=0):
+              learning_rate=None, seed=0, test_losses=None):
   """A finished one-seed run as train.train_and_evaluate leaves it, written by hand; returns
-  its summary."""
+  its summary. `test_losses` (each loss's per-example array) makes its test_losses.npz; without
+  it the run is one from before fgjax wrote them."""
   os.makedirs(workdir)
   config = runs.row_config(row)
   config.num_epochs = epochs
@@ -44,18 +46,29 @@ def write_run(workdir, row, *, epochs, test_loss, test_accuracy, val_losses, mac
       json.dump(obj, f)
   with open(os.path.join(workdir, workdir_files.METRICS_FILE), "w", encoding="utf-8") as f:
     f.writelines(json.dumps(r) + "\n" for r in rows)
+  if test_losses is not None:
+    np.savez(os.path.join(workdir, workdir_files.TEST_LOSSES_FILE), **test_losses)
   return summary
 
 
-def write_seeds(workdir, row, test_losses, test_accuracies):
+def example_losses(plain, clamped, n=10_000):
+  """A test_losses.npz's arrays: every example's plain and clamped cross-entropy."""
+  return {"cross_entropy": np.full(n, plain, np.float32),
+          "clamped_cross_entropy": np.full(n, clamped, np.float32)}
+
+
+def write_seeds(workdir, row, test_losses, test_accuracies, example_losses_by_seed=None):
   """A finished run of several seeds (config.num_seeds > 1), written by hand: each seed's files
-  in seed_<s>/ and their aggregate in the workdir's summary.json."""
+  in seed_<s>/ (with the test_losses.npz of `example_losses_by_seed[s]`, if given and not None)
+  and their aggregate in the workdir's summary.json."""
+  per_example = example_losses_by_seed or [None] * len(test_losses)
   per_seed = {str(seed): write_run(os.path.join(workdir, f"seed_{seed}"), row, epochs=50,
                                    test_loss=loss, test_accuracy=accuracy,
-                                   val_losses=[0.5, 0.3], seed=seed)
+                                   val_losses=[0.5, 0.3], seed=seed,
+                                   test_losses=per_example[seed])
               for seed, (loss, accuracy) in enumerate(zip(test_losses, test_accuracies))}
   stats = lambda values: {"mean": float(np.mean(values)), "std": float(np.std(values)),
-                          "min": min(values), "max": max(values)}
+                          "min": min(values), "max": max(values), "n": len(values)}
   aggregate = {"num_seeds": len(per_seed), "seeds": list(range(len(per_seed))),
                "status": "completed", "estimator": "backprop", "model": "mlp",
                "optimizer": "sgd", "dataset": "mnist", "wall_clock_seconds": 5400.0,
@@ -116,10 +129,11 @@ def test_report_shows_full_and_shortened_runs_and_lists_missing_rows(tmp_path):
   assert set(lines) == {"mnist_mlp_sgd_bp", "mnist_mlp_sgd_fwd"}
   bp = lines["mnist_mlp_sgd_bp"].split(" | ")
   # paper 0.000 next to ours; the target 0.332 first reached at the 2nd epoch's end (step 1562).
-  assert bp[4:10] == ["0.000", "0.0612", "0.9832", "0.0010", "0.332", "1562"]
-  assert f"- {bp[12]}: Test CPU, 1 of 2 CPUs, jax 0.0" in text
+  assert bp[4:7] + bp[10:13] == ["0.000", "0.0612 (1 seed)", "0.9832", "0.0010", "0.332",
+                                 "1562"]
+  assert f"- {bp[15]}: Test CPU, 1 of 2 CPUs, jax 0.0" in text
   fwd = lines["mnist_mlp_sgd_fwd"].split(" | ")
-  assert fwd[3] == "**2 of 50 (shortened)**" and fwd[9] == "not reached"
+  assert fwd[3] == "**2 of 50 (shortened)**" and fwd[12] == "not reached"
   assert "Not run yet: mnist_mlp_nesterov_fwd" in text and "cifar_bp" in text
   assert "No tuned run yet" in text and "No sweep yet." in text
   # A sweep that chose the paper's own setting makes the paper's run the tuned one.
@@ -160,6 +174,11 @@ def test_run_rows_trains_resumes_and_runs_the_tuned_variant(tmp_path):
   assert not os.path.exists(os.path.join(args.workdir_root, "tuned", "mnist_mlp_sgd_fwd_1ep"))
   text = table1.write_report(args)
   assert "γ 0.0316" in text and "Not tuned yet: mnist_mlp_sgd_fwd" in text
+  # The run left every test image's losses, which the 16-image columns read.
+  tuned = next(line for line in text.split("## Tuned")[1].splitlines()
+               if line.startswith("| mnist_mlp_sgd_bp |")).split(" | ")
+  assert tuned[7] != "-" and tuned[9].startswith(("consistent", "paper "))
+  assert "mnist_mlp_sgd_bp: its test split has 100 images, not the paper's 10,000." in text
 
 
 def test_measurements_compare_full_length_tuned_runs_with_the_paper_setting(tmp_path):
@@ -195,8 +214,8 @@ def test_a_run_of_several_seeds_reports_their_mean_and_std(tmp_path):
   assert runs.find_run(args.workdir_root, row, "paper") == workdir  # as long, more seeds
   text = table1.write_report(args)
   cells = next(line for line in text.splitlines() if line.startswith(f"| {row} |")).split(" | ")
-  assert cells[3:7] == ["2 (3 seeds)", "0.000", "0.0800 ± 0.0082", "0.9800 ± 0.0000"]
-  assert cells[11] == "1h30m"  # the whole run's wall-clock
+  assert cells[3:7] == ["2", "0.000", "0.0800 ± 0.0082 (3 seeds)", "0.9800 ± 0.0000"]
+  assert cells[14] == "1h30m"  # the whole run's wall-clock
   assert f"  - {row} (seed 0 of 3): test accuracy 0.9800" in text
 
 
@@ -227,3 +246,85 @@ def test_report_only_on_a_fresh_clone_keeps_the_published_table(tmp_path):
       f"not replacing {out} ({table1.rows_run(published)} rows run) with 0 rows run: pass "
       "--overwrite to replace it, or write elsewhere"]
   assert out.read_text(encoding="utf-8") == published
+
+
+def test_subset_means_draw_without_replacement_and_within_one_seed():
+  # 16 distinct losses: a 16-subset drawn without replacement is all of them, every time.
+  losses = np.arange(16.0)
+  assert np.allclose(table1.subset_means([losses], draws=200), losses.mean())
+  # Two seeds: a subset is one seed's (mean 0 or 1, never between), each seed about half the time.
+  means = table1.subset_means([np.zeros(100), np.ones(100)], draws=2000)
+  assert set(np.unique(means)) == {0.0, 1.0} and abs(means.mean() - 0.5) < 0.05
+  assert np.array_equal(means, table1.subset_means([np.zeros(100), np.ones(100)], draws=2000))
+  with pytest.raises(ValueError, match="at least 16"):
+    table1.subset_means([np.zeros(15)])
+
+
+def test_subset_means_of_a_few_nonzero_losses_follow_the_hypergeometric_law():
+  # 625 of 10,000 losses are 16, the rest 0: a subset's mean is how many of the 625 it holds.
+  losses = np.zeros(10_000)
+  losses[::16] = 16.0
+  means = table1.subset_means([losses])
+  assert means.shape == (10_000,) and np.array_equal(means, np.round(means))
+  hits = stats.hypergeom(10_000, 625, 16)
+  assert abs(np.mean(means == 0) - hits.pmf(0)) < 0.015  # 0.355
+  result = table1.compare_with_paper(means, 0.0)
+  assert (result["low"], result["median"], result["high"]) == (
+      hits.ppf(0.05), hits.ppf(0.5), hits.ppf(0.95)) == (0, 1, 3)
+  # The paper's 0 ties with the draws of no hit: the percentile counts half of them.
+  assert result["percentile"] == pytest.approx(50 * np.mean(means == 0))
+  assert result["verdict"] == "consistent"
+
+
+def test_compare_with_paper_at_the_papers_printed_precision():
+  means = np.arange(1000) / 1000  # 0.000, 0.001, ..., 0.999
+  result = table1.compare_with_paper(means, 0.25)
+  assert result["percentile"] == pytest.approx(25.05)  # 250 below, 1 equal
+  assert result["verdict"] == "consistent"
+  assert table1.compare_with_paper(means, 0.04)["verdict"] == "paper below our band"
+  assert table1.compare_with_paper(means, 0.96)["verdict"] == "paper above our band"
+  # A printed 0.000 stands for anything below 0.0005.
+  tiny = table1.compare_with_paper(np.full(100, 3e-4), 0.0)
+  assert tiny["percentile"] == 50 and tiny["verdict"] == "consistent"
+  below = table1.compare_with_paper(np.full(100, 0.5), 0.1)
+  above = table1.compare_with_paper(np.full(100, 0.5), 0.9)
+  assert (below["verdict"], above["verdict"]) == ("paper below our band", "paper above our band")
+  assert [table1._percentile(r["percentile"]) for r in (below, above, result)] == [
+      "below every draw", "above every draw", "25.1 %"]
+
+
+def test_report_compares_the_papers_value_with_our_16_image_means(tmp_path):
+  args = args_for(tmp_path)
+  root = args.workdir_root
+  # Forward rows score with the clamped loss: 0.332 everywhere, the paper's value exactly.
+  write_run(os.path.join(root, "mnist_mlp_sgd_fwd"), "mnist_mlp_sgd_fwd", epochs=50,
+            test_loss=0.332, test_accuracy=0.9, val_losses=[0.5, 0.4],
+            test_losses=example_losses(plain=5.0, clamped=0.332))
+  # Three seeds, the third without per-example losses: the band spans the other two.
+  write_seeds(os.path.join(root, "mnist_mlp_sgd_bp_3seeds"), "mnist_mlp_sgd_bp",
+              test_losses=[0.2, 0.4, 0.3], test_accuracies=[0.98, 0.98, 0.98],
+              example_losses_by_seed=[example_losses(0.2, 0.25), example_losses(0.4, 0.45), None])
+  write_run(os.path.join(root, "mnist_mlp_nesterov_fwd"), "mnist_mlp_nesterov_fwd", epochs=50,
+            test_loss=0.44, test_accuracy=0.86, val_losses=[0.5, 0.45])
+  losses = np.linspace(0.0, 1.0, 100)
+  write_run(os.path.join(root, "mnist_mlp_adam_fwd_1ep"), "mnist_mlp_adam_fwd", epochs=1,
+            test_loss=0.5, test_accuracy=0.8, val_losses=[0.5],
+            test_losses={"cross_entropy": losses, "clamped_cross_entropy": losses})
+  text = table1.write_report(args)
+  cells = {line.split(" | ")[0].strip("| "): line.split(" | ")[4:10]
+           for line in text.split("## Tuned")[0].splitlines() if line.startswith("| mnist")}
+  assert cells["mnist_mlp_sgd_fwd"] == ["0.332", "0.3320 (1 seed)", "0.9000",
+                                        "0.3320 [0.3320, 0.3320]", "50.0 %", "consistent"]
+  bp = cells["mnist_mlp_sgd_bp"]
+  assert bp[1] == "0.3000 ± 0.0816 (3 seeds)" and bp[3].endswith("[0.2000, 0.4000]")
+  assert bp[4:] == ["below every draw", "paper below our band (1)"]
+  assert cells["mnist_mlp_nesterov_fwd"][3:] == ["-", "-", "- (2)"]
+  adam = cells["mnist_mlp_adam_fwd"]
+  # 16 of the 100 losses: a band of about [0.39, 0.61], above the paper's 0.283.
+  assert adam[5] == "paper below our band (shortened run) (3)"
+  assert ("- (1) mnist_mlp_sgd_bp: from seeds 0, 1 of `mnist_mlp_sgd_bp_3seeds`; seed(s) 2 left "
+          "no test_losses.npz.\n"
+          "- (2) mnist_mlp_nesterov_fwd: its run `mnist_mlp_nesterov_fwd` predates per-example "
+          "test losses (no test_losses.npz).\n"
+          "- (3) mnist_mlp_adam_fwd: its test split has 100 images, not the paper's "
+          "10,000.") in text
