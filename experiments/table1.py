@@ -7,7 +7,7 @@
   python -m experiments.table1 --tuned --rows=mnist_mlp_sgd_bp $MNIST  # the sweep's best setting
   python -m experiments.table1 --report_only                          # just rewrite the table
 
-where `python experiments/make_mnist_npz.py --out=<data dir>/mnist.npz` makes the .npz file.
+where `python experiments/make_mnist_npz.py --output=<data dir>/mnist.npz` makes the .npz file.
 
 Each row trains `configs/<row>.py` with `fgjax.train.train_and_evaluate` into its workdir under
 `--workdir_root` (`experiments.runs` gives the layout: shortened, several seeds, tuned) and

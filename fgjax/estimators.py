@@ -91,18 +91,12 @@ def _check_options(num_directions: int, jvp_clip: Optional[float], combine: str)
     raise ValueError(f"unknown combine {combine!r}; choose one of {COMBINES}")
 
 
-def _projection(derivatives: jax.Array, tangents: list) -> jax.Array:
-  """The weights c = G^+ d, shaped (K, B) like `derivatives`, that make sum_k c_k v_k the
-  projection of the gradient onto the span of the K tangents.
-
-  `tangents` holds the K tangents, each leaf shaped (K, B, ...): B independent problems (examples)
-  of K tangents each, and G = V^T V is the K x K Gram matrix of each problem's tangents. The
-  pseudo-inverse keeps the projection defined when the tangents are dependent (K > n): V G^+ V^T
-  is still the projection onto their span.
-  """
-  gram = sum(jnp.einsum("kbn,mbn->bkm", flat, flat) for flat in (
-      t.reshape(t.shape[:2] + (-1,)).astype(jnp.float32) for t in tangents))
-  return jnp.einsum("bkm,mb->kb", jnp.linalg.pinv(gram, hermitian=True), derivatives)
+def _projection(gram: jax.Array, derivatives: jax.Array) -> jax.Array:
+  """The weights c = G^+ d, shaped (K, ...) like `derivatives`, that make sum_k c_k v_k the
+  projection of the gradient onto the span of the K tangents, G (..., K, K) being their Gram
+  matrix V^T V. The pseudo-inverse keeps the projection defined when the tangents are dependent
+  (K > n): V G^+ V^T is still the projection onto their span."""
+  return jnp.einsum("...km,m...->k...", jnp.linalg.pinv(gram, hermitian=True), derivatives)
 
 
 def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.Array, *,
@@ -136,9 +130,9 @@ def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.A
   if combine == "mean":
     coefficients = derivatives / num_directions
   else:
-    coefficients = _projection(derivatives[:, None], [
-        jnp.moveaxis(t, axis, 0)[:, None]
-        for t, axis in zip(jax.tree.leaves(vs), jax.tree.leaves(axes))])[:, 0]
+    gram = sum(jnp.tensordot(t, t, axes=2 * ([d for d in range(t.ndim) if d != axis],))
+               for t, axis in zip(jax.tree.leaves(vs), jax.tree.leaves(axes)))
+    coefficients = _projection(gram.astype(jnp.float32), derivatives)
 
   def combined(t, axis):
     shape = [1] * t.ndim
@@ -214,8 +208,12 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
   batch_size = derivatives.shape[-1]
   cotangents = []
   for g, group in enumerate(us):
-    coefficients = (derivatives[:, g] / num_directions if combine == "mean"
-                    else _projection(derivatives[:, g], group))
+    if combine == "mean":
+      coefficients = derivatives[:, g] / num_directions
+    else:  # one Gram matrix per example
+      gram = sum(jnp.einsum("kbn,mbn->bkm", flat, flat)
+                 for flat in (u.reshape(u.shape[:2] + (-1,)) for u in group))
+      coefficients = _projection(gram.astype(jnp.float32), derivatives[:, g])
     cotangents.append([(jnp.einsum("kb,kb...->b...", coefficients, u) / batch_size).astype(u.dtype)
                        for u in group])
   (grads,) = pullback(cotangents)
