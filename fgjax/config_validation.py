@@ -128,6 +128,9 @@ def problems(config) -> list[str]:
   if not isinstance(_get(config, "sharding.data_parallel"), bool):
     found.append(f"sharding.data_parallel must be True or False, got "
                  f"{_get(config, 'sharding.data_parallel')!r}")
+  if (_get(config, "estimator") in ("activity", "local_activity")
+      and _get(config, "sharding.data_parallel") is True):
+    found.append("the activity estimators train on one device: set sharding.data_parallel=False")
   num_devices = _get(config, "sharding.num_devices")
   if num_devices is not None:
     found.append(_check_integer("sharding.num_devices", num_devices, 1))

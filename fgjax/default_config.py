@@ -10,7 +10,9 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   # What is trained, and how the gradient is obtained.
   config.model = "mlp"  # a name in fgjax.models.MODELS: "mlp", "cnn", "vgg"
-  config.estimator = "backprop"  # "forward" (jax.jvp forward gradient) or "backprop" (jax.grad)
+  # "forward" (weight perturbation, jax.jvp), "activity" (activity perturbation), "local_activity"
+  # (activity perturbation with local losses) or "backprop" (jax.grad); see fgjax.estimators.
+  config.estimator = "backprop"
   config.num_directions = 1  # forward gradient: tangents averaged per step
   config.combine = "mean"  # K tangents' estimates: "mean", or "projection" onto their span
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS

@@ -17,8 +17,9 @@ Example::
 
 `activity_gradient` perturbs a network's pre-activations instead of its weights (Ren et al., 2023):
 it needs the network's perturbation points, so it takes a forward function rather than a loss.
-Both forward-mode estimators combine K tangents either by their mean or, following Flügel et al.
-(2024, "frog"), by projecting the gradient onto the tangents' span (`combine`).
+Both forward-mode estimators combine K tangents either by their mean or by projecting the gradient
+onto the tangents' span (`combine`), as in Flügel et al., "Beyond Backpropagation: Optimization
+with Multi-Tangent Forward Gradients".
 """
 
 from typing import Callable, Optional
@@ -33,7 +34,7 @@ ESTIMATORS = ("forward", "backprop", "activity", "local_activity")
 # How K directional derivatives d = V^T grad f make one estimate (`config.combine`): "mean" is
 # V d / K, unbiased; "projection" is V (V^T V)^+ d, the projection of grad f onto the span of V:
 # exact once V spans the space, but (K / n) grad f in expectation for isotropic tangents in n
-# dimensions, so it asks for a learning rate about n / K times larger.
+# dimensions (V^T V ~ n I when K << n), so it asks for about n / K times the mean's learning rate.
 COMBINES = ("mean", "projection")
 
 PyTree = object
@@ -130,9 +131,10 @@ def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.A
   if combine == "mean":
     coefficients = derivatives / num_directions
   else:
-    gram = sum(jnp.tensordot(t, t, axes=2 * ([d for d in range(t.ndim) if d != axis],))
+    gram = sum(jnp.tensordot(t, t, axes=2 * ([d for d in range(t.ndim) if d != axis],),
+                             preferred_element_type=jnp.float32)
                for t, axis in zip(jax.tree.leaves(vs), jax.tree.leaves(axes)))
-    coefficients = _projection(gram.astype(jnp.float32), derivatives)
+    coefficients = _projection(gram, derivatives)
 
   def combined(t, axis):
     shape = [1] * t.ndim
@@ -211,9 +213,9 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
     if combine == "mean":
       coefficients = derivatives[:, g] / num_directions
     else:  # one Gram matrix per example
-      gram = sum(jnp.einsum("kbn,mbn->bkm", flat, flat)
+      gram = sum(jnp.einsum("kbn,mbn->bkm", flat, flat, preferred_element_type=jnp.float32)
                  for flat in (u.reshape(u.shape[:2] + (-1,)) for u in group))
-      coefficients = _projection(gram.astype(jnp.float32), derivatives[:, g])
+      coefficients = _projection(gram, derivatives[:, g])
     cotangents.append([(jnp.einsum("kb,kb...->b...", coefficients, u) / batch_size).astype(u.dtype)
                        for u in group])
   (grads,) = pullback(cotangents)

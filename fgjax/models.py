@@ -56,6 +56,10 @@ def _flat_size(shape: Sequence[int]) -> int:
   return size
 
 
+def _linear(fan_in: int, features: int, rngs: nnx.Rngs, init: str) -> nnx.Linear:
+  return nnx.Linear(fan_in, features, rngs=rngs, **_layer_init(init, fan_in))
+
+
 def _flatten(x):
   return x.reshape(x.shape[0], -1)
 
@@ -130,11 +134,10 @@ class MLP(_Network):
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, hidden=(1024, 1024),
                init="flax", local_heads=False):
     sizes = [_flat_size(input_shape), *hidden]
-    linear = lambda a, b: nnx.Linear(a, b, rngs=rngs, **_layer_init(init, a))
-    self.hidden = nnx.List([linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])])
-    self.head = linear(sizes[-1], num_classes)
-    self.local_heads = nnx.List(
-        [linear(size, num_classes) for size in hidden]) if local_heads else None
+    self.hidden = nnx.List([_linear(a, b, rngs, init) for a, b in zip(sizes[:-1], sizes[1:])])
+    self.head = _linear(sizes[-1], num_classes, rngs, init)
+    self.local_heads = nnx.List([_linear(size, num_classes, rngs, init) for size in hidden]
+                                ) if local_heads else None
 
   def _blocks(self):
     blocks = [[layer, nnx.relu] for layer in self.hidden] + [[self.head]]
@@ -164,18 +167,18 @@ class ConvNet(_Network):
       raise ValueError(
           f"input shape {tuple(input_shape)} is too small for {len(blocks)} conv blocks "
           f"with {padding} padding")
-    linear = lambda a, b: nnx.Linear(a, b, rngs=rngs, **_layer_init(init, a))
     self.block_sizes = tuple(len(block) for block in blocks)
     self.convs = nnx.List(convs)
-    self.dense = linear(height * width * channels, hidden)
-    self.head = linear(hidden, num_classes)
-    self.local_heads = nnx.List(
-        [linear(block[-1], num_classes) for block in blocks]) if local_heads else None
+    self.dense = _linear(height * width * channels, hidden, rngs, init)
+    self.head = _linear(hidden, num_classes, rngs, init)
+    self.local_heads = nnx.List([_linear(block[-1], num_classes, rngs, init) for block in blocks]
+                                ) if local_heads else None
 
   def _blocks(self):
-    convs, blocks = iter(self.convs), []
+    convs, blocks = list(self.convs), []
     for size in self.block_sizes:
-      blocks.append([step for _ in range(size) for step in (next(convs), nnx.relu)] + [_pool])
+      block, convs = convs[:size], convs[size:]
+      blocks.append([step for conv in block for step in (conv, nnx.relu)] + [_pool])
     return blocks + [[_flatten, self.dense, nnx.relu, self.head]]
 
 

@@ -305,12 +305,11 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
                       f"training examples of {dataset.name}")
   group_size = trials_per_call(config, len(trials))
   try:
-    model = models.create_model(config.model, dataset.image_shape, dataset.num_classes,
-                                int(config.seed), init=config.init)
+    model = _create_model(config, dataset, int(config.seed))
   except ValueError as error:
     raise ConfigError(f"model {config.model!r} on {dataset.name}: {error}") from None
   loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std,
-                                  config.loss)
+                                  config.loss, perturbed=model.perturbed)
   train_loss_fn, place = sharding.data_parallel(config, loss_fn)  # config.sharding
   tx = optimizers.build_optimizer(config)
   group = _Group(programs.make_train_step(train_loss_fn, tx, config),
@@ -362,13 +361,18 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
   return summaries
 
 
+def _create_model(config, dataset, seed: int) -> models.Model:
+  """The config's model for the dataset; local heads for the local-loss estimator."""
+  return models.create_model(config.model, dataset.image_shape, dataset.num_classes, seed,
+                             init=config.init, local_heads=config.estimator == "local_activity")
+
+
 def _initial_states(config, dataset, configs: Sequence, size: int):
   """The stacked step-0 TrainStates and data-order keys of a group's trials, padded to `size`
   with repeats of the last (so every group has the compiled shape)."""
   states, data_rngs = [], []
   for trial_cfg in list(configs) + [configs[-1]] * (size - len(configs)):
-    params = models.create_model(config.model, dataset.image_shape, dataset.num_classes,
-                                 int(trial_cfg.seed), init=config.init).params
+    params = _create_model(config, dataset, int(trial_cfg.seed)).params
     tangent_rng, data_rng = jax.random.split(jax.random.PRNGKey(int(trial_cfg.seed)))
     tx = optimizers.build_optimizer(trial_cfg)
     states.append(jax.device_get(programs.init_state(params, tx, tangent_rng)))

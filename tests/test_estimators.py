@@ -1,11 +1,21 @@
-"""Tests of fgjax.estimators: exactness of the directional derivative, unbiasedness, variance."""
+"""Tests of fgjax.estimators: exactness of the directional derivative, unbiasedness, variance,
+the projection of K tangents, activity perturbation (global and local), and short training runs
+of every estimator on the embedded digits."""
+
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
+from fgjax import config_loading
 from fgjax import estimators
+from fgjax import models
+from fgjax import programs
+from fgjax import train
+from fgjax.workdir import read_metrics
 
 TANGENTS = ("normal", "rademacher")
 
@@ -167,7 +177,112 @@ def test_finiteness_from_the_derivatives_never_passes_a_non_finite_estimate(tang
     ({"num_directions": 0}, "num_directions"),
     ({"tangent": "uniform"}, "unknown tangent"),
     ({"jvp_clip": 0.0}, "jvp_clip"),
+    ({"combine": "sum"}, "unknown combine"),
 ])
 def test_bad_arguments_are_rejected(kwargs, message):
   with pytest.raises(ValueError, match=message):
     estimators.forward_gradient(_loss, _params(), jax.random.PRNGKey(0), **kwargs)
+
+
+@pytest.mark.parametrize("num_directions, seed", [(8, 0), (8, 1), (20, 2), (20, 3)])
+def test_projection_is_exact_once_the_tangents_span_the_parameters(num_directions, seed):
+  """8 tangents of the 8 parameters span the space, and so do 20 (dependent ones). The Gram
+  matrix squares the condition number of the tangents, so in float32 a square draw (K = n) may be
+  too ill-conditioned to be exact: the seeds of the square case avoid such a draw."""
+  params = _params()
+  _, g = estimators.forward_gradient(_loss, params, jax.random.PRNGKey(seed),
+                                     num_directions=num_directions, combine="projection")
+  np.testing.assert_allclose(_flat(g), _flat(jax.grad(_loss)(params)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_directions", [1, 3])
+def test_projection_onto_fewer_tangents_is_an_orthogonal_projection(num_directions):
+  """g = P grad f with P an orthogonal projection: <grad f - g, g> = 0, hence |g| < |grad f|."""
+  params, grad = _params(), _flat(jax.grad(_loss)(_params()))
+  for seed in range(5):
+    _, g = estimators.forward_gradient(_loss, params, jax.random.PRNGKey(seed),
+                                       num_directions=num_directions, combine="projection")
+    g = _flat(g)
+    np.testing.assert_allclose(jnp.dot(grad - g, g), 0.0, atol=1e-5 * jnp.dot(grad, grad))
+    assert 0 < jnp.linalg.norm(g) < jnp.linalg.norm(grad)
+
+
+def _tiny_network():
+  """A 4-5-4-3 MLP with local heads (torch init: non-zero biases) and a batch of 3 examples."""
+  model = models.split(models.MLP((2, 2, 1), 3, rngs=nnx.Rngs(0), hidden=(5, 4), init="torch",
+                                  local_heads=True))
+  loss_fn = programs.make_loss_fn(model.apply, [127.5], [64.0], perturbed=model.perturbed)
+  images = np.random.default_rng(0).integers(0, 256, (3, 2, 2, 1)).astype(np.uint8)
+  return model.params, loss_fn, images, np.array([0, 2, 1], np.int32)
+
+
+def _activity_problem(local):
+  """(forward, params, exact): the forward function of the tiny network and the gradient the
+  estimator targets: of the model's loss, or of the sum of the local losses, whose stop-gradients
+  between blocks give each block the gradient of its own loss alone."""
+  params, loss_fn, images, labels = _tiny_network()
+  forward = lambda p, perturbations, stop_inputs: loss_fn.per_group(
+      p, images, labels, perturbations, stop_inputs, local)
+  exact = jax.grad(lambda p: sum(loss.mean() for loss in forward(p, None, False)[0]))(params)
+  return forward, params, exact
+
+
+@pytest.mark.parametrize("tangent", TANGENTS)
+@pytest.mark.parametrize("local", [False, True])
+def test_activity_perturbation_is_unbiased(local, tangent):
+  """All layers are perturbed at once and share each example's derivative; the estimate of every
+  layer is unbiased all the same (the other layers' tangents are independent of its own)."""
+  forward, params, exact = _activity_problem(local)
+  num_keys = 20000
+  estimate = jax.jit(jax.vmap(lambda k: _flat(estimators.activity_gradient(
+      forward, params, k, tangent=tangent)[1])))
+  samples = np.asarray(estimate(jax.random.split(jax.random.PRNGKey(0), num_keys)))
+  exact = np.asarray(_flat(exact))
+  standard_error = samples.std(0) / np.sqrt(num_keys)
+  assert np.all(np.abs(samples.mean(0) - exact) < 5 * standard_error + 1e-6)
+  assert np.linalg.norm(exact) > 10 * np.linalg.norm(standard_error)
+  if not local:  # the local heads are unused: no gradient, and none estimated
+    unused = estimators.activity_gradient(forward, params, jax.random.PRNGKey(1))[1]
+    assert not np.any(_flat(unused["local_heads"]))
+
+
+@pytest.mark.parametrize("local", [False, True])
+def test_activity_projection_on_all_units_is_exact(local):
+  """12 tangents span each example's 12 units (5 + 4 + 3; or per block 5 + 3, 4 + 3, 3): the
+  projection is then the exact activity gradient, and the local weight gradient the exact
+  gradient of the parameters."""
+  forward, params, exact = _activity_problem(local)
+  loss, g = estimators.activity_gradient(forward, params, jax.random.PRNGKey(1),
+                                         num_directions=12, combine="projection")
+  np.testing.assert_allclose(_flat(g), _flat(exact), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(loss, forward(params, None, False)[0][-1].mean(), rtol=1e-6)
+
+
+def test_activity_directions_clip_and_key():
+  forward, params, _ = _activity_problem(False)
+  estimate = jax.jit(lambda k, **kw: estimators.activity_gradient(forward, params, k, **kw)[1],
+                     static_argnames=("num_directions", "jvp_clip"))
+  key = jax.random.PRNGKey(2)
+  assert jax.tree.structure(estimate(key)) == jax.tree.structure(params)
+  np.testing.assert_array_equal(_flat(estimate(key)), _flat(estimate(key)))
+  assert not np.allclose(_flat(estimate(key)), _flat(estimate(jax.random.PRNGKey(3))))
+  # A clip below every derivative scales the estimate of each example's units to +-clip.
+  tiny = _flat(estimate(key, jvp_clip=1e-6))
+  assert 0 < np.abs(tiny).max() < 1e-4
+  with pytest.raises(ValueError, match="num_directions"):
+    estimators.activity_gradient(forward, params, key, num_directions=0)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("side", ["forward", "backprop", "activity", "local_activity",
+                                  "forward_projection"])
+def test_each_estimator_trains_the_digits_mlp(side, tmp_path):
+  """~100 steps of configs/default.py:<side> through the training loop lower the training loss."""
+  config = config_loading.load_config(os.path.join(REPO, "configs", "default.py") + ":" + side)
+  config.num_epochs, config.log_every_steps = 6, 16  # 96 steps, 16 per epoch
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["status"] == "completed" and summary["steps"] == 96
+  epochs = [row["epoch_train_loss"] for row in read_metrics(str(tmp_path)) if "epoch" in row]
+  assert len(epochs) == 6 and epochs[-1] < epochs[0] - 0.05, epochs

@@ -1,11 +1,14 @@
-"""Shapes, parameter counts and input-shape handling of fgjax.models."""
+"""Shapes, parameter counts and input-shape handling of fgjax.models, and the plumbing of
+activity perturbation: perturbed pre-activations, stopped inputs, local heads."""
 
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
 from fgjax import models
 
@@ -107,3 +110,112 @@ def test_too_small_input_is_a_clear_error():
 def test_unknown_model():
   with pytest.raises(ValueError, match="unknown model"):
     models.create_model("resnet", (28, 28, 1), 10, seed=0)
+
+
+def _small(name, local_heads=False, seed=0):
+  """Small networks of both kinds, with non-zero biases, and a batch of 4 inputs."""
+  rngs, options = nnx.Rngs(seed), dict(init="torch", local_heads=local_heads)
+  if name == "mlp":
+    module = models.MLP((3, 3, 1), 4, rngs=rngs, hidden=(6, 5), **options)
+    shape = (3, 3, 1)
+  else:
+    module = models.ConvNet((8, 8, 2), 4, rngs=rngs, blocks=((3, 3), (4,)), padding="SAME",
+                            hidden=5, **options)
+    shape = (8, 8, 2)
+  images = jax.random.normal(jax.random.PRNGKey(1), (4,) + shape)
+  return models.split(module), images, jnp.array([0, 3, 1, 2])
+
+
+@pytest.mark.parametrize("name, head_inputs", [("mlp", [1024, 1024]), ("cnn", [64, 64]),
+                                               ("vgg", [64, 128, 256])])
+def test_local_heads_are_extra_parameters_only(name, head_inputs):
+  shape = (32, 32, 3) if name == "vgg" else (28, 28, 1)
+  plain = models.create_model(name, shape, 10, seed=3).params
+  local = models.create_model(name, shape, 10, seed=3, local_heads=True).params
+  heads = local.pop("local_heads")
+  assert [heads[i]["kernel"].shape for i in range(len(heads))] == [
+      (size, 10) for size in head_inputs]
+  assert jax.tree.all(jax.tree.map(jnp.array_equal, plain, local))  # same seed, same weights
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_perturbed_forward_without_perturbations_is_the_model(name):
+  model, images, _ = _small(name, local_heads=True)
+  logits = model.apply(model.params, images)
+  for local in (False, True):
+    for stop_inputs in (False, True):
+      outputs, activations = model.perturbed(model.params, images, None, stop_inputs, local)
+      np.testing.assert_allclose(outputs[-1], logits, rtol=1e-6)
+      np.testing.assert_allclose(activations[-1][-1], logits, rtol=1e-6)  # the head's z
+  _, activations = model.perturbed(model.params, images)
+  layers = 3 if name == "mlp" else 5
+  assert len(activations) == 1 and len(activations[0]) == layers
+  outputs, activations = model.perturbed(model.params, images, None, False, True)
+  # One group per block, each block's layers then its local head; the last block ends in the head.
+  sizes = [[6, 4], [5, 4], [4]] if name == "mlp" else [[3, 3, 4], [4, 4], [5, 4]]
+  assert [[z.shape[-1] for z in group] for group in activations] == sizes
+  assert [out.shape for out in outputs] == [(4, 4)] * len(sizes)
+
+
+def test_perturbations_are_added_to_the_pre_activations():
+  model, images, _ = _small("mlp")
+  _, activations = model.perturbed(model.params, images)
+  shift = jax.tree.map(lambda z: jnp.full_like(z, 0.5), activations)
+  _, shifted = model.perturbed(model.params, images, shift)
+  hidden_0 = images.reshape(4, -1) @ model.params["hidden"][0]["kernel"]
+  np.testing.assert_allclose(shifted[0][0], hidden_0 + model.params["hidden"][0]["bias"] + 0.5,
+                             rtol=1e-6)
+  # The head's perturbation shifts the logits by exactly itself.
+  only_head = jax.tree.map(jnp.zeros_like, activations)
+  only_head[0][-1] = jnp.ones_like(activations[0][-1])
+  logits, _ = model.perturbed(model.params, images, only_head)
+  np.testing.assert_allclose(logits[-1], model.apply(model.params, images) + 1, rtol=1e-6)
+
+
+def test_local_model_needs_local_heads():
+  model, images, _ = _small("mlp")
+  with pytest.raises(ValueError, match="local_heads=True"):
+    model.perturbed(model.params, images, None, False, True)
+
+
+def _losses(model, images, labels, local):
+  """The mean of every group's loss as a function of (params, perturbations)."""
+  def total(params, perturbations):
+    logits, _ = model.perturbed(params, images, perturbations, False, local)
+    return sum(optax.softmax_cross_entropy_with_integer_labels(out, labels).mean()
+               for out in logits)
+  return total
+
+
+@pytest.mark.parametrize("local", [False, True])
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_local_weight_gradient_from_the_exact_activity_gradient_is_backprop(name, local):
+  """Given the exact gradient g_z of every pre-activation, the vjp of params -> z with stopped
+  layer inputs (no backward pass through the network) gives the exact weight gradient: for
+  dense layers sum_i x_i g_{z_i}^T, for convolutions its transposed convolution."""
+  model, images, labels = _small(name, local_heads=True)
+  _, activations = model.perturbed(model.params, images, None, False, local)
+  zeros = jax.tree.map(jnp.zeros_like, activations)
+  total = _losses(model, images, labels, local)
+  backprop, g_z = jax.grad(total, argnums=(0, 1))(model.params, zeros)
+  _, pullback = jax.vjp(lambda p: model.perturbed(p, images, None, True, local)[1], model.params)
+  (local_grads,) = pullback(g_z)
+  for a, b in zip(jax.tree.leaves(local_grads), jax.tree.leaves(backprop)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  if name == "mlp":  # the dense formula, written out for the first layer
+    x = images.reshape(4, -1)
+    np.testing.assert_allclose(local_grads["hidden"][0]["kernel"], x.T @ g_z[0][0], rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_local_losses_pass_no_gradient_between_blocks():
+  model, images, labels = _small("mlp", local_heads=True)
+  outputs = lambda p: model.perturbed(p, images, None, False, True)[0]
+  loss = lambda out: optax.softmax_cross_entropy_with_integer_labels(out, labels).mean()
+  first_block = jax.grad(lambda p: loss(outputs(p)[0]))(model.params)
+  model_loss = jax.grad(lambda p: loss(outputs(p)[-1]))(model.params)
+  assert np.any(first_block["hidden"][0]["kernel"]) and not np.any(first_block["head"]["kernel"])
+  assert not any(np.any(leaf) for leaf in jax.tree.leaves(first_block["hidden"][1]))
+  # The model's own loss trains only the last block: its head.
+  assert np.any(model_loss["head"]["kernel"])
+  assert not any(np.any(leaf) for leaf in jax.tree.leaves(model_loss["hidden"]))

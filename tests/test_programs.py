@@ -11,13 +11,18 @@ from fgjax import optimizers
 from fgjax import programs
 
 
-@pytest.mark.parametrize("estimator", ["forward", "backprop"])
-def test_scan_and_host_loop_take_the_same_steps(estimator):
+@pytest.mark.parametrize("estimator, combine", [
+    ("forward", "mean"), ("forward", "projection"), ("backprop", "mean"),
+    ("activity", "mean"), ("local_activity", "projection")])
+def test_scan_and_host_loop_take_the_same_steps(estimator, combine):
   config = default_config.base_config()
-  config.estimator, config.jvp_clip = estimator, 1.0
-  model = models.create_model("mlp", (4, 4, 1), 3, seed=0)
+  config.estimator, config.jvp_clip, config.combine = estimator, 1.0, combine
+  config.num_directions = 1 if combine == "mean" else 2
+  model = models.create_model("mlp", (4, 4, 1), 3, seed=0,
+                              local_heads=estimator == "local_activity")
   tx = optimizers.build_optimizer(config)
-  step = programs.make_train_step(programs.make_loss_fn(model.apply, [0.0], [255.0]), tx, config)
+  loss_fn = programs.make_loss_fn(model.apply, [0.0], [255.0], perturbed=model.perturbed)
+  step = programs.make_train_step(loss_fn, tx, config)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (40, 4, 4, 1), dtype=np.uint8)
   labels = rng.integers(0, 3, 40).astype(np.int32)
@@ -35,11 +40,13 @@ def test_scan_and_host_loop_take_the_same_steps(estimator):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("estimator", ["forward", "backprop"])
-def test_a_finite_loss_with_a_non_finite_gradient_is_not_applied(estimator):
+@pytest.mark.parametrize("estimator, combine", [
+    ("forward", "mean"), ("forward", "projection"), ("backprop", "mean")])
+def test_a_finite_loss_with_a_non_finite_gradient_is_not_applied(estimator, combine):
   """sqrt(|w_0 - 1|) is 0 at w_0 = 1 but its derivative is not finite there."""
   config = default_config.base_config()
   config.estimator, config.jvp_clip, config.on_nonfinite = estimator, None, "skip"
+  config.combine = combine
   tx = optimizers.build_optimizer(config)
   params = {"w": jnp.array([1.0, 2.0])}
   images, labels = jnp.ones((2, 1)), jnp.zeros((2,), jnp.int32)
@@ -54,6 +61,37 @@ def test_a_finite_loss_with_a_non_finite_gradient_is_not_applied(estimator):
     assert int(new_state.num_skipped) == (0 if applied else 1)
     changed = not np.array_equal(new_state.params["w"], params["w"])
     assert changed == applied and np.all(np.isfinite(new_state.params["w"]))
+
+
+def test_activity_gradient_finiteness_is_read_from_the_estimate():
+  """An example's loss sqrt(|z - 1|) at z = 1 is finite, its derivative is not."""
+  config = default_config.base_config()
+  config.estimator, config.jvp_clip = "activity", None
+  gradient = programs.make_gradient_fn(config)
+  x = jnp.array([[1.0], [2.0]])
+  params = {"w": jnp.ones((1, 1))}
+
+  def forward(kink):
+    def per_group(params, perturbations, stop_inputs):
+      z = (jax.lax.stop_gradient(x) if stop_inputs else x) @ params["w"]
+      if perturbations is not None:
+        z = z + perturbations[0][0]
+      return [jnp.sqrt(jnp.abs(z[:, 0] - kink))], [[z]]
+    return per_group
+
+  for kink, finite in ((0.0, True), (1.0, False)):
+    loss, grads, grads_finite = gradient(forward(kink), params, jax.random.PRNGKey(0))
+    assert np.isfinite(loss) and bool(grads_finite) == finite
+    assert bool(np.all(np.isfinite(grads["w"]))) == finite
+
+
+def test_activity_estimators_need_the_perturbed_loss():
+  config = default_config.base_config()
+  config.estimator = "activity"
+  model = models.create_model("mlp", (4, 4, 1), 3, seed=0)
+  tx = optimizers.build_optimizer(config)
+  with pytest.raises(ValueError, match="perturbed=model.perturbed"):
+    programs.make_train_step(programs.make_loss_fn(model.apply, [0.0], [255.0]), tx, config)
 
 
 def test_convolutional_models_leave_the_scan_on_cpu():
