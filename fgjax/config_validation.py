@@ -54,7 +54,7 @@ _REALS = {
     "b2": (0.0, False, 1.0, True),
 }
 # Optional positive reals: None switches the feature off.
-_OPTIONAL_POSITIVE = ("jvp_clip", "grad_clip_norm")
+_OPTIONAL_POSITIVE = ("jvp_clip", "grad_clip_norm", "max_loss_ratio")
 
 
 def _get(config, dotted: str):

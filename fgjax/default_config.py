@@ -17,7 +17,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.combine = "mean"  # K tangents' estimates: "mean", or "projection" onto their span
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
   config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"
-  config.loss = "cross_entropy"  # or "clamped_cross_entropy" (probabilities clamped to [eps, 1-eps])
+  config.loss = "cross_entropy"  # or "clamped_cross_entropy": probabilities clamped to [eps, 1-eps]
   config.jvp_clip = config_dict.placeholder(float)  # clip <grad f, v> to [-c, c]; None: off
   # Optimizer: optax chain of clipping, sgd | nesterov | adam, and gamma * exp(-decay * t).
   config.optimizer = "sgd"
@@ -39,6 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
   # data-parallel runs.
   config.trials_per_call = config_dict.placeholder(int)
   config.on_nonfinite = "stop"  # "stop" the run, or "skip" the step, on a non-finite loss/grad
+  # Divergence a clip keeps finite: a step whose loss exceeds this many times the first loss
+  # ends the run as diverged under either policy. None: off.
+  config.max_loss_ratio = config_dict.FieldReference(10.0, field_type=float)
   # Output.
   config.log_every_steps = 50  # one metrics row (mean train loss) per this many steps
   config.eval_batch_size = 1000

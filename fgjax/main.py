@@ -45,8 +45,8 @@ def describe(summary: dict) -> str:
     kept = summary["last_checkpoint_step"]
     kept = "no checkpoint before it" if kept is None else f"last good checkpoint: step {kept}"
     last = summary["last_finite_loss"]
-    return (f"diverged: non-finite loss or gradient at step {summary['diverged_at_step']} (last "
-            f"finite loss {'-' if last is None else f'{last:.4f}'}); {kept}")
+    return (f"diverged: {summary['diverged_reason']} at step {summary['diverged_at_step']} "
+            f"(last finite loss {'-' if last is None else f'{last:.4f}'}); {kept}")
   number = lambda v: "nan" if v is None else f"{v:.4f}"
   skipped = summary["num_skipped_steps"]
   return (f"{summary['status']}: test loss {number(summary['test_loss'])}, test accuracy "

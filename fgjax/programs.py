@@ -28,13 +28,15 @@ class TrainState:
   opt_state: optax.OptState
   rng: jax.Array  # base key of the tangent draws
   num_skipped: jax.Array  # int32: steps whose non-finite loss or gradient was not applied
-  diverged_at: jax.Array  # int32: first non-finite step under policy "stop"; -1 if none
+  diverged_at: jax.Array  # int32: the step the run diverged at (not applied); -1 if none
+  first_loss: jax.Array  # float32: the first finite loss (0 before it), the guard's scale
 
 
 def init_state(params, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     rng=rng, num_skipped=jnp.zeros((), jnp.int32),
-                    diverged_at=jnp.full((), -1, jnp.int32))
+                    diverged_at=jnp.full((), -1, jnp.int32),
+                    first_loss=jnp.zeros((), jnp.float32))
 
 
 def make_loss_fn(apply: Callable, pixel_mean, pixel_std, loss: str = "cross_entropy",
@@ -110,11 +112,17 @@ def make_gradient_fn(config) -> Callable:
 def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config) -> Callable:
   """`train_step(state, images, labels) -> (state, loss)` for one batch.
 
+  A step is not applied when its loss or gradient is not finite (policy `config.on_nonfinite`:
+  "stop" ends the run there as diverged, "skip" counts it and goes on) or, under both policies,
+  when its loss exceeds `config.max_loss_ratio` times the first finite loss (None: no guard):
+  a divergence that clipping the directional derivative keeps finite. A diverged state is frozen.
+
   The activity estimators need `loss_fn` from `make_loss_fn(..., perturbed=model.perturbed)`,
   "local_activity" a model created with `local_heads=True`.
   """
   gradient = make_gradient_fn(config)
   stop_on_nonfinite = config.on_nonfinite == "stop"
+  max_loss_ratio = config.max_loss_ratio
   local = config.estimator == "local_activity"
   activity = local or config.estimator == "activity"
   if activity and not hasattr(loss_fn, "per_group"):
@@ -133,17 +141,21 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(loss) & grads_finite
-    if stop_on_nonfinite:
-      apply = finite & (state.diverged_at < 0)
-      diverged_at = jnp.where(apply | (state.diverged_at >= 0), state.diverged_at, state.step)
-      num_skipped = state.num_skipped
-    else:
-      apply, diverged_at = finite, state.diverged_at
-      num_skipped = state.num_skipped + (~finite).astype(jnp.int32)
+    first_loss = jnp.where((state.first_loss <= 0) & jnp.isfinite(loss),
+                           loss.astype(jnp.float32), state.first_loss)
+    diverging = ~finite if stop_on_nonfinite else jnp.zeros((), bool)
+    if max_loss_ratio is not None:
+      diverging |= loss > max_loss_ratio * first_loss
+    skip = ~finite & ~diverging
+    stopped = state.diverged_at >= 0
+    apply = ~stopped & ~diverging & ~skip
+    diverged_at = jnp.where(stopped | ~diverging, state.diverged_at, state.step)
+    num_skipped = state.num_skipped + (skip & ~stopped).astype(jnp.int32)
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(apply, n, o), new, old)
     state = state.replace(step=state.step + 1, params=keep(params, state.params),
                           opt_state=keep(opt_state, state.opt_state),
-                          num_skipped=num_skipped, diverged_at=diverged_at)
+                          num_skipped=num_skipped, diverged_at=diverged_at,
+                          first_loss=first_loss)
     return state, loss
 
   return train_step

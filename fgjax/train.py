@@ -242,6 +242,15 @@ def _learning_rate(config, step: int) -> float:
   return float(config.learning_rate) * float(np.exp(-float(config.decay) * step))
 
 
+def _divergence(config, loss: float, first_loss: float) -> str:
+  """Why a step stopped its trial: a non-finite value, or the loss guard."""
+  if np.isfinite(loss) and config.max_loss_ratio is not None and (
+      loss > config.max_loss_ratio * first_loss):
+    return (f"loss {loss:.4g} above max_loss_ratio {config.max_loss_ratio:g} x the first "
+            f"step's {first_loss:.4g}")
+  return "non-finite loss or gradient"
+
+
 def _round(value, digits: int = 4) -> str:
   return "-" if value is None else f"{value:.{digits}f}"
 
@@ -313,8 +322,8 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
   train_loss_fn, place = sharding.data_parallel(config, loss_fn)  # config.sharding
   tx = optimizers.build_optimizer(config)
   group = _Group(programs.make_train_step(train_loss_fn, tx, config),
-                 programs.make_evaluate(loss_fn, config.loss), programs.make_example_losses(loss_fn),
-                 config, group_size)
+                 programs.make_evaluate(loss_fn, config.loss),
+                 programs.make_example_losses(loss_fn), config, group_size)
   logging.info("%s / %s / %s on %s: %d parameters, %d trial(s) of %d steps of batch %d "
                "(%d epoch(s)), %d per compiled call", config.estimator, config.model,
                config.optimizer, dataset.name, models.num_params(model.params), len(trials),
@@ -436,8 +445,12 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
           carry["last_finite_loss"] = float(finite[-1])
         if diverged_at[i] >= 0:
           stopped[i] = True
-          logging.error("%s diverged: non-finite loss or gradient at step %d (last finite loss "
-                        "%s)", dirs[i], diverged_at[i], _round(carry["last_finite_loss"]))
+          first_loss = float(np.asarray(states.first_loss).reshape(size)[i])
+          carry["diverged_reason"] = _divergence(
+              configs[i], losses[i][diverged_at[i] - first_step], first_loss)
+          logging.error("%s diverged: %s at step %d (last finite loss %s)", dirs[i],
+                        carry["diverged_reason"], diverged_at[i],
+                        _round(carry["last_finite_loss"]))
           continue
         carry["epoch_loss_sum"] += float(np.sum(finite, dtype=np.float64))
         carry["epoch_loss_count"] += int(finite.size)
@@ -523,6 +536,7 @@ def _trial_summary(config, trial_cfg, dataset_name: str, progress: dict, i: int,
   }
   if diverged_at >= 0:
     summary.update(diverged_at_step=diverged_at, last_finite_loss=carry["last_finite_loss"],
+                   diverged_reason=carry.get("diverged_reason"),
                    last_checkpoint_step=last_good)
   nonfinite = sorted(k for k, v in summary.items() if isinstance(v, float) and not np.isfinite(v))
   if nonfinite:

@@ -603,3 +603,32 @@ def test_a_checkpoint_write_that_fails_is_one_line_and_keeps_the_earlier_ones(
   monkeypatch.undo()
   train.train_and_evaluate(digits_config("backprop"), workdir)
   assert_same_run(reference["backprop"], workdir)
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_a_loss_that_blows_up_under_the_clip_is_a_divergence_under_both_policies(tmp_path,
+                                                                                  policy):
+  """The clipped forward gradient keeps every value finite at a huge learning rate; the loss
+  guard still stops the run instead of letting it 'complete' at a loss of 1e24."""
+  config = digits_config("forward", learning_rate=1e6, on_nonfinite=policy, num_epochs=1)
+  summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert summary["status"] == "diverged" and summary["diverged_at_step"] == 1
+  assert summary["diverged_reason"].startswith("loss ") and "above max_loss_ratio 10 x" in (
+      summary["diverged_reason"])
+  config.max_loss_ratio = None
+  summary = train.train_and_evaluate(config, str(tmp_path / "unguarded"))
+  assert summary["status"] == "completed" and summary["test_loss"] > 100
+
+
+def test_skipped_steps_are_reported_by_the_exit_status(tmp_path):
+  """Every step non-finite under "skip": the run completes without a single update, and says so
+  in its last line and its exit status; its summary stays strict JSON."""
+  result = subprocess.run(cli("forward", str(tmp_path / "run"), "--config.on_nonfinite=skip",
+                              "--config.learning_rate=1e30", "--config.max_loss_ratio=None",
+                              "--config.jvp_clip=None", "--config.num_epochs=1"),
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1, result.stderr[-3000:]
+  summary = read_json(str(tmp_path / "run" / "summary.json"))
+  assert summary["num_skipped_steps"] >= STEPS_PER_EPOCH - 1
+  assert result.stdout.startswith("completed: ") and (
+      f"; {summary['num_skipped_steps']} steps skipped (non-finite)" in result.stdout)
