@@ -37,3 +37,16 @@ def test_estimator_example_runs(tmp_path):
   start = float(re.search(r"loss at the start: ([\d.]+)", result.stdout)[1])
   end = float(re.search(r"loss after 100 forward-gradient steps: ([\d.]+)", result.stdout)[1])
   assert end < 0.5 * start
+
+
+def test_activity_perturbation_example_runs_and_beats_weight_perturbation(tmp_path):
+  section = _readme().split("## Estimators that scale", 1)[1].split("\n## ", 1)[0]
+  (code,) = re.findall(r"```python\n(.*?)\n```", section, re.S)
+  script = tmp_path / "example.py"
+  script.write_text(code)
+  result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  weight, activity = map(float, re.search(
+      r"weight perturbation (-?[\d.]+), activity perturbation (-?[\d.]+)", result.stdout).groups())
+  assert activity > weight and activity > 0.1
