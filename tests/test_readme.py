@@ -26,27 +26,27 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second():
   assert commands[1] in ci_lines
 
 
-def test_estimator_example_runs(tmp_path):
-  section = _readme().split("## Train your own model", 1)[1].split("\n## ", 1)[0]
+def _run_example(section_title: str, tmp_path) -> str:
+  """Runs the one Python block of a README section; returns what it printed."""
+  section = _readme().split(f"## {section_title}", 1)[1].split("\n## ", 1)[0]
   (code,) = re.findall(r"```python\n(.*?)\n```", section, re.S)
   script = tmp_path / "example.py"
   script.write_text(code)
   result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
-  start = float(re.search(r"loss at the start: ([\d.]+)", result.stdout)[1])
-  end = float(re.search(r"loss after 100 forward-gradient steps: ([\d.]+)", result.stdout)[1])
+  return result.stdout
+
+
+def test_estimator_example_runs(tmp_path):
+  stdout = _run_example("Train your own model", tmp_path)
+  start = float(re.search(r"loss at the start: ([\d.]+)", stdout)[1])
+  end = float(re.search(r"loss after 100 forward-gradient steps: ([\d.]+)", stdout)[1])
   assert end < 0.5 * start
 
 
 def test_activity_perturbation_example_runs_and_beats_weight_perturbation(tmp_path):
-  section = _readme().split("## Estimators that scale", 1)[1].split("\n## ", 1)[0]
-  (code,) = re.findall(r"```python\n(.*?)\n```", section, re.S)
-  script = tmp_path / "example.py"
-  script.write_text(code)
-  result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-2000:]
+  stdout = _run_example("Estimators that scale", tmp_path)
   weight, activity = map(float, re.search(
-      r"weight perturbation (-?[\d.]+), activity perturbation (-?[\d.]+)", result.stdout).groups())
+      r"weight perturbation (-?[\d.]+), activity perturbation (-?[\d.]+)", stdout).groups())
   assert activity > weight and activity > 0.1
