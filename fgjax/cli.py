@@ -10,6 +10,7 @@ codes, and config overrides (`--config.<field>=<value>`, `None` included, for an
 """
 
 import ast
+import difflib
 import re
 import sys
 from typing import Callable, Sequence
@@ -36,6 +37,19 @@ def parse_value(text: str):
     return text
 
 
+def _check_field(config, name: str) -> None:
+  """ConfigError unless `config` has the (dotted) field `name`, with a close name if one is."""
+  *groups, field = name.split(".")
+  for group in groups:
+    config = config.get(group)
+    if not hasattr(config, "keys"):
+      raise ConfigError(f"config has no field {name!r}")
+  if field not in config:
+    close = difflib.get_close_matches(field, list(config.keys()), n=1)
+    raise ConfigError(f"config has no field {name!r}"
+                      + (f"; did you mean {close[0]!r}?" if close else ""))
+
+
 def apply_overrides(config, overrides: Sequence[str]) -> None:
   """Sets `--config.<field>=<value>` arguments on `config`; ConfigError names a bad one."""
   for argument in overrides:
@@ -43,10 +57,9 @@ def apply_overrides(config, overrides: Sequence[str]) -> None:
     if not match:
       raise ConfigError(f"{argument!r} is not of the form --config.<field>=<value>")
     name, value = match["name"], parse_value(match["value"])
+    _check_field(config, name)
     try:
       config.update_from_flattened_dict({name: value})
-    except (KeyError, AttributeError):
-      raise ConfigError(f"config has no field {name!r}") from None
     except (TypeError, ValueError) as error:
       raise ConfigError(f"--config.{name}={match['value']}: {error}") from None
 

@@ -131,6 +131,10 @@ def problems(config) -> list[str]:
   if (_get(config, "estimator") in ("activity", "local_activity")
       and _get(config, "sharding.data_parallel") is True):
     found.append("the activity estimators train on one device: set sharding.data_parallel=False")
+  every = _get(config, "diagnostics_every_steps")
+  if every is not None:
+    found.append(_check_integer("diagnostics_every_steps", every, 1) if every is not _MISSING
+                 else "config has no field diagnostics_every_steps")
   num_devices = _get(config, "sharding.num_devices")
   if num_devices is not None:
     found.append(_check_integer("sharding.num_devices", num_devices, 1))

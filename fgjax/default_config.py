@@ -44,6 +44,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.max_loss_ratio = config_dict.FieldReference(10.0, field_type=float)
   # Output.
   config.log_every_steps = 50  # one metrics row (mean train loss) per this many steps
+  # A row of gradient-estimate quality (fgjax.diagnostics) per this many steps; None: off.
+  config.diagnostics_every_steps = config_dict.placeholder(int)
   config.eval_batch_size = 1000
   # Checkpoints in <workdir>/checkpoints: saved at the first chunk end (every `log_every_steps`
   # steps and at each epoch's end) at or past each multiple of this, and when the run ends.

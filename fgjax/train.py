@@ -44,6 +44,7 @@ import numpy as np
 from fgjax import checkpointing
 from fgjax import config_validation
 from fgjax import data
+from fgjax import diagnostics
 from fgjax import models
 from fgjax import optimizers
 from fgjax import programs
@@ -60,7 +61,7 @@ TRIAL_FILES = (files.CONFIG_FILE, files.METRICS_FILE, files.SUMMARY_FILE, files.
 # `log_every_steps` sets the chunks (the compiled programs) and the metrics rows, and
 # `eval_batch_size` the summation order of the evaluation.
 NON_RESULT_FIELDS = ("checkpoint_every_steps", "keep_checkpoints", "data.tfds_data_dir",
-                     "data.download")
+                     "data.download", "diagnostics_every_steps")
 SUMMARY_STATISTICS = ("test_loss", "test_accuracy", "validation_loss", "validation_accuracy")
 
 
@@ -186,8 +187,8 @@ class _Group:
   plain program, which data parallelism needs) and gains it only in checkpoints and results.
   """
 
-  def __init__(self, train_step, evaluate, example_losses, config, size: int):
-    self.vmapped = size > 1
+  def __init__(self, train_step, evaluate, example_losses, diagnose, config, size: int):
+    self.vmapped, self.size, self.batch_size = size > 1, size, int(config.batch_size)
     self.chunk = programs.make_train_chunk(train_step, int(config.batch_size),
                                            scan=programs.scans_well(config.model),
                                            vmapped=self.vmapped)
@@ -195,6 +196,9 @@ class _Group:
     self._orders = over_trials(programs.epoch_order, (0, None, None))
     self._evaluate = over_trials(evaluate, (0, None, None, None))
     self._example_losses = over_trials(example_losses, (0, None, None, None))
+    keyed = lambda params, images, labels, seed, step: diagnose(
+        params, images, labels, jax.random.fold_in(jax.random.PRNGKey(seed), step))
+    self._diagnose = over_trials(keyed, (0, None, None, 0, None))
 
   def held(self, stacked):
     return stacked if self.vmapped else jax.tree.map(lambda leaf: leaf[0], stacked)
@@ -212,6 +216,13 @@ class _Group:
 
   def example_losses(self, params, split) -> dict:
     return self.stacked(self._example_losses(params, *split))
+
+  def diagnose(self, params, arrays, seeds: Sequence[int], step: int) -> dict:
+    """`fgjax.diagnostics` of every trial on the first batch of the training split, the trial of
+    seed s drawing from fold_in(PRNGKey(s), step): a function of the state and step alone."""
+    seeds = np.array(list(seeds) + [seeds[-1]] * (self.size - len(seeds)), np.int32)
+    images, labels = (array[:self.batch_size] for array in arrays)
+    return self.stacked(self._diagnose(params, images, labels, self.held(seeds), np.int32(step)))
 
 
 class _Log:
@@ -323,7 +334,8 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
   tx = optimizers.build_optimizer(config)
   group = _Group(programs.make_train_step(train_loss_fn, tx, config),
                  programs.make_evaluate(loss_fn, config.loss),
-                 programs.make_example_losses(loss_fn), config, group_size)
+                 programs.make_example_losses(loss_fn),
+                 diagnostics.make_diagnostics(loss_fn, config), config, group_size)
   logging.info("%s / %s / %s on %s: %d parameters, %d trial(s) of %d steps of batch %d "
                "(%d epoch(s)), %d per compiled call", config.estimator, config.model,
                config.optimizer, dataset.name, models.num_params(model.params), len(trials),
@@ -471,6 +483,12 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
           if not stopped[i]:
             _end_epoch(progress["trials"][i], metrics, i, step, epoch, config.num_epochs,
                        writers[i], dirs[i] if num > 1 else "", time.time() - start)
+      every = config.diagnostics_every_steps
+      if every and step // every > first_step // every:
+        values = group.diagnose(states.params, arrays, [int(c.seed) for c in configs], step)
+        for i in range(num):
+          if not stopped[i]:
+            writers[i].write({"step": step, **{k: float(v[i]) for k, v in values.items()}})
       if (step // config.checkpoint_every_steps > first_step // config.checkpoint_every_steps
           or step == total_steps):
         checkpoints.save(group.stacked(states), progress)

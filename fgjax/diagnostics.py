@@ -1,0 +1,83 @@
+"""How good a run's gradient estimates are: their cosine similarity to the true gradient and their
+relative variance, measured on one batch while training (`config.diagnostics_every_steps`).
+
+The true gradient is what the configured estimator estimates, computed by backprop for the
+diagnostic alone: the gradient of the model's loss, or for "local_activity" that of the sum of the
+blocks' own losses with stop-gradients between blocks (each block trained by its local loss, the
+last one by the model's). Backprop's own estimate is that gradient, so it has cosine 1 and
+variance 0.
+"""
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from fgjax import estimators
+from fgjax import programs
+
+
+def layer_names(params) -> list[str]:
+  """Each leaf's layer, in leaf order: the path of the dict that holds it ("hidden.0", "head")."""
+  names = []
+  for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+    keys = [str(getattr(entry, "key", entry)) for entry in path]
+    names.append(".".join(keys[:-1] or keys))
+  return names
+
+
+def make_diagnostics(loss_fn: Callable, config, num_draws: int = 8) -> Callable:
+  """`diagnose(params, images, labels, key) -> {name: scalar}` for `config.estimator`.
+
+  On the batch (images, labels), `num_draws` estimates drawn from independent keys split from
+  `key` are each compared with the true gradient g; the result holds their means of
+
+  - "cosine": the cosine similarity <ĝ, g> / (|ĝ| |g|) over all parameters;
+  - "cosine/<layer>": the same over each layer's parameters (see `layer_names`); NaN for a layer
+    whose true gradient is zero;
+  - "relative_variance": |ĝ - g|^2 / |g|^2, whose mean is the estimator's relative variance plus
+    its squared relative bias (a clip that binds, the projection's scale of about K / n).
+
+  `loss_fn` is `programs.make_loss_fn`'s, with `per_group` for the activity estimators. The
+  draws run one after another (`lax.map`), so memory holds one estimate at a time. Jittable and
+  vmappable over a leading trial axis of `params` and `key`.
+  """
+  gradient = programs.make_gradient_fn(config)
+  local = config.estimator == "local_activity"
+  activity = local or config.estimator == "activity"
+
+  def diagnose(params, images, labels, key):
+    if activity:
+      objective = lambda p, perturbations, stop_inputs: loss_fn.per_group(
+          p, images, labels, perturbations, stop_inputs, local)
+      target = lambda p: sum(jnp.mean(group) for group in objective(p, None, False)[0])
+    else:
+      objective = target = lambda p: loss_fn(p, images, labels)[0]
+    names = layer_names(params)
+    layers = list(dict.fromkeys(names))
+
+    def per_layer(leaves):
+      sums = dict.fromkeys(layers, 0.0)
+      for name, value in zip(names, leaves):
+        sums[name] = sums[name] + value
+      return jnp.stack([sums[name] for name in layers])
+
+    dot = lambda a, b: jnp.vdot(a.astype(jnp.float32), b.astype(jnp.float32))
+    truth = jax.tree.leaves(estimators.backprop(target, params)[1])
+    truth_sq = per_layer([dot(g, g) for g in truth])
+
+    def one_draw(draw_key):
+      estimate = jax.tree.leaves(gradient(objective, params, draw_key)[1])
+      products = per_layer([dot(e, g) for e, g in zip(estimate, truth)])
+      estimate_sq = per_layer([dot(e, e) for e in estimate])
+      error_sq = sum(dot(e - g, e - g) for e, g in zip(estimate, truth))
+      return (products / jnp.sqrt(estimate_sq * truth_sq),
+              products.sum() / jnp.sqrt(estimate_sq.sum() * truth_sq.sum()),
+              error_sq / truth_sq.sum())
+
+    layer_cosines, cosines, variances = jax.lax.map(one_draw, jax.random.split(key, num_draws))
+    return {"cosine": cosines.mean(),
+            **{f"cosine/{name}": c for name, c in zip(layers, layer_cosines.mean(axis=0))},
+            "relative_variance": variances.mean()}
+
+  return diagnose
