@@ -63,17 +63,23 @@ def main():
     subprocess.run(_command(args, reference), check=True, capture_output=True)
     duration = time.time() - start
     print(f"uninterrupted run: {duration:.1f} s", flush=True)
-    kills = 0
+    # A second writer on the held workdir must stop at once, and the first goes on.
+    first = subprocess.Popen(_command(args, killed), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    while not os.path.isdir(os.path.join(killed, "checkpoints")) and first.poll() is None:
+      time.sleep(0.05)
+    second = subprocess.run(_command(args, killed), capture_output=True, text=True)
+    if second.returncode != 2 or "is in use by" not in second.stderr:
+      sys.exit(f"a second run on the held workdir did not stop: {second.stderr[-500:]}")
+    print("a second run on the held workdir stopped at once", flush=True)
+    first.kill()
+    first.wait()
+    kills = 1
     while not os.path.exists(os.path.join(killed, "summary.json")):
       process = subprocess.Popen(_command(args, killed), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-      if kills == 0:  # a second writer on the same workdir must stop at once
-        time.sleep(duration / 2)
-        second = subprocess.run(_command(args, killed), capture_output=True, text=True)
-        if second.returncode != 2 or "is in use by" not in second.stderr:
-          sys.exit(f"a second run on the held workdir did not stop: {second.stderr[-500:]}")
       if kills < args.kills:
-        time.sleep(rng.uniform(0, duration))
+        time.sleep(rng.uniform(0.2, 0.8) * duration)
         if process.poll() is None:
           process.kill()
           kills += 1

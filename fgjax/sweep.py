@@ -149,11 +149,7 @@ def make_trials(points: Sequence[dict], seeds: Sequence[int]) -> list[train.Tria
 
 
 def check_space(config, space: dict) -> None:
-  """Rejects hyperparameters unknown to fgjax.optimizers or unused by the config's optimizer,
-  and configs that shard a run over devices (a sweep's trials share one device)."""
-  if config.get("sharding") and config.sharding.data_parallel:
-    raise SweepError("a sweep trains its trials vmapped on one device: set "
-                     "sharding.data_parallel=False")
+  """Rejects hyperparameters unknown to fgjax.optimizers or unused by the config's optimizer."""
   used = optimizers.USED_BY.get(config.optimizer)
   if used is None:
     raise SweepError(f"unknown optimizer {config.optimizer!r}")
