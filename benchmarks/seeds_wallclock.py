@@ -57,7 +57,8 @@ def measure(config: str, overrides: list[str], num_seeds: int, repeats: int) -> 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--configs", default="configs/mnist_mlp_sgd_fwd.py,configs/mnist_mlp_sgd_bp.py")
+  parser.add_argument("--configs",
+                      default="configs/mnist_mlp_sgd_fwd.py,configs/mnist_mlp_sgd_bp.py")
   parser.add_argument("--data", default="", help="an MNIST .npz file (empty: the config's data)")
   parser.add_argument("--num_seeds", type=int, default=5)
   parser.add_argument("--epochs", type=int, default=1)

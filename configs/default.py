@@ -14,8 +14,9 @@ The settings of the last three were chosen on the validation split by a few runs
 epochs (96 and 192 steps), the other settings as here. activity and local_activity: learning rates
 0.001-0.3 with 1, 4, 16 or 32 tangents, and with one tangent global-norm or derivative clipping,
 which helped little. The noise grows with the units that share one derivative per example
-(2,058 in the MLP, 1,034 per local block) and falls as 1 / K; with 32 tangents a rate of 0.1 reached validation losses of 0.17
-(activity) and 0.23 (local_activity) after 192 steps, backprop 0.19 after 96; 0.3 diverged.
+(2,058 in the MLP, 1,034 per local block) and falls as 1 / K; with 32 tangents a rate of 0.1
+reached validation losses of 0.17 (activity) and 0.23 (local_activity) after 192 steps, backprop
+0.19 after 96; 0.3 diverged.
 forward_projection: learning rates 1e3, 3e3, 5e3 and 1e4. With K = 8 tangents in n = 1.1M
 dimensions the projection is about K / n times the mean of the 8 estimates, so its learning rate
 is about n / K times the mean's (3e3 here against 0.024: the same steps); 3e3 reached 0.68 after
