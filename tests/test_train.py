@@ -340,7 +340,8 @@ BAD_INPUTS = [
     ("unknown_optimizer", lambda tmp: digits_config("forward", optimizer="rmsprop"), ConfigError,
      "invalid config: optimizer 'rmsprop' is unknown; choose one of ['adam', 'nesterov', 'sgd']"),
     ("unknown_estimator", lambda tmp: digits_config("forward", estimator="reverse"), ConfigError,
-     "invalid config: estimator 'reverse' is unknown; choose one of ['backprop', 'forward']"),
+     "invalid config: estimator 'reverse' is unknown; choose one of ['activity', 'backprop', "
+     "'forward', 'local_activity']"),
     ("unknown_source", lambda tmp: digits_config("forward", data={"source": "web"}), ConfigError,
      "invalid config: data.source 'web' is unknown; choose one of ['embedded', 'npz', 'tfds']"),
     ("unknown_dataset", lambda tmp: digits_config("forward", data={"name": "mnist2"}),
