@@ -4,8 +4,9 @@
   python -m experiments.plot --variant=tuned     # the sweep-tuned runs (files end in _tuned)
 
 Reads the runs `experiments.table1` trains (`--workdir_root`, default runs/table1; per row the
-run at the paper's length, else the longest shortened one; of a run of several seeds, the first
-seed's curve) and writes under `--out_dir` (default experiments/results):
+run at the paper's length, else the longest shortened one; of a run of several seeds, the mean
+curve over the seeds with the band from the lowest to the highest) and writes under `--out_dir`
+(default experiments/results):
   figure2_mnist.png   MNIST: {MLP, CNN} x {SGD, Nesterov, Adam}, forward gradient vs backprop
                       training loss over iterations (the paper's Figure 2)
   figure1_cifar.png   the same for CIFAR-10 with SGD (the paper's Figure 1)
@@ -34,6 +35,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from experiments import runs  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -48,21 +50,36 @@ MNIST_MODELS = ("mlp", "cnn")
 OPTIMIZERS = ("sgd", "nesterov", "adam")
 
 
+def _train_loss_rows(metrics: list) -> list:
+  return [r for r in metrics if "train_loss" in r and r["train_loss"] is not None]
+
+
 def load_curves(root: str, sweep_root: str, variant: str, row: str):
-  """The row's run: (train-loss rows, label suffix), or None when it has not run."""
+  """The row's run: (train-loss rows of each seed, label suffix), or None when it has not run."""
   workdir = runs.find_variant_run(root, sweep_root, row, variant)
   if workdir is None:
     return None
   run = runs.load_run(workdir)
-  rows = [r for r in run["metrics"] if "train_loss" in r and r["train_loss"] is not None]
+  seeds = [_train_loss_rows(runs.workdir_files.read_metrics(d))
+           for d in runs.trial_dirs(run).values()]
   suffix = ""
   if run["config"]["num_epochs"] < runs.row_config(row).num_epochs:
     suffix = f" ({run['summary']['epochs_completed']} ep., shortened)"
   if run["aggregate"]:
-    suffix += f" (seed {run['aggregate']['seeds'][0]} of {run['aggregate']['num_seeds']})"
+    suffix += f" (mean and range of {run['aggregate']['num_seeds']} seeds)"
   if run["summary"]["status"] != "completed":
     suffix += f" ({run['summary']['status']})"
-  return rows, suffix
+  return seeds, suffix
+
+
+def _spread(seeds: list) -> tuple:
+  """The steps all seeds share, with the mean, lowest and highest train loss at each."""
+  by_step = [{r["step"]: r for r in rows} for rows in seeds]
+  common = sorted(set.intersection(*(set(rows) for rows in by_step)))
+  values = np.array([[rows[step]["train_loss"] for step in common] for rows in by_step])
+  elapsed = np.array([[rows[step]["elapsed_seconds"] for step in common] for rows in by_step])
+  return (np.array(common), elapsed.mean(axis=0), values.mean(axis=0), values.min(axis=0),
+          values.max(axis=0))
 
 
 def _log_if_wide(ax, values) -> None:
@@ -87,11 +104,13 @@ def draw_pair(ax, root: str, sweep_root: str, variant: str, pair: str,
               label=STYLE[method]["label"] + " (not run yet)")
       continue
     drawn.append(row)
-    rows, suffix = curves
-    ys = [r["train_loss"] for r in rows]
-    values += ys
-    ax.plot([r[x_key] * scale for r in rows], ys, lw=1.0, color=STYLE[method]["color"],
-            label=STYLE[method]["label"] + suffix)
+    seeds, suffix = curves
+    steps, elapsed, mean, low, high = _spread(seeds)
+    xs = (steps if x_key == "step" else elapsed) * scale
+    values += list(low) + list(high)
+    ax.plot(xs, mean, lw=1.0, color=STYLE[method]["color"], label=STYLE[method]["label"] + suffix)
+    if len(seeds) > 1:
+      ax.fill_between(xs, low, high, color=STYLE[method]["color"], alpha=0.25, lw=0)
   if not drawn:
     ax.text(0.5, 0.5, "not run yet", transform=ax.transAxes, ha="center", va="center",
             color="gray")

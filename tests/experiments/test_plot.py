@@ -78,3 +78,17 @@ def test_a_figure_of_fewer_rows_does_not_replace_one_of_more(tmp_path):
   with pytest.raises(SystemExit, match=r"\(1 rows run\) with 0 rows run"):
     plot.save({path: plot.figure1(root, sweep_root, "paper")}, overwrite=False)
   assert plot.rows_drawn(path) == 1
+
+
+def test_a_run_of_several_seeds_draws_their_mean_and_range(tmp_path):
+  workdir = tmp_path / "runs" / "mnist_mlp_sgd_fwd_3seeds"
+  for seed, losses in enumerate(([2.0, 1.0], [3.0, 2.0], [1.0, 0.0])):
+    write_run(str(workdir / f"seed_{seed}"), "mnist_mlp_sgd_fwd", 50, losses)
+  (workdir / "summary.json").write_text(json.dumps(
+      {"status": "completed", "num_seeds": 3, "seeds": [0, 1, 2], "aggregate": {}}))
+  seeds, suffix = plot.load_curves(str(tmp_path / "runs"), str(tmp_path / "sweeps"), "paper",
+                                   "mnist_mlp_sgd_fwd")
+  assert suffix == " (mean and range of 3 seeds)"
+  steps, elapsed, mean, low, high = plot._spread(seeds)  # pylint: disable=protected-access
+  assert steps.tolist() == [100, 200] and elapsed.tolist() == [2.0, 4.0]
+  assert (mean.tolist(), low.tolist(), high.tolist()) == ([2.0, 1.0], [1.0, 0.0], [3.0, 2.0])
