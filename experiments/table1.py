@@ -51,6 +51,7 @@ from absl import logging
 import numpy as np
 
 from experiments import runs
+from fgjax import default_config
 from fgjax import paper
 from fgjax import train
 from fgjax import workdir as workdir_files
@@ -257,6 +258,22 @@ def _duration(seconds) -> str:
   return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+# Fields a row's run may differ in from the row's config without being another experiment.
+_RUN_FIELDS = ("data.", "num_epochs", "num_seeds", "seed", "trials_per_call", "log_every_steps",
+               "eval_batch_size", "checkpoint_every_steps", "keep_checkpoints",
+               "diagnostics_every_steps", "sharding.")
+
+
+def config_changes(row: str, saved: dict) -> list[str]:
+  """How the config a run saved differs from the row's config now, field by field (fields the
+  saved config predates count at their default, which is what that run used)."""
+  flat = lambda config: dict(train.flatten(config))
+  ran = {**flat(default_config.base_config().to_dict()), **flat(saved)}
+  now = flat(runs.row_config(row).to_dict())
+  return [f"{name} {ran.get(name)!r} (now {now.get(name)!r})" for name in sorted(now)
+          if not name.startswith(_RUN_FIELDS) and ran.get(name) != now.get(name)]
+
+
 def _row_label(row: str, run: dict) -> str:
   """The row's name, and which seed its per-run numbers are of when it ran several."""
   if run["aggregate"] is None:
@@ -302,6 +319,11 @@ def table_lines(root: str, sweep_root: str, variant: str,
     machine = workdir_files.format_machine(run["machine"])
     label = machines.setdefault(machine, f"M{len(machines) + 1}")
     status = whole["status"]
+    changes = config_changes(row, config)
+    if changes:
+      notes.append(f"- ({len(notes) + 1}) {row}: ran an earlier config than "
+                   f"configs/{row}.py: {'; '.join(changes)}.")
+      status += f" ({len(notes)})"
     if config["data"]["name"] != runs.row_config(row).data.name:
       status += f" (data: {config['data']['name']})"
     if variant == "tuned" and runs.tuned_is_paper(sweep_root, row):
@@ -316,7 +338,7 @@ def table_lines(root: str, sweep_root: str, variant: str,
         "not reached" if reached is None else str(reached), str(summary["steps"]),
         _duration(whole["wall_clock_seconds"]), label, status]) + " |")
   if notes:
-    lines += ["", "Notes on the 16-image columns:", "", *notes]
+    lines += ["", "Notes:", "", *notes]
   return lines, missing
 
 

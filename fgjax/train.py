@@ -116,11 +116,12 @@ def chunks(start_step: int, steps_per_epoch: int, total_steps: int,
     step += num_steps
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """A nested dict as one dict of dotted names."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
+      flat.update(flatten(value, f"{prefix}{key}."))
     else:
       flat[f"{prefix}{key}"] = value
   return flat
@@ -128,7 +129,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def config_differences(saved: dict, current: dict) -> list[str]:
   """`field (saved X, now Y)` for each result-affecting field where two config dicts differ."""
-  saved, current = _flatten(saved), _flatten(current)
+  saved, current = flatten(saved), flatten(current)
   missing = "<absent>"
   return [f"{name} (saved {saved.get(name, missing)!r}, now {current.get(name, missing)!r})"
           for name in sorted(saved.keys() | current.keys())
@@ -422,7 +423,7 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
     start_step = int(np.max(initial.step))
     stopped = [bool(initial.diverged_at[i] >= 0) for i in range(num)]
     states = place(group.held(initial))
-    hparams = lambda c: {k: v for k, v in files.json_safe(_flatten(c.to_dict())).items()
+    hparams = lambda c: {k: v for k, v in files.json_safe(flatten(c.to_dict())).items()
                          if isinstance(v, (int, float, str, bool))}
     writers = [MetricWriter(d, start_step, hparams(c)) for d, c in zip(dirs, configs)]
     for i, writer in enumerate(writers):

@@ -328,3 +328,13 @@ def test_report_compares_the_papers_value_with_our_16_image_means(tmp_path):
           "test losses (no test_losses.npz).\n"
           "- (3) mnist_mlp_adam_fwd: its test split has 100 images, not the paper's "
           "10,000.") in text
+
+
+def test_a_run_of_an_earlier_config_is_named_field_by_field():
+  saved = runs.row_config("mnist_mlp_adam_fwd").to_dict()
+  assert table1.config_changes("mnist_mlp_adam_fwd", saved) == []
+  saved.update(jvp_clip=1.0, num_epochs=3, seed=4)  # the run's own length and seed are fine
+  del saved["init"]  # predates the field: it ran the default
+  saved["data"]["source"] = "npz"
+  assert table1.config_changes("mnist_mlp_adam_fwd", saved) == [
+      "init 'flax' (now 'torch')", "jvp_clip 1.0 (now None)"]
