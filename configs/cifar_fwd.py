@@ -2,7 +2,7 @@
 
   python -m fgjax.main --config=configs/cifar_fwd.py --workdir=runs/cifar_fwd
 
-Paper's test loss: 6.955. Ours: experiments/results/table1.md (experiments/table1.py).
+Paper's test loss: 6.955. Ours: experiments/results/table1.md (python -m experiments.table1).
 
 As the paper's code ran it:
 - PyTorch's default initialisation (init="torch"), as the code's nn.Linear and nn.Conv2d had.

@@ -2,7 +2,7 @@
 
   python -m fgjax.main --config=configs/mnist_cnn_adam_bp.py --workdir=runs/mnist_cnn_adam_bp
 
-Paper's test loss: 0.000. Ours: experiments/results/table1.md (experiments/table1.py).
+Paper's test loss: 0.000. Ours: experiments/results/table1.md (python -m experiments.table1).
 
 As the paper's code ran it:
 - PyTorch's default initialisation (init="torch"), as the code's nn.Linear and nn.Conv2d had.
