@@ -65,15 +65,18 @@ def step_config(model: str, estimator: str, num_directions: int = 1, tangent: st
   return config
 
 
-def loss_and_params(model: str, seed: int = 0):
-  """`(loss_fn, params)`: the package's `loss_fn(params, images, labels)` and initial params."""
-  net = models.create_model(model, MODEL_DATA[model][1], NUM_CLASSES, seed)
-  return programs.make_loss_fn(net.apply, 127.5, 64.0), net.params
+def loss_and_params(model: str, seed: int = 0, local_heads: bool = False):
+  """`(loss_fn, params)`: the package's `loss_fn(params, images, labels)` (with the perturbation
+  points the activity estimators need) and initial params; `local_heads` as in
+  `models.create_model`."""
+  net = models.create_model(model, MODEL_DATA[model][1], NUM_CLASSES, seed,
+                            local_heads=local_heads)
+  return programs.make_loss_fn(net.apply, 127.5, 64.0, perturbed=net.perturbed), net.params
 
 
 def build(model: str, config, seed: int = 0):
   """`(train_step, state)`: the package's own step for `config` and a fresh state."""
-  loss_fn, params = loss_and_params(model, seed)
+  loss_fn, params = loss_and_params(model, seed, config.estimator == "local_activity")
   tx = optimizers.build_optimizer(config)
   state = programs.init_state(params, tx, jax.random.PRNGKey(seed + 1))
   return programs.make_train_step(loss_fn, tx, config), state
@@ -106,6 +109,19 @@ def make_runner(train_step: Callable, mode: str = "scan") -> Callable:
 
     return run_steps
   raise ValueError(f"unknown mode {mode!r}; choose scan or jit")
+
+
+def step_call(model: str, config, images, labels, mode: str = "scan") -> Callable[[], None]:
+  """`call()`: runs the package's step for `config` over every batch of `images`/`labels` from
+  its own state, carried from call to call, and blocks until done."""
+  train_step, state = build(model, config)
+  run, held = make_runner(train_step, mode), {"state": state}
+
+  def call():
+    held["state"], losses = run(held["state"], images, labels)
+    losses.block_until_ready()
+
+  return call
 
 
 def warm_up(calls: dict[str, Callable[[], None]]) -> None:
@@ -156,6 +172,25 @@ def argument_parser(description: str, *, model: bool = True) -> argparse.Argumen
     parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--json", help="also write the report as JSON to this path")
   return parser
+
+
+def add_step_options(parser: argparse.ArgumentParser) -> None:
+  """The options of the step-time benchmarks: `--steps`, `--repeats` (default: the script's per
+  model) and `--mode`."""
+  parser.add_argument("--steps", type=int, help="steps per compiled call (default per model)")
+  parser.add_argument("--repeats", type=int, help="interleaved timed rounds (default per model)")
+  parser.add_argument("--mode", choices=("scan", "jit"), default="scan",
+                      help="scan: many steps per compiled lax.scan call, as training runs them; "
+                      "jit: one jitted call per step")
+
+
+def step_header(report: dict) -> list[str]:
+  """The lines above a step-time table: what was timed, and on which machine."""
+  per_call = ("per compiled call (lax.scan)" if report["mode"] == "scan"
+              else "per sample, one jitted call each")
+  return [f"{report['model']}, batch {report['batch_size']}: {report['steps_per_call']} steps "
+          f"{per_call}, medians of {report['repeats']} interleaved repeats",
+          describe_machine(report["machine"]), ""]
 
 
 def publish(report: dict, table: str, json_path) -> None:

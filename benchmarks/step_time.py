@@ -103,17 +103,11 @@ def measure(model: str, batch_size: int, steps: int, repeats: int, variance_draw
       variants[f"forward K={k} {name}"] = common.step_config(model, "forward", k, name)
 
   calls, draw_names = {}, {}
+  params = common.loss_and_params(model)[1]  # the shapes the tangents are drawn in
   for name, config in variants.items():
-    train_step, state = common.build(model, config)
-    run, held = common.make_runner(train_step, mode), {"state": state}
-
-    def call(run=run, held=held):
-      held["state"], losses = run(held["state"], images, labels)
-      losses.block_until_ready()
-
-    calls[name] = call
+    calls[name] = common.step_call(model, config, images, labels, mode)
     if config.estimator == "forward":
-      draw, out = _draw_scan(tangents.get_sampler(config.tangent), state.params,
+      draw, out = _draw_scan(tangents.get_sampler(config.tangent), params,
                              config.num_directions, steps)
       draw_held = {"tangents": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out)}
 
@@ -169,11 +163,7 @@ def measure(model: str, batch_size: int, steps: int, repeats: int, variance_draw
 
 
 def format_table(report: dict) -> str:
-  per_call = ("per compiled call (lax.scan)" if report["mode"] == "scan"
-              else "per sample, one jitted call each")
-  lines = [f"{report['model']}, batch {report['batch_size']}: {report['steps_per_call']} steps "
-           f"{per_call}, medians of {report['repeats']} interleaved repeats",
-           common.describe_machine(report["machine"]), ""]
+  lines = common.step_header(report)
   lines += common.markdown_table(
       ["step", "ms/step", "examples/s", "vs backprop", "tangent draw ms", "draw share"],
       [[row["name"], f"{row['ms']:.2f}", f"{row['examples_per_s']:,.0f}", f"{row['ratio']:.2f}",
@@ -193,13 +183,9 @@ def format_table(report: dict) -> str:
 
 def main():
   parser = common.argument_parser(__doc__)
-  parser.add_argument("--steps", type=int, help="steps per compiled call (default per model)")
-  parser.add_argument("--repeats", type=int, help="interleaved timed rounds (default per model)")
+  common.add_step_options(parser)
   parser.add_argument("--variance_draws", type=int,
                       help="tangents per law for the variance measurement, 0 to skip it")
-  parser.add_argument("--mode", choices=("scan", "jit"), default="scan",
-                      help="scan: many steps per compiled lax.scan call, as training runs them; "
-                      "jit: one jitted call per step")
   args = parser.parse_args()
   steps, repeats, draws = DEFAULTS[args.model]
   report = measure(args.model, args.batch_size, args.steps or steps, args.repeats or repeats,

@@ -23,6 +23,7 @@ import numpy as np
 
 from fgjax import config_loading
 from fgjax import sweep
+from fgjax import train
 from fgjax import workdir as workdir_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +60,15 @@ def find_run(root: str, row: str, variant: str) -> Optional[str]:
       epochs = math.inf if match[1] is None else int(match[1])
       found[(epochs, int(match[2] or 1))] = os.path.join(base, entry)
   return found[max(found)] if found else None
+
+
+def train_run(config, workdir: str) -> dict:
+  """Trains `config` in `workdir` (`fgjax.train.train_and_evaluate`, which resumes a killed run
+  and reads a finished one) after recording the machine it trains on in `machine.json`."""
+  if not os.path.isfile(os.path.join(workdir, workdir_files.SUMMARY_FILE)):
+    os.makedirs(workdir, exist_ok=True)
+    workdir_files.write_json(os.path.join(workdir, MACHINE_FILE), workdir_files.describe_machine())
+  return train.train_and_evaluate(config, workdir)
 
 
 def load_run(workdir: str) -> dict:

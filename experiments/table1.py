@@ -207,11 +207,8 @@ def run_rows(rows, variant: str, args) -> None:
       continue
     logging.info("[%d/%d] %s (%s, %d epochs, %d seed(s)) -> %s", i, len(rows), row, variant,
                  config.num_epochs, config.num_seeds, workdir)
-    os.makedirs(workdir, exist_ok=True)
-    workdir_files.write_json(os.path.join(workdir, runs.MACHINE_FILE),
-                             workdir_files.describe_machine())
     try:
-      summary = train.train_and_evaluate(config, workdir)
+      summary = runs.train_run(config, workdir)
     except Exception:  # pylint: disable=broad-except
       logging.exception("%s failed; going on with the next row", row)
       continue

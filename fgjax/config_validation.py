@@ -39,7 +39,8 @@ _CHOICES = {
 }
 # Integer fields and their smallest allowed value.
 _INTEGERS = {
-    "batch_size": 1, "num_epochs": 1, "num_directions": 1, "eval_batch_size": 1,
+    "batch_size": 1, "num_epochs": 1, "num_directions": 1, "unit_groups": 1,
+    "eval_batch_size": 1,
     "log_every_steps": 1, "checkpoint_every_steps": 1, "keep_checkpoints": 1,
     "seed": None, "data.validation_size": 1, "data.split_seed": 0,
 }
@@ -131,6 +132,11 @@ def problems(config) -> list[str]:
   if (_get(config, "estimator") in ("activity", "local_activity")
       and _get(config, "sharding.data_parallel") is True):
     found.append("the activity estimators train on one device: set sharding.data_parallel=False")
+  if _get(config, "unit_groups") not in (1, _MISSING) and (
+      _get(config, "estimator") not in ("activity", "local_activity")
+      or _get(config, "combine") != "mean"):
+    found.append("unit_groups > 1 needs estimator 'activity' or 'local_activity' and combine "
+                 "'mean'")
   every = _get(config, "diagnostics_every_steps")
   if every is not None:
     found.append(_check_integer("diagnostics_every_steps", every, 1) if every is not _MISSING

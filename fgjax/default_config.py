@@ -15,6 +15,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.estimator = "backprop"
   config.num_directions = 1  # forward gradient: tangents averaged per step
   config.combine = "mean"  # K tangents' estimates: "mean", or "projection" onto their span
+  # Activity estimators: a derivative per group of units (features or channels), G groups.
+  config.unit_groups = 1
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
   config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"
   config.loss = "cross_entropy"  # or "clamped_cross_entropy": probabilities clamped to [eps, 1-eps]

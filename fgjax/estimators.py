@@ -160,10 +160,23 @@ def forward_gradient_is_finite(derivatives: jax.Array, params: PyTree,
   return bound <= largest  # False for inf and nan
 
 
+def unit_group_of(num_units: int, unit_groups: int) -> jax.Array:
+  """The group of each of `num_units` units (features or channels) split into `unit_groups`
+  contiguous groups of nearly equal size; with fewer units than groups, one unit per group."""
+  return jnp.arange(num_units) * unit_groups // num_units
+
+
+def _per_unit(derivatives: jax.Array, ndim: int, num_units: int) -> jax.Array:
+  """The derivative (shape (G, K, B) per unit group) that scales each unit's tangent, shaped to
+  broadcast against tangents (K, B, ..., units) of `ndim` dimensions."""
+  by_unit = derivatives[unit_group_of(num_units, derivatives.shape[0])]  # (units, K, B)
+  return jnp.expand_dims(jnp.moveaxis(by_unit, 0, -1), tuple(range(2, ndim - 1)))
+
+
 def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
                       num_directions: int = 1, tangent: str = "normal",
-                      jvp_clip: Optional[float] = None, combine: str = "mean"
-                      ) -> tuple[jax.Array, PyTree]:
+                      jvp_clip: Optional[float] = None, combine: str = "mean",
+                      unit_groups: int = 1) -> tuple[jax.Array, PyTree]:
   """Activity perturbation (Ren et al., 2023, "Scaling Forward Gradient With Local Losses").
 
   It perturbs each layer's pre-activations z, per example, instead of the weights: a layer has
@@ -193,23 +206,47 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
     params, key, num_directions, tangent, jvp_clip, combine: as in `forward_gradient`, applied per
       example and group: K tangents of each example's activations, each derivative d_i clipped,
       the projection onto the span of one example's K tangents in one group.
+    unit_groups: G >= 1. With G > 1 the units of every perturbation point are split by their last
+      axis (features, or channels) into G groups (`unit_group_of`), and each group's units get a
+      derivative of their own, d_i,g = sum_l <grad_{z_l,i,g} loss_i, u_l,i,g>, from the tangent
+      masked to that group: G jvps (vmapped) instead of one. Still unbiased, and the noise now
+      grows with the units of one group rather than of all layers. Under local losses a jvp
+      only runs from a block's pre-activations to its local loss (the local head), so G jvps
+      cost little next to the step; under the model's own loss each runs through the network.
+      combine must then be "mean".
 
   Returns:
     `(loss, grads)`: the mean of the last group's losses (the model's loss) and the estimate.
   """
   _check_options(num_directions, jvp_clip, combine)
+  if unit_groups < 1 or (unit_groups > 1 and combine != "mean"):
+    raise ValueError(f"unit_groups must be >= 1, and 1 unless combine is 'mean'; got "
+                     f"{unit_groups} with combine {combine!r}")
   sample = tangents.get_sampler(tangent)
   activations, pullback = jax.vjp(lambda p: forward(p, None, True)[1], params)
   us = sample.stacked(jax.random.split(key, num_directions), activations,
                       jax.tree.map(lambda _: 0, activations))  # leaves (K, B, ...)
   zeros = jax.tree.map(jnp.zeros_like, activations)
   group_losses = lambda perturbations: jnp.stack(forward(params, perturbations, False)[0])
-  losses, derivatives = jax.vmap(lambda u: jax.jvp(group_losses, (zeros,), (u,)))(us)
+  directional = jax.vmap(lambda u: jax.jvp(group_losses, (zeros,), (u,)))
+  if unit_groups == 1:
+    losses, derivatives = directional(us)  # (K, groups, B)
+  else:
+    def masked_to(unit_group):
+      return jax.tree.map(lambda u: u * (unit_group_of(u.shape[-1], unit_groups) == unit_group
+                                         ).astype(u.dtype), us)
+
+    losses, derivatives = jax.vmap(lambda g: directional(masked_to(g)))(jnp.arange(unit_groups))
+    losses = losses[0]  # derivatives: (G, K, groups, B)
   if jvp_clip is not None:
-    derivatives = jnp.clip(derivatives, -jvp_clip, jvp_clip)  # (K, groups, B)
+    derivatives = jnp.clip(derivatives, -jvp_clip, jvp_clip)
   batch_size = derivatives.shape[-1]
   cotangents = []
   for g, group in enumerate(us):
+    if unit_groups > 1:
+      cotangents.append([(_per_unit(derivatives[:, :, g], u.ndim, u.shape[-1]) * u).sum(0)
+                         .astype(u.dtype) / (num_directions * batch_size) for u in group])
+      continue
     if combine == "mean":
       coefficients = derivatives[:, g] / num_directions
     else:  # one Gram matrix per example

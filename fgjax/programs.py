@@ -95,7 +95,8 @@ def make_gradient_fn(config) -> Callable:
     return forward
   if config.estimator in ("activity", "local_activity"):
     def activity(forward, params, key):
-      loss, grads = estimators.activity_gradient(forward, params, key, **options)
+      loss, grads = estimators.activity_gradient(forward, params, key, **options,
+                                                 unit_groups=int(config.unit_groups))
       return loss, grads, _all_finite(grads)
 
     return activity

@@ -44,6 +44,7 @@ import numpy as np
 from fgjax import checkpointing
 from fgjax import config_validation
 from fgjax import data
+from fgjax import default_config
 from fgjax import diagnostics
 from fgjax import models
 from fgjax import optimizers
@@ -128,8 +129,10 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-  """`field (saved X, now Y)` for each result-affecting field where two config dicts differ."""
-  saved, current = flatten(saved), flatten(current)
+  """`field (saved X, now Y)` for each result-affecting field where two config dicts differ. A
+  field that `saved` lacks, one added to fgjax after it was written, counts as its default."""
+  saved = {**flatten(files.json_safe(default_config.base_config().to_dict())), **flatten(saved)}
+  current = flatten(current)
   missing = "<absent>"
   return [f"{name} (saved {saved.get(name, missing)!r}, now {current.get(name, missing)!r})"
           for name in sorted(saved.keys() | current.keys())

@@ -42,6 +42,9 @@ BAD_FIELDS = [
     ("batch_size", 6.4, "batch_size must be an integer, got 6.4"),
     ("num_epochs", 0, "num_epochs must be >= 1, got 0"),
     ("num_directions", 0, "num_directions must be >= 1, got 0"),
+    ("unit_groups", 0, "unit_groups must be >= 1, got 0"),
+    ("unit_groups", 4, "unit_groups > 1 needs estimator 'activity' or 'local_activity' and "
+     "combine 'mean'"),
     ("eval_batch_size", -5, "eval_batch_size must be >= 1, got -5"),
     ("log_every_steps", 0, "log_every_steps must be >= 1, got 0"),
     ("checkpoint_every_steps", 0, "checkpoint_every_steps must be >= 1, got 0"),

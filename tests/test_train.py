@@ -199,6 +199,20 @@ def test_other_experiment_is_refused_but_checkpoint_fields_may_change(reference)
   assert snapshot(workdir) == before
 
 
+def test_a_run_saved_before_a_field_existed_counts_it_at_its_default(reference, tmp_path):
+  """A config field added to fgjax after a run was written is absent from its config.json: the
+  run is still the same experiment when the field has its default, another one otherwise."""
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference["forward"], workdir)
+  saved = read_json(os.path.join(workdir, "config.json"))
+  del saved["unit_groups"], saved["max_loss_ratio"]
+  with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+    json.dump(saved, f)
+  assert train.train_and_evaluate(digits_config("forward"), workdir)["status"] == "completed"
+  with pytest.raises(ConfigError, match=r"max_loss_ratio \(saved 10.0, now None\)"):
+    train.train_and_evaluate(digits_config("forward", max_loss_ratio=None), workdir)
+
+
 def test_corrupted_latest_checkpoint_falls_back_and_ends_identically(reference, tmp_path, caplog):
   workdir = str(tmp_path / "run")
   shutil.copytree(reference["backprop"], workdir)

@@ -1,0 +1,79 @@
+"""Time of one training step of every gradient estimator, relative to backprop's, side by side.
+
+  python benchmarks/estimator_step_time.py --model mlp --json benchmarks/results/estimator_step_time_mlp.json
+  python benchmarks/estimator_step_time.py --model cnn --mode jit --json benchmarks/results/estimator_step_time_cnn_jit.json
+
+Each variant is the package's own step (`fgjax.programs.make_train_step`: the estimator, the optax
+SGD update and the non-finite check) for the model's Table I setup at batch 64, on synthetic
+batches of the dataset's shape: backprop, the weight-perturbation forward gradient, activity
+perturbation of the model's loss and activity perturbation with local losses (`local_activity`,
+the model with its local heads), the last two with K = 1, 4 and 32 tangents per example, and
+local_activity with one tangent and a derivative per group of G units (config.unit_groups). The
+variants take turns over the repeats in one process (`common.time_interleaved`), so the ratio to
+backprop, the median of the per-round ratios, is what this measures; absolute times depend on
+the machine and its load, printed with the table. Modes as in step_time.py.
+"""
+
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+DEFAULTS = {"mlp": (50, 10), "cnn": (5, 5), "vgg": (2, 3)}  # steps per call, repeats
+ACTIVITY_DIRECTIONS = (1, 4, 32)
+UNIT_GROUPS = (8, 32, 128)  # local_activity with K = 1
+
+
+def variants(model: str) -> dict:
+  """Name -> config of every timed step; backprop first, the ratios' denominator."""
+  configs = {"backprop": common.step_config(model, "backprop"),
+             "forward K=1": common.step_config(model, "forward")}
+  for estimator in ("activity", "local_activity"):
+    for k in ACTIVITY_DIRECTIONS:
+      configs[f"{estimator} K={k}"] = common.step_config(model, estimator, k)
+  for groups in UNIT_GROUPS:
+    configs[f"local_activity K=1 G={groups}"] = config = common.step_config(
+        model, "local_activity")
+    config.unit_groups = groups
+  return configs
+
+
+def measure(model: str, batch_size: int, steps: int, repeats: int, mode: str) -> dict:
+  """Times every variant interleaved; returns the JSON report."""
+  images, labels = common.synthetic_batches(model, steps, batch_size)
+  calls = {name: common.step_call(model, config, images, labels, mode)
+           for name, config in variants(model).items()}
+  common.warm_up(calls)
+  seconds = common.time_interleaved(calls, repeats)
+  ms = {name: [1e3 * s / steps for s in values] for name, values in seconds.items()}
+  rows = [{"name": name, "ms": statistics.median(values),
+           "examples_per_s": 1e3 * batch_size / statistics.median(values),
+           "ratio": common.paired_ratio(values, ms["backprop"]), "ms_per_repeat": values}
+          for name, values in ms.items()]
+  return {"model": model, "mode": mode, "batch_size": batch_size, "steps_per_call": steps,
+          "repeats": repeats, "machine": common.machine_info(), "rows": rows}
+
+
+def format_table(report: dict) -> str:
+  lines = common.step_header(report)
+  lines += common.markdown_table(
+      ["step", "ms/step", "examples/s", "vs backprop"],
+      [[row["name"], f"{row['ms']:.2f}", f"{row['examples_per_s']:,.0f}", f"{row['ratio']:.2f}"]
+       for row in report["rows"]])
+  return "\n".join(lines)
+
+
+def main():
+  parser = common.argument_parser(__doc__)
+  common.add_step_options(parser)
+  args = parser.parse_args()
+  steps, repeats = DEFAULTS[args.model]
+  report = measure(args.model, args.batch_size, args.steps or steps, args.repeats or repeats,
+                   args.mode)
+  common.publish(report, format_table(report), args.json)
+
+
+if __name__ == "__main__":
+  main()
