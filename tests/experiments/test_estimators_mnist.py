@@ -35,24 +35,27 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path):
   args = types.SimpleNamespace(
       data_source="npz", data_path=tiny_mnist(tmp_path), workdir=str(tmp_path / "runs"),
       table1_root=str(tmp_path / "table1"), num_seeds=2, tune_epochs=1, epochs=2,
-      optimizers=["sgd"], step_times=str(tmp_path / "none.json"),
+      models=["mlp"], optimizers=["sgd"], step_times_dir=str(tmp_path),
       out=str(tmp_path / "out" / "report.md"), overwrite=False)
   text = estimators_mnist.run_all(args)
-  rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| sgd |")]
-  assert [row[1] for row in rows] == ["forward", *estimators_mnist.ESTIMATORS, "backprop"]
-  assert all(row[3] == "2" and "+-" in row[4] and row[-1] == "- |" for row in rows)
-  tuned = os.path.join(args.workdir, "sgd_local_activity_k1_g32_2ep_2seeds")
+  rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| MLP | SGD |")]
+  assert [row[2] for row in rows] == ["forward", *estimators_mnist.ESTIMATORS, "backprop"]
+  assert all(row[4] == "2" and "+-" in row[5] and row[-1] == "- |" for row in rows)
+  tuned = os.path.join(args.workdir, "mlp_sgd_local_activity_k1_g32_2ep_2seeds")
   config = workdir_files.read_json(os.path.join(tuned, "seed_0", workdir_files.CONFIG_FILE))
   assert (config["estimator"], config["unit_groups"], config["num_epochs"]) == (
       "local_activity", 32, 2)
   sweep = workdir_files.read_json(os.path.join(args.workdir, "sweeps",
-                                               "sgd_local_activity_k1_g32", "results.json"))
+                                               "mlp_sgd_local_activity_k1_g32",
+                                               "results.json"))
   assert config["learning_rate"] == sweep["best"]["hyperparameters"]["learning_rate"]
   assert os.path.isfile(os.path.join(args.workdir, "mnist_mlp_sgd_bp_2ep_2seeds", "machine.json"))
   assert os.path.getsize(str(tmp_path / "out" / "report.png")) > 10_000
 
   with pytest.raises(UserError, match="already there; pass --overwrite"):
     estimators_mnist.run_all(args)
+  with pytest.raises(UserError, match="--models=resnet: choose from mlp,cnn"):
+    estimators_mnist.run_all(types.SimpleNamespace(**{**vars(args), "models": ["resnet"]}))
   metrics = os.path.join(tuned, "seed_0", workdir_files.METRICS_FILE)
   stamp = os.path.getmtime(metrics)
   args.overwrite = True
