@@ -14,7 +14,9 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
    (`--tune_epochs` epochs per trial, `GRIDS[optimizer]`, one seed), in
    `<workdir>/sweeps/<model>_<optimizer>_<estimator>`;
 2. the best learning rate trains `--num_seeds` seeds at the full 50 epochs, in
-   `<workdir>/<model>_<optimizer>_<estimator>_<N>seeds`;
+   `<workdir>/<model>_<optimizer>_<estimator>_<N>seeds`; if the run diverges, the next smaller
+   rate that completed its tuning trial does, in `..._<estimator>_lr<rate>_<N>seeds`, and so on
+   (the report shows every such run);
 3. the weight-perturbation forward gradient and backprop are Table I's rows
    (`mnist_<model>_<optimizer>_{fwd,bp}`, their paper settings, the learning rates the paper
    tuned), read from `--table1_root` where a run of at least `--num_seeds` seeds is there, else
@@ -77,9 +79,11 @@ def _suffix(args) -> str:
   return (f"_{args.epochs}ep" if args.epochs else "") + f"_{args.num_seeds}seeds"
 
 
-def tuned_run(model: str, optimizer: str, name: str, args) -> str:
-  """Tunes the learning rate of estimator `name` (step 1), trains the best with seeds (step 2);
-  returns the run's workdir."""
+def tuned_runs(model: str, optimizer: str, name: str, args) -> list[str]:
+  """Tunes the learning rate of estimator `name` (step 1) and trains the best with seeds (step
+  2). A rate chosen on the short tuning budget may diverge later in the full run: then the
+  next smaller rate that completed its tuning trial is trained, and so on. Returns the runs'
+  workdirs, the one that completed (if any) last."""
   estimator, num_directions, unit_groups = ESTIMATORS[name]
   row = f"mnist_{model}_{optimizer}_bp"
   config = _with_data(runs.row_config(row), args)
@@ -92,16 +96,24 @@ def tuned_run(model: str, optimizer: str, name: str, args) -> str:
       config, os.path.join(args.workdir, "sweeps", f"{model}_{optimizer}_{name}"),
       space={"learning_rate": sweep.parse_spec("learning_rate", GRIDS[optimizer])},
       epochs=args.tune_epochs, config_spec=f"configs/{row}.py", config_overrides=overrides)
-  if results["best"] is None:
+  rates = [setting["hyperparameters"]["learning_rate"] for setting in results["settings"]
+           if setting["status"] == "completed"]
+  if not rates:
     raise cli.UserError(f"every learning rate of {model} {optimizer} {name} diverged; widen "
                         "GRIDS")
-  config.learning_rate = results["best"]["hyperparameters"]["learning_rate"]
   config.num_seeds = args.num_seeds
-  run_dir = os.path.join(args.workdir, f"{model}_{optimizer}_{name}{_suffix(args)}")
-  logging.info("training %s, %s with %s, learning rate %g, %d seeds", model, name, optimizer,
-               config.learning_rate, args.num_seeds)
-  runs.train_run(config, run_dir)
-  return run_dir
+  run_dirs = []
+  while rates:
+    config.learning_rate = rates[0]
+    fallback = f"_lr{rates[0]:g}" if run_dirs else ""
+    run_dirs.append(os.path.join(args.workdir,
+                                 f"{model}_{optimizer}_{name}{fallback}{_suffix(args)}"))
+    logging.info("training %s, %s with %s, learning rate %g, %d seeds", model, name, optimizer,
+                 config.learning_rate, args.num_seeds)
+    if runs.train_run(config, run_dirs[-1])["status"] == "completed":
+      break
+    rates = [rate for rate in rates if rate < config.learning_rate]
+  return run_dirs
 
 
 def table1_run(model: str, optimizer: str, side: str, args) -> str:
@@ -120,13 +132,17 @@ def table1_run(model: str, optimizer: str, side: str, args) -> str:
 
 
 def validation_curves(run: dict) -> tuple[np.ndarray, np.ndarray]:
-  """`(steps, losses)`: the validation loss at every epoch's end, losses shaped (seeds, epochs)."""
+  """`(steps, losses)`: the validation loss at every epoch's end, losses shaped (seeds, epochs),
+  NaN after a seed diverged."""
   curves = []
   for trial_dir in runs.trial_dirs(run).values():
     rows = [r for r in workdir_files.read_metrics(trial_dir) if "validation_loss" in r]
     curves.append(([r["step"] for r in rows], [r["validation_loss"] for r in rows]))
-  steps = curves[0][0]
-  return np.array(steps), np.array([losses for _, losses in curves], np.float64)
+  steps = max((steps for steps, _ in curves), key=len)
+  losses = np.full((len(curves), len(steps)), np.nan)
+  for i, (_, curve) in enumerate(curves):
+    losses[i, :len(curve)] = curve
+  return np.array(steps), losses
 
 
 def steps_to(steps: np.ndarray, losses: np.ndarray, target: float):
@@ -141,27 +157,36 @@ def steps_to(steps: np.ndarray, losses: np.ndarray, target: float):
   return int(np.median(firsts))
 
 
+def _test_cells(aggregate: dict) -> str:
+  """The test loss and accuracy cells of a run of seeds: mean +- std, or where its seeds
+  diverged."""
+  if aggregate["status"] == "completed":
+    stats = aggregate["aggregate"]
+    return " | ".join(f"{stats[name]['mean']:.4f} +- {stats[name]['std']:.4f}"
+                      for name in ("test_loss", "test_accuracy"))
+  steps = sorted(s["steps"] for s in aggregate["per_seed"].values() if s["status"] != "completed")
+  where = f"at step {steps[0]:,}" + (f"-{steps[-1]:,}" if len(steps) > 1 else "")
+  return f"diverged: {len(steps)} of {aggregate['num_seeds']} seeds, {where} | -"
+
+
 def report(results: dict, step_times: dict) -> str:
   """The markdown report: one table row per (model, optimizer, estimator); `step_times` holds
   each model's step-time report, if there is one."""
   lines = ["| model | optimizer | estimator | learning rate | seeds | test loss | test accuracy | "
            + " | ".join(f"steps to val. loss {t}" for t in TARGETS) + " | step time vs backprop |",
            "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(TARGETS) + "---:|"]
-  for (model, optimizer, name), run in results.items():
+  for (model, optimizer, name), run_list in results.items():
     ratios = {row["name"]: row["ratio"] for row in step_times[model]["rows"]
               } if model in step_times else {}
-    stats = run["aggregate"]["aggregate"]
-    steps, losses = validation_curves(run)
-    cell = lambda s: "-" if s is None else f"{s:,}"
     ratio = ratios.get(STEP_TIME_NAMES[name])
-    lines.append(
-        f"| {runs.LABELS[model]} | {runs.LABELS[optimizer]} | {name} | "
-        f"{run['config']['learning_rate']:g} | "
-        f"{run['aggregate']['num_seeds']} | "
-        f"{stats['test_loss']['mean']:.4f} +- {stats['test_loss']['std']:.4f} | "
-        f"{stats['test_accuracy']['mean']:.4f} +- {stats['test_accuracy']['std']:.4f} | "
-        + " | ".join(cell(steps_to(steps, losses, t)) for t in TARGETS)
-        + f" | {'-' if ratio is None else f'{ratio:.2f}x'} |")
+    for run in run_list:
+      steps, losses = validation_curves(run)
+      cell = lambda s: "-" if s is None else f"{s:,}"
+      lines.append(f"| {runs.LABELS[model]} | {runs.LABELS[optimizer]} | {name} | "
+                   f"{run['config']['learning_rate']:g} | {run['aggregate']['num_seeds']} | "
+                   + _test_cells(run["aggregate"]) + " | "
+                   + " | ".join(cell(steps_to(steps, losses, t)) for t in TARGETS)
+                   + f" | {'-' if ratio is None else f'{ratio:.2f}x'} |")
   return "\n".join(lines)
 
 
@@ -171,11 +196,14 @@ def plot(results: dict, path: str) -> None:
   panels = list(dict.fromkeys((model, optimizer) for model, optimizer, _ in results))
   figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
   for axis, (model, optimizer) in zip(axes[0], panels):
-    for (_, _, name), run in ((key, run) for key, run in results.items()
-                              if key[:2] == (model, optimizer)):
+    for name, run_list in ((key[2], value) for key, value in results.items()
+                           if key[:2] == (model, optimizer)):
+      run = run_list[-1]  # the learning rate whose run completed, if one did
       steps, losses = validation_curves(run)
-      line, = axis.plot(steps, losses.mean(0), label=name)
-      axis.fill_between(steps, losses.min(0), losses.max(0), color=line.get_color(), alpha=0.2)
+      line, = axis.plot(steps, np.nanmean(losses, 0),
+                        label=f"{name}, γ {run['config']['learning_rate']:g}")
+      axis.fill_between(steps, np.nanmin(losses, 0), np.nanmax(losses, 0),
+                        color=line.get_color(), alpha=0.2)
     axis.set(yscale="log", xlabel="training step", ylabel="validation loss",
              title=f"MNIST {runs.LABELS[model]}, {runs.LABELS[optimizer]}")
     axis.grid(True, which="major", alpha=0.3)
@@ -186,13 +214,17 @@ def plot(results: dict, path: str) -> None:
 
 
 def run_all(args) -> str:
-  """Steps 1-3 for every model of `args.models` and optimizer of `args.optimizers`, then the
-  report and its figure, written to `args.out` (refused if there, unless `args.overwrite`);
-  returns the report."""
+  """Steps 1-3 for every model of `args.models` and optimizer of `args.optimizers` (and the
+  tuned estimators of `args.estimators`), then the report and its figure, written to `args.out`
+  (refused if there, unless `args.overwrite`); returns the report."""
   for flag, given, known in (("models", args.models, MODELS),
-                             ("optimizers", args.optimizers, OPTIMIZERS)):
+                             ("optimizers", args.optimizers, OPTIMIZERS),
+                             ("estimators", args.estimators, tuple(ESTIMATORS))):
     if set(given) - set(known) or not given:
       raise cli.UserError(f"--{flag}={','.join(given)}: choose from {','.join(known)}")
+  if args.num_seeds < 2:
+    raise cli.UserError(f"--num_seeds={args.num_seeds}: the report gives mean +- std over seeds; "
+                        "use at least 2")
   figure_path = os.path.splitext(args.out)[0] + ".png"
   existing = [p for p in (args.out, figure_path) if os.path.exists(p)]
   if existing and not args.overwrite:
@@ -202,16 +234,17 @@ def run_all(args) -> str:
   step_times = {model: workdir_files.read_json(path) for model, path in step_time_paths.items()
                 if os.path.isfile(path)}
   setups = [(model, optimizer) for model in args.models for optimizer in args.optimizers]
-  dirs = {(*setup, name): tuned_run(*setup, name, args) for setup in setups
-          for name in ESTIMATORS}
+  dirs = {(*setup, name): tuned_runs(*setup, name, args) for setup in setups
+          for name in args.estimators}
   for setup in setups:
-    dirs[(*setup, "forward")] = table1_run(*setup, "fwd", args)
-    dirs[(*setup, "backprop")] = table1_run(*setup, "bp", args)
-  results = {(*setup, name): runs.load_run(dirs[(*setup, name)])
-             for setup in setups for name in ("forward", *ESTIMATORS, "backprop")}
-  machines = sorted({workdir_files.format_machine(run["machine"]) for run in results.values()
-                     if run["machine"]})
+    dirs[(*setup, "forward")] = [table1_run(*setup, "fwd", args)]
+    dirs[(*setup, "backprop")] = [table1_run(*setup, "bp", args)]
+  results = {(*setup, name): [runs.load_run(run_dir) for run_dir in dirs[(*setup, name)]]
+             for setup in setups for name in ("forward", *args.estimators, "backprop")}
+  machines = sorted({workdir_files.format_machine(run["machine"])
+                     for run_list in results.values() for run in run_list if run["machine"]})
   options = (f"--models={','.join(args.models)} --optimizers={','.join(args.optimizers)} "
+             f"--estimators={','.join(args.estimators)} "
              f"--num_seeds={args.num_seeds} --tune_epochs={args.tune_epochs}"
              + (f" --epochs={args.epochs}" if args.epochs else ""))
   text = ["# Gradient estimators on MNIST against backprop", "",
@@ -251,6 +284,8 @@ def _define_flags():
                        "Table I's runs are not read but trained, as short).")
   flags.DEFINE_list("models", ["mlp"], "Models to run, in this order: mlp, cnn.")
   flags.DEFINE_list("optimizers", list(OPTIMIZERS), "Optimizers to run, in this order.")
+  flags.DEFINE_list("estimators", list(ESTIMATORS), "Tuned estimators to run, in this order; "
+                    "forward and backprop are always in the report.")
   flags.DEFINE_string("step_times_dir", os.path.join(runs.REPO, "benchmarks", "results"),
                       "Where benchmarks/estimator_step_time.py's JSON reports are.")
   flags.DEFINE_string("out", os.path.join(runs.REPO, "experiments", "results",

@@ -35,7 +35,8 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path):
   args = types.SimpleNamespace(
       data_source="npz", data_path=tiny_mnist(tmp_path), workdir=str(tmp_path / "runs"),
       table1_root=str(tmp_path / "table1"), num_seeds=2, tune_epochs=1, epochs=2,
-      models=["mlp"], optimizers=["sgd"], step_times_dir=str(tmp_path),
+      models=["mlp"], optimizers=["sgd"], estimators=list(estimators_mnist.ESTIMATORS),
+      step_times_dir=str(tmp_path),
       out=str(tmp_path / "out" / "report.md"), overwrite=False)
   text = estimators_mnist.run_all(args)
   rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| MLP | SGD |")]
@@ -61,3 +62,32 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path):
   args.overwrite = True
   assert estimators_mnist.run_all(args) == text  # finished runs are read, not trained again
   assert os.path.getmtime(metrics) == stamp
+
+
+def test_a_diverged_full_run_falls_back_to_the_next_smaller_rate(tmp_path, monkeypatch):
+  """The tuned rate's full run diverges (made to, here): the next smaller rate that completed
+  its tuning trial trains, in a directory named by its rate."""
+  train_run = estimators_mnist.runs.train_run
+  trained = []
+
+  def diverging_first(config, workdir):
+    summary = train_run(config, workdir)
+    trained.append(config.learning_rate)
+    return {**summary, "status": "diverged"} if len(trained) == 1 else summary
+
+  monkeypatch.setattr(estimators_mnist.runs, "train_run", diverging_first)
+  args = types.SimpleNamespace(
+      data_source="npz", data_path=tiny_mnist(tmp_path), workdir=str(tmp_path / "runs"),
+      num_seeds=1, tune_epochs=1, epochs=1)
+  run_dirs = estimators_mnist.tuned_runs("mlp", "sgd", "activity_k1", args)
+  assert len(trained) == 2 and trained[1] < trained[0]
+  assert [os.path.basename(d) for d in run_dirs] == [
+      "mlp_sgd_activity_k1_1ep_1seeds", f"mlp_sgd_activity_k1_lr{trained[1]:g}_1ep_1seeds"]
+
+
+def test_diverged_seeds_are_reported_with_where_they_stopped():
+  aggregate = {"status": "diverged", "num_seeds": 3, "per_seed": {
+      "0": {"status": "diverged", "steps": 19691}, "1": {"status": "diverged", "steps": 19135},
+      "2": {"status": "completed", "steps": 39050}}}
+  assert estimators_mnist._test_cells(aggregate) == (
+      "diverged: 2 of 3 seeds, at step 19,135-19,691 | -")
