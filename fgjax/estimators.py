@@ -211,9 +211,9 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
       derivative of their own, d_i,g = sum_l <grad_{z_l,i,g} loss_i, u_l,i,g>, from the tangent
       masked to that group: G jvps (vmapped) instead of one. Still unbiased, and the noise now
       grows with the units of one group rather than of all layers. Under local losses a jvp
-      only runs from a block's pre-activations to its local loss (the local head), so G jvps
-      cost little next to the step; under the model's own loss each runs through the network.
-      combine must then be "mean".
+      only runs from a block's pre-activations to its local loss (the local head): on the MNIST
+      MLP G = 32 adds about 0.4 of a backprop step; under the model's own loss each jvp runs
+      through the rest of the network. combine must then be "mean".
 
   Returns:
     `(loss, grads)`: the mean of the last group's losses (the model's loss) and the estimate.
