@@ -175,8 +175,12 @@ def test_offline_download_stops_before_tfds_retries(tmp_path, monkeypatch):
 @pytest.mark.usefixtures("tensorflow_installed")
 def test_a_silent_network_stops_at_the_probe_timeout(tmp_path, monkeypatch):
   monkeypatch.setattr(tfds_source, "PROBE_TIMEOUT_SECONDS", 0.5)
-  monkeypatch.setattr(tfds_source.urllib.request, "urlopen",
-                      lambda *args, **kwargs: time.sleep(60))  # a hung DNS lookup, say
+  def hung(*args, **kwargs):  # a hung DNS lookup, say, that times out long after the probe's
+    del args, kwargs
+    time.sleep(60)
+    raise TimeoutError("timed out")
+
+  monkeypatch.setattr(tfds_source.urllib.request, "urlopen", hung)
   start = time.monotonic()
   message = _load_error(name="cifar10", tfds_data_dir=str(tmp_path), download=True)
   assert time.monotonic() - start < 5
