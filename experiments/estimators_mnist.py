@@ -29,10 +29,13 @@ relative to backprop's from benchmarks/estimator_step_time.py's JSON in `--step_
 (STEP_TIME_FILES; measured side by side in one process, on the machine it names). The figure
 draws the validation loss against steps, the mean over seeds and their range, a panel per model
 and optimizer. Finished sweeps and runs are read, not trained again; a killed run resumes.
-Neither output is replaced unless `--overwrite`.
+`--report_only` trains nothing and reports the finished runs there are. Neither output is
+replaced unless `--overwrite`.
 """
 
+import math
 import os
+import re
 import sys
 
 from absl import flags
@@ -131,6 +134,26 @@ def table1_run(model: str, optimizer: str, side: str, args) -> str:
   return run_dir
 
 
+def finished_runs(model: str, optimizer: str, name: str, args) -> list[str]:
+  """The finished runs of `name` for `model` and `optimizer` that steps 1-3 left, in the order
+  they trained (an estimator's tuned rate first, then its fallbacks, falling rates); none is
+  trained. [] if there is none."""
+  if name in ("forward", "backprop"):
+    row = f"mnist_{model}_{optimizer}_{'fwd' if name == 'forward' else 'bp'}"
+    found = None if args.epochs else runs.find_run(args.table1_root, row, "paper")
+    if found and (runs.load_run(found)["aggregate"] or {}).get("num_seeds", 1) >= args.num_seeds:
+      return [found]
+    candidates = [os.path.join(args.workdir, f"{row}{_suffix(args)}")]
+  else:
+    pattern = re.compile(re.escape(f"{model}_{optimizer}_{name}") + r"(?:_lr([0-9.e+-]+))?"
+                         + re.escape(_suffix(args)))
+    matches = [(m, entry) for entry in sorted(os.listdir(args.workdir))
+               if (m := pattern.fullmatch(entry))] if os.path.isdir(args.workdir) else []
+    matches.sort(key=lambda item: -math.inf if item[0][1] is None else -float(item[0][1]))
+    candidates = [os.path.join(args.workdir, entry) for _, entry in matches]
+  return [d for d in candidates if os.path.isfile(os.path.join(d, workdir_files.SUMMARY_FILE))]
+
+
 def validation_curves(run: dict) -> tuple[np.ndarray, np.ndarray]:
   """`(steps, losses)`: the validation loss at every epoch's end, losses shaped (seeds, epochs),
   NaN after a seed diverged."""
@@ -179,6 +202,9 @@ def report(results: dict, step_times: dict) -> str:
     ratios = {row["name"]: row["ratio"] for row in step_times[model]["rows"]
               } if model in step_times else {}
     ratio = ratios.get(STEP_TIME_NAMES[name])
+    if not run_list:
+      lines.append(f"| {runs.LABELS[model]} | {runs.LABELS[optimizer]} | {name} | not run | "
+                   + " | ".join(["-"] * (4 + len(TARGETS))) + " |")
     for run in run_list:
       steps, losses = validation_curves(run)
       cell = lambda s: "-" if s is None else f"{s:,}"
@@ -198,6 +224,8 @@ def plot(results: dict, path: str) -> None:
   for axis, (model, optimizer) in zip(axes[0], panels):
     for name, run_list in ((key[2], value) for key, value in results.items()
                            if key[:2] == (model, optimizer)):
+      if not run_list:
+        continue
       run = run_list[-1]  # the learning rate whose run completed, if one did
       steps, losses = validation_curves(run)
       line, = axis.plot(steps, np.nanmean(losses, 0),
@@ -234,19 +262,25 @@ def run_all(args) -> str:
   step_times = {model: workdir_files.read_json(path) for model, path in step_time_paths.items()
                 if os.path.isfile(path)}
   setups = [(model, optimizer) for model in args.models for optimizer in args.optimizers]
-  dirs = {(*setup, name): tuned_runs(*setup, name, args) for setup in setups
-          for name in args.estimators}
-  for setup in setups:
-    dirs[(*setup, "forward")] = [table1_run(*setup, "fwd", args)]
-    dirs[(*setup, "backprop")] = [table1_run(*setup, "bp", args)]
+  names = ("forward", *args.estimators, "backprop")
+  if args.report_only:
+    dirs = {(*setup, name): finished_runs(*setup, name, args) for setup in setups
+            for name in names}
+  else:
+    dirs = {(*setup, name): tuned_runs(*setup, name, args) for setup in setups
+            for name in args.estimators}
+    for setup in setups:
+      dirs[(*setup, "forward")] = [table1_run(*setup, "fwd", args)]
+      dirs[(*setup, "backprop")] = [table1_run(*setup, "bp", args)]
   results = {(*setup, name): [runs.load_run(run_dir) for run_dir in dirs[(*setup, name)]]
-             for setup in setups for name in ("forward", *args.estimators, "backprop")}
+             for setup in setups for name in names}
   machines = sorted({workdir_files.format_machine(run["machine"])
                      for run_list in results.values() for run in run_list if run["machine"]})
   options = (f"--models={','.join(args.models)} --optimizers={','.join(args.optimizers)} "
              f"--estimators={','.join(args.estimators)} "
              f"--num_seeds={args.num_seeds} --tune_epochs={args.tune_epochs}"
-             + (f" --epochs={args.epochs}" if args.epochs else ""))
+             + (f" --epochs={args.epochs}" if args.epochs else "")
+             + (" --report_only" if args.report_only else ""))
   text = ["# Gradient estimators on MNIST against backprop", "",
           f"Made by `python -m experiments.estimators_mnist {options}`; the module's docstring "
           f"says what each row is. Trained on: {'; '.join(machines) or 'unrecorded'}.", "",
@@ -290,6 +324,8 @@ def _define_flags():
                       "Where benchmarks/estimator_step_time.py's JSON reports are.")
   flags.DEFINE_string("out", os.path.join(runs.REPO, "experiments", "results",
                                           "estimators_mnist.md"), "The markdown report.")
+  flags.DEFINE_bool("report_only", False, "Train nothing: report the finished runs there are "
+                    "(a missing one is a row 'not run').")
   flags.DEFINE_bool("overwrite", False, "Replace --out and its figure if they exist.")
 
 

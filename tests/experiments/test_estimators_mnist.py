@@ -1,6 +1,7 @@
 """experiments/estimators_mnist.py: tunes, trains with seeds and reports every estimator."""
 
 import os
+import shutil
 import types
 
 import numpy as np
@@ -36,7 +37,7 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path):
       data_source="npz", data_path=tiny_mnist(tmp_path), workdir=str(tmp_path / "runs"),
       table1_root=str(tmp_path / "table1"), num_seeds=2, tune_epochs=1, epochs=2,
       models=["mlp"], optimizers=["sgd"], estimators=list(estimators_mnist.ESTIMATORS),
-      step_times_dir=str(tmp_path),
+      step_times_dir=str(tmp_path), report_only=False,
       out=str(tmp_path / "out" / "report.md"), overwrite=False)
   text = estimators_mnist.run_all(args)
   rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| MLP | SGD |")]
@@ -62,6 +63,14 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path):
   args.overwrite = True
   assert estimators_mnist.run_all(args) == text  # finished runs are read, not trained again
   assert os.path.getmtime(metrics) == stamp
+  # Reporting only: the same rows from the runs there are, and a row "not run" for a missing one.
+  shutil.rmtree(tuned)
+  args.report_only = True
+  only = estimators_mnist.run_all(args)
+  assert "| MLP | SGD | local_activity_k1_g32 | not run | - |" in only
+  kept = lambda report: [line for line in report.splitlines() if "local_activity" not in line
+                         and not line.startswith("Made by")]
+  assert kept(only) == kept(text)
 
 
 def test_a_diverged_full_run_falls_back_to_the_next_smaller_rate(tmp_path, monkeypatch):
@@ -83,6 +92,7 @@ def test_a_diverged_full_run_falls_back_to_the_next_smaller_rate(tmp_path, monke
   assert len(trained) == 2 and trained[1] < trained[0]
   assert [os.path.basename(d) for d in run_dirs] == [
       "mlp_sgd_activity_k1_1ep_1seeds", f"mlp_sgd_activity_k1_lr{trained[1]:g}_1ep_1seeds"]
+  assert estimators_mnist.finished_runs("mlp", "sgd", "activity_k1", args) == run_dirs
 
 
 def test_diverged_seeds_are_reported_with_where_they_stopped():
