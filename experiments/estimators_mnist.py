@@ -57,6 +57,7 @@ OPTIMIZERS = ("sgd", "adam")
 ESTIMATORS = {"activity_k1": ("activity", 1, 1),
               "local_activity_k1_g32": ("local_activity", 1, 32)}
 GRIDS = {"sgd": "1e-3:0.3:6", "adam": "1e-5:3e-3:6"}  # learning rates tried, low:high:num
+SIDES = ("forward", *ESTIMATORS, "backprop")  # the report's order, and the figure's colours
 TARGETS = (0.5, 0.2, 0.1)  # validation losses for "steps to target"
 # benchmarks/estimator_step_time.py's report per model (the CNN's timed one jitted step at a
 # time, as fgjax runs convolutional models on CPU).
@@ -228,7 +229,7 @@ def plot(results: dict, path: str) -> None:
         continue
       run = run_list[-1]  # the learning rate whose run completed, if one did
       steps, losses = validation_curves(run)
-      line, = axis.plot(steps, np.nanmean(losses, 0),
+      line, = axis.plot(steps, np.nanmean(losses, 0), color=f"C{SIDES.index(name)}",
                         label=f"{name}, γ {run['config']['learning_rate']:g}")
       axis.fill_between(steps, np.nanmin(losses, 0), np.nanmax(losses, 0),
                         color=line.get_color(), alpha=0.2)
@@ -262,7 +263,7 @@ def run_all(args) -> str:
   step_times = {model: workdir_files.read_json(path) for model, path in step_time_paths.items()
                 if os.path.isfile(path)}
   setups = [(model, optimizer) for model in args.models for optimizer in args.optimizers]
-  names = ("forward", *args.estimators, "backprop")
+  names = [name for name in SIDES if name in ("forward", *args.estimators, "backprop")]
   if args.report_only:
     dirs = {(*setup, name): finished_runs(*setup, name, args) for setup in setups
             for name in names}
