@@ -120,12 +120,21 @@ def tuned_runs(model: str, optimizer: str, name: str, args) -> list[str]:
   return run_dirs
 
 
+def _table1_found(row: str, args):
+  """The row's finished run in --table1_root if it has at least --num_seeds seeds (and the run
+  is not shortened), else None."""
+  found = None if args.epochs else runs.find_run(args.table1_root, row, "paper")
+  if found and (runs.load_run(found)["aggregate"] or {}).get("num_seeds", 1) >= args.num_seeds:
+    return found
+  return None
+
+
 def table1_run(model: str, optimizer: str, side: str, args) -> str:
   """Table I's row of `side` (fwd or bp) for `model` and `optimizer` with at least --num_seeds
   seeds (step 3): the one in --table1_root, or trained here."""
   row = f"mnist_{model}_{optimizer}_{side}"
-  found = None if args.epochs else runs.find_run(args.table1_root, row, "paper")
-  if found and (runs.load_run(found)["aggregate"] or {}).get("num_seeds", 1) >= args.num_seeds:
+  found = _table1_found(row, args)
+  if found:
     return found
   config = _with_data(runs.row_config(row), args)
   config.num_seeds = args.num_seeds
@@ -141,8 +150,8 @@ def finished_runs(model: str, optimizer: str, name: str, args) -> list[str]:
   trained. [] if there is none."""
   if name in ("forward", "backprop"):
     row = f"mnist_{model}_{optimizer}_{'fwd' if name == 'forward' else 'bp'}"
-    found = None if args.epochs else runs.find_run(args.table1_root, row, "paper")
-    if found and (runs.load_run(found)["aggregate"] or {}).get("num_seeds", 1) >= args.num_seeds:
+    found = _table1_found(row, args)
+    if found:
       return [found]
     candidates = [os.path.join(args.workdir, f"{row}{_suffix(args)}")]
   else:
