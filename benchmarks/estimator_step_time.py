@@ -40,11 +40,14 @@ def variants(model: str) -> dict:
   return configs
 
 
-def measure(model: str, batch_size: int, steps: int, repeats: int, mode: str) -> dict:
-  """Times every variant interleaved; returns the JSON report."""
+def measure(model: str, batch_size: int, steps: int, repeats: int, mode: str,
+            only=None) -> dict:
+  """Times every variant (those named in `only`, and backprop, if given) interleaved; returns
+  the JSON report."""
   images, labels = common.synthetic_batches(model, steps, batch_size)
   calls = {name: common.step_call(model, config, images, labels, mode)
-           for name, config in variants(model).items()}
+           for name, config in variants(model).items()
+           if only is None or name == "backprop" or name in only}
   common.warm_up(calls)
   seconds = common.time_interleaved(calls, repeats)
   ms = {name: [1e3 * s / steps for s in values] for name, values in seconds.items()}
@@ -68,10 +71,19 @@ def format_table(report: dict) -> str:
 def main():
   parser = common.argument_parser(__doc__)
   common.add_step_options(parser)
+  parser.add_argument("--only", help="time only these variants (comma-separated names as in "
+                      "the table, e.g. 'forward K=1,activity K=1'), and backprop")
   args = parser.parse_args()
+  only = None
+  if args.only:
+    only = [name.strip() for name in args.only.split(",")]
+    unknown = sorted(set(only) - set(variants(args.model)))
+    if unknown:
+      parser.error(f"--only: unknown variant(s) {', '.join(unknown)}; choose from "
+                   f"{', '.join(variants(args.model))}")
   steps, repeats = DEFAULTS[args.model]
   report = measure(args.model, args.batch_size, args.steps or steps, args.repeats or repeats,
-                   args.mode)
+                   args.mode, only)
   common.publish(report, format_table(report), args.json)
 
 

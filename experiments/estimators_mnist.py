@@ -11,7 +11,7 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
    backprop's, benchmarks/estimator_step_time.py) start from the backprop row's config
    (`configs/mnist_<model>_<optimizer>_bp.py`: PyTorch initialisation, the plain cross-entropy,
    no clip), and their learning rate is tuned on the validation split by `fgjax.sweep`
-   (`--tune_epochs` epochs per trial, `GRIDS[optimizer]`, one seed), in
+   (`--tune_epochs` epochs per trial, `GRIDS[model, optimizer]`, one seed), in
    `<workdir>/sweeps/<model>_<optimizer>_<estimator>`;
 2. the best learning rate trains `--num_seeds` seeds at the full 50 epochs, in
    `<workdir>/<model>_<optimizer>_<estimator>_<N>seeds`; if the run diverges, the next smaller
@@ -56,13 +56,17 @@ OPTIMIZERS = ("sgd", "adam")
 # name -> (estimator, tangents per example K, unit groups G)
 ESTIMATORS = {"activity_k1": ("activity", 1, 1),
               "local_activity_k1_g32": ("local_activity", 1, 32)}
-GRIDS = {"sgd": "1e-3:0.3:6", "adam": "1e-5:3e-3:6"}  # learning rates tried, low:high:num
+# Learning rates tried per (model, optimizer), low:high:num. With SGD the CNN's activity
+# perturbation diverged within 200 steps at every rate from 1e-3 to 0.3 (each of its conv layers
+# perturbs about 40,000 units per example, the MLP's layers 1,024), so its grid lies lower.
+GRIDS = {("mlp", "sgd"): "1e-3:0.3:6", ("mlp", "adam"): "1e-5:3e-3:6",
+         ("cnn", "sgd"): "1e-5:1e-3:6", ("cnn", "adam"): "1e-5:3e-3:6"}
 SIDES = ("forward", *ESTIMATORS, "backprop")  # the report's order, and the figure's colours
 TARGETS = (0.5, 0.2, 0.1)  # validation losses for "steps to target"
-# benchmarks/estimator_step_time.py's report per model (the CNN's timed one jitted step at a
-# time, as fgjax runs convolutional models on CPU).
+# benchmarks/estimator_step_time.py's report per model, from the kind of machine it trains on:
+# the MLP's on the CPU, the CNN's on one H200 (on CPU a CNN run is days).
 STEP_TIME_FILES = {"mlp": "estimator_step_time_mlp.json",
-                   "cnn": "estimator_step_time_cnn_jit.json"}
+                   "cnn": "estimator_step_time_cnn_h200.json"}
 STEP_TIME_NAMES = {"activity_k1": "activity K=1",
                    "local_activity_k1_g32": "local_activity K=1 G=32",
                    "forward": "forward K=1", "backprop": "backprop"}
@@ -98,7 +102,7 @@ def tuned_runs(model: str, optimizer: str, name: str, args) -> list[str]:
   logging.info("tuning %s, %s with %s", model, name, optimizer)
   results = sweep.sweep(
       config, os.path.join(args.workdir, "sweeps", f"{model}_{optimizer}_{name}"),
-      space={"learning_rate": sweep.parse_spec("learning_rate", GRIDS[optimizer])},
+      space={"learning_rate": sweep.parse_spec("learning_rate", GRIDS[model, optimizer])},
       epochs=args.tune_epochs, config_spec=f"configs/{row}.py", config_overrides=overrides)
   rates = [setting["hyperparameters"]["learning_rate"] for setting in results["settings"]
            if setting["status"] == "completed"]

@@ -261,12 +261,13 @@ _RUN_FIELDS = ("data.", "num_epochs", "num_seeds", "seed", "trials_per_call", "l
                "diagnostics_every_steps", "sharding.")
 
 
-def config_changes(row: str, saved: dict) -> list[str]:
-  """How the config a run saved differs from the row's config now, field by field (fields the
-  saved config predates count at their default, which is what that run used)."""
+def config_changes(row: str, saved: dict, setting: Optional[dict] = None) -> list[str]:
+  """How the config a run saved differs from the row's config now, with the searched `setting`
+  applied (a tuned run), field by field (fields the saved config predates count at their
+  default, which is what that run used)."""
   flat = lambda config: dict(train.flatten(config))
   ran = {**flat(default_config.base_config().to_dict()), **flat(saved)}
-  now = flat(runs.row_config(row).to_dict())
+  now = {**flat(runs.row_config(row).to_dict()), **(setting or {})}
   return [f"{name} {ran.get(name)!r} (now {now.get(name)!r})" for name in sorted(now)
           if not name.startswith(_RUN_FIELDS) and ran.get(name) != now.get(name)]
 
@@ -316,7 +317,8 @@ def table_lines(root: str, sweep_root: str, variant: str,
     machine = workdir_files.format_machine(run["machine"])
     label = machines.setdefault(machine, f"M{len(machines) + 1}")
     status = whole["status"]
-    changes = config_changes(row, config)
+    tuned = variant == "tuned" and not runs.tuned_is_paper(sweep_root, row)
+    changes = config_changes(row, config, runs.best_setting(sweep_root, row) if tuned else None)
     if changes:
       notes.append(f"- ({len(notes) + 1}) {row}: ran an earlier config than "
                    f"configs/{row}.py: {'; '.join(changes)}.")
@@ -395,6 +397,49 @@ def tuning_lines(root: str, sweep_root: str) -> list[str]:
   return lines
 
 
+PAIR_MARGIN = 2.0  # standard errors a lead must exceed, in both metrics, to name a method ahead
+
+
+def pair_verdict(forward: dict, backprop: dict) -> str:
+  """Backprop's lead over the forward gradient from the two runs' statistics over seeds (a
+  several-seed summary's "aggregate": metric -> mean, std, n): in test
+  loss (forward's minus backprop's) and accuracy (backprop's minus forward's), each the
+  difference of the means +- its standard error, and which method is ahead by more than
+  PAIR_MARGIN standard errors in both (else no clear difference)."""
+  leads = {}
+  for metric, sign in (("test_loss", 1), ("test_accuracy", -1)):
+    f, b = forward[metric], backprop[metric]
+    leads[metric] = (sign * (f["mean"] - b["mean"]),
+                     math.sqrt(f["std"] ** 2 / f["n"] + b["std"] ** 2 / b["n"]))
+  if all(lead > PAIR_MARGIN * error for lead, error in leads.values()):
+    verdict = "backprop ahead"
+  elif all(-lead > PAIR_MARGIN * error for lead, error in leads.values()):
+    verdict = "forward gradient ahead"
+  else:
+    verdict = "no clear difference"
+  (loss, loss_error), (accuracy, accuracy_error) = leads.values()
+  return (f"{verdict}: backprop's lead {loss:+.4f} ± {loss_error:.4f} in test loss, "
+          f"{accuracy:+.4f} ± {accuracy_error:.4f} in accuracy "
+          f"({forward['test_loss']['n']} and {backprop['test_loss']['n']} seeds)")
+
+
+def pair_lines(root: str, sweep_root: str, variant: str) -> list[str]:
+  """One line per forward-gradient / backprop pair whose two runs both have several seeds."""
+  lines = []
+  for row in paper.TABLE_I_ROWS:
+    if not row.endswith("_fwd"):
+      continue
+    pair = row[:-len("_fwd")]
+    found = [runs.find_variant_run(root, sweep_root, f"{pair}_{side}", variant)
+             for side in ("fwd", "bp")]
+    summaries = [runs.load_run(workdir)["aggregate"] if workdir else None for workdir in found]
+    stats = [summary and summary["aggregate"] for summary in summaries]
+    if all(stats and all(stats[metric] and stats[metric]["n"] > 1
+                         for metric in ("test_loss", "test_accuracy")) for stats in stats):
+      lines.append(f"  - {pair}: {pair_verdict(*stats)}")
+  return lines
+
+
 def measurements(root: str, sweep_root: str) -> list[str]:
   """The numbers the comparison with the paper rests on, computed from the runs (the findings
   drawn from them are in experiments/README.md)."""
@@ -412,6 +457,12 @@ def measurements(root: str, sweep_root: str) -> list[str]:
       forward.append(f"{_row_label(row, run)} {run['summary']['test_loss']:.3f} against "
                      f"{paper.PAPER_TEST_LOSS[row]:.3f}")
   tuning = tuning_lines(root, sweep_root)
+  verdicts = [(f"- **Verdict per pair, {label}** (difference of the mean over seeds ± its "
+               f"standard error; a method is ahead when it leads by more than {PAIR_MARGIN:g} "
+               "standard errors in both test loss and accuracy):", lines)
+              for label, variant in (("the paper's hyperparameters", "paper"),
+                                     ("each method tuned", "tuned"))
+              if (lines := pair_lines(root, sweep_root, variant))]
   return [
       "## Measurements behind the comparison with the paper", "",
       "Computed from the runs above; experiments/README.md discusses what the published runs' "
@@ -423,7 +474,8 @@ def measurements(root: str, sweep_root: str) -> list[str]:
       *(["- **Full-length forward-gradient rows**, our test loss against the paper's: "
          + "; ".join(forward) + "."] if forward else []),
       *(["- **Full-length tuned rows against the paper's setting**, the paper's setting "
-         "first:", *tuning] if tuning else []), ""]
+         "first:", *tuning] if tuning else []),
+      *(line for heading, lines in verdicts for line in (heading, *lines)), ""]
 
 
 def sweep_lines(sweep_root: str) -> list[str]:

@@ -9,7 +9,6 @@ import pytest
 
 from experiments import estimators_mnist
 from fgjax import workdir as workdir_files
-from fgjax.data import embedded
 from fgjax.errors import UserError
 
 
@@ -21,20 +20,9 @@ def test_steps_to_a_target_is_the_median_first_step_and_none_if_a_seed_never_get
   assert estimators_mnist.steps_to(steps, losses, 0.3) is None  # the second seed never
 
 
-def tiny_mnist(tmp_path) -> str:
-  """A stand-in for MNIST: Table I's rows carve 10,000 validation images, so the digits are
-  tiled to 10,064 training images (one batch of 64 left to train on) and 100 test images."""
-  train_split, test_split, _ = embedded.load_digits()
-  path = str(tmp_path / "tiny.npz")
-  np.savez(path, x_train=np.resize(train_split.images[..., 0], (10064, 8, 8)),
-           y_train=np.resize(train_split.labels, (10064,)),
-           x_test=test_split.images[:100, ..., 0], y_test=test_split.labels[:100])
-  return path
-
-
-def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path):
+def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path, tiny_mnist):
   args = types.SimpleNamespace(
-      data_source="npz", data_path=tiny_mnist(tmp_path), workdir=str(tmp_path / "runs"),
+      data_source="npz", data_path=tiny_mnist, workdir=str(tmp_path / "runs"),
       table1_root=str(tmp_path / "table1"), num_seeds=2, tune_epochs=1, epochs=2,
       models=["mlp"], optimizers=["sgd"], estimators=list(estimators_mnist.ESTIMATORS),
       step_times_dir=str(tmp_path), report_only=False,
@@ -73,7 +61,8 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path):
   assert kept(only) == kept(text)
 
 
-def test_a_diverged_full_run_falls_back_to_the_next_smaller_rate(tmp_path, monkeypatch):
+def test_a_diverged_full_run_falls_back_to_the_next_smaller_rate(tmp_path, monkeypatch,
+                                                                 tiny_mnist):
   """The tuned rate's full run diverges (made to, here): the next smaller rate that completed
   its tuning trial trains, in a directory named by its rate."""
   train_run = estimators_mnist.runs.train_run
@@ -86,7 +75,7 @@ def test_a_diverged_full_run_falls_back_to_the_next_smaller_rate(tmp_path, monke
 
   monkeypatch.setattr(estimators_mnist.runs, "train_run", diverging_first)
   args = types.SimpleNamespace(
-      data_source="npz", data_path=tiny_mnist(tmp_path), workdir=str(tmp_path / "runs"),
+      data_source="npz", data_path=tiny_mnist, workdir=str(tmp_path / "runs"),
       num_seeds=1, tune_epochs=1, epochs=1)
   run_dirs = estimators_mnist.tuned_runs("mlp", "sgd", "activity_k1", args)
   assert len(trained) == 2 and trained[1] < trained[0]

@@ -14,7 +14,6 @@ from scipy import stats
 from experiments import runs
 from experiments import table1
 from fgjax import workdir as workdir_files
-from fgjax.data import embedded
 
 
 def write_run(workdir, row, *, epochs, test_loss, test_accuracy, val_losses, machine=None,
@@ -147,15 +146,8 @@ def test_report_shows_full_and_shortened_runs_and_lists_missing_rows(tmp_path):
           "0.0612 after epoch 3, lowest 0.1000 at epoch 3; final train loss 0.0010") in text
 
 
-def test_run_rows_trains_resumes_and_runs_the_tuned_variant(tmp_path):
-  # A tiny stand-in for MNIST: the rows carve 10,000 validation images, so tile the digits.
-  train_split, test_split, _ = embedded.load_digits()
-  x = np.resize(train_split.images[..., 0], (10064, 8, 8))
-  y = np.resize(train_split.labels, (10064,))
-  path = str(tmp_path / "tiny.npz")
-  np.savez(path, x_train=x, y_train=y, x_test=test_split.images[:100, ..., 0],
-           y_test=test_split.labels[:100])
-  args = args_for(tmp_path, epochs=1, data_source="npz", data_path=path)
+def test_run_rows_trains_resumes_and_runs_the_tuned_variant(tmp_path, tiny_mnist):
+  args = args_for(tmp_path, epochs=1, data_source="npz", data_path=tiny_mnist)
   table1.run_rows(["mnist_mlp_sgd_bp"], "paper", args)
   workdir = os.path.join(args.workdir_root, "mnist_mlp_sgd_bp_1ep")
   summary_path = os.path.join(workdir, workdir_files.SUMMARY_FILE)
@@ -338,3 +330,48 @@ def test_a_run_of_an_earlier_config_is_named_field_by_field():
   saved["data"]["source"] = "npz"
   assert table1.config_changes("mnist_mlp_adam_fwd", saved) == [
       "init 'flax' (now 'torch')", "jvp_clip 1.0 (now None)"]
+
+
+def test_a_tuned_run_is_compared_with_its_rows_config_and_its_searched_setting():
+  saved = runs.row_config("mnist_mlp_sgd_bp").to_dict()
+  saved["learning_rate"] = 0.025
+  assert table1.config_changes("mnist_mlp_sgd_bp", saved, {"learning_rate": 0.025}) == []
+  assert table1.config_changes("mnist_mlp_sgd_bp", saved) == ["learning_rate 0.025 (now 0.1)"]
+
+
+def seed_stats(mean, std, n=5):
+  return {"mean": mean, "std": std, "n": n}
+
+
+def test_pair_verdict_names_the_method_ahead_only_beyond_two_standard_errors():
+  forward = {"test_loss": seed_stats(0.47, 0.01), "test_accuracy": seed_stats(0.86, 0.005)}
+  backprop = {"test_loss": seed_stats(0.08, 0.002), "test_accuracy": seed_stats(0.98, 0.001)}
+  text = table1.pair_verdict(forward, backprop)
+  error = (0.01 ** 2 / 5 + 0.002 ** 2 / 5) ** 0.5
+  assert text.startswith("backprop ahead: backprop's lead +0.3900 ± "
+                         f"{error:.4f} in test loss, +0.1200 ± ")
+  assert text.endswith("(5 and 5 seeds)")
+  assert table1.pair_verdict(backprop, forward).startswith("forward gradient ahead: "
+                                                           "backprop's lead -0.3900")
+  # Ahead in loss by 1.5 standard errors only: no winner.
+  close = {"test_loss": seed_stats(0.08 + 1.5 * error, 0.01),
+           "test_accuracy": seed_stats(0.90, 0.005)}
+  assert table1.pair_verdict(close, backprop).startswith("no clear difference")
+  # Ahead in loss but behind in accuracy: no winner either.
+  mixed = {"test_loss": seed_stats(0.47, 0.01), "test_accuracy": seed_stats(0.99, 0.001)}
+  assert table1.pair_verdict(mixed, backprop).startswith("no clear difference")
+
+
+def test_report_gives_a_verdict_per_pair_with_several_seeds(tmp_path):
+  args = args_for(tmp_path)
+  root = args.workdir_root
+  write_seeds(os.path.join(root, "mnist_mlp_sgd_fwd_3seeds"), "mnist_mlp_sgd_fwd",
+              [0.46, 0.47, 0.48], [0.86, 0.86, 0.87])
+  text = table1.write_report(args)
+  assert "Verdict per pair" not in text  # backprop not run yet
+  write_seeds(os.path.join(root, "mnist_mlp_sgd_bp_3seeds"), "mnist_mlp_sgd_bp",
+              [0.07, 0.08, 0.09], [0.98, 0.98, 0.98])
+  text = table1.write_report(args)
+  assert "- **Verdict per pair, the paper's hyperparameters**" in text
+  assert "  - mnist_mlp_sgd: backprop ahead: backprop's lead +0.3900 ± " in text
+  assert "Verdict per pair, each method tuned" not in text  # no sweep
