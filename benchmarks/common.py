@@ -65,18 +65,20 @@ def step_config(model: str, estimator: str, num_directions: int = 1, tangent: st
   return config
 
 
-def loss_and_params(model: str, seed: int = 0, local_heads: bool = False):
+def loss_and_params(model: str, seed: int = 0, local_heads: bool = False,
+                    local_groups: int = 1):
   """`(loss_fn, params)`: the package's `loss_fn(params, images, labels)` (with the perturbation
-  points the activity estimators need) and initial params; `local_heads` as in
-  `models.create_model`."""
+  points the activity estimators need) and initial params; `local_heads` and `local_groups` as
+  in `models.create_model`."""
   net = models.create_model(model, MODEL_DATA[model][1], NUM_CLASSES, seed,
-                            local_heads=local_heads)
+                            local_heads=local_heads, local_groups=local_groups)
   return programs.make_loss_fn(net.apply, 127.5, 64.0, perturbed=net.perturbed), net.params
 
 
 def build(model: str, config, seed: int = 0):
   """`(train_step, state)`: the package's own step for `config` and a fresh state."""
-  loss_fn, params = loss_and_params(model, seed, config.estimator == "local_activity")
+  local = config.estimator == "local_activity"
+  loss_fn, params = loss_and_params(model, seed, local, config.local_groups if local else 1)
   tx = optimizers.build_optimizer(config)
   state = programs.init_state(params, tx, jax.random.PRNGKey(seed + 1))
   return programs.make_train_step(loss_fn, tx, config), state

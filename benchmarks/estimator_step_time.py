@@ -8,7 +8,8 @@ SGD update and the non-finite check) for the model's Table I setup at batch 64, 
 batches of the dataset's shape: backprop, the weight-perturbation forward gradient, activity
 perturbation of the model's loss and activity perturbation with local losses (`local_activity`,
 the model with its local heads), the last two with K = 1, 4 and 32 tangents per example, and
-local_activity with one tangent and a derivative per group of G units (config.unit_groups). The
+local_activity with one tangent and a derivative per group of G units (config.unit_groups), and
+(the MLP) with group-wise local heads, a classifier per group of units (config.local_groups). The
 variants take turns over the repeats in one process (`common.time_interleaved`), so the ratio to
 backprop, the median of the per-round ratios, is what this measures; absolute times depend on
 the machine and its load, printed with the table. Modes as in step_time.py.
@@ -24,6 +25,7 @@ import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 DEFAULTS = {"mlp": (50, 10), "cnn": (5, 5), "vgg": (2, 3)}  # steps per call, repeats
 ACTIVITY_DIRECTIONS = (1, 4, 32)
 UNIT_GROUPS = (8, 32, 128)  # local_activity with K = 1
+LOCAL_GROUPS = (32, 128)  # local_activity with K = 1 and group-wise local heads (the MLP)
 
 
 def variants(model: str) -> dict:
@@ -37,6 +39,11 @@ def variants(model: str) -> dict:
     configs[f"local_activity K=1 G={groups}"] = config = common.step_config(
         model, "local_activity")
     config.unit_groups = groups
+  if model == "mlp":  # group-wise local heads need blocks of one layer
+    for groups in LOCAL_GROUPS:
+      configs[f"local_activity K=1 local_groups={groups}"] = config = common.step_config(
+          model, "local_activity")
+      config.local_groups = groups
   return configs
 
 

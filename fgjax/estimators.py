@@ -173,6 +173,15 @@ def _per_unit(derivatives: jax.Array, ndim: int, num_units: int) -> jax.Array:
   return jnp.expand_dims(jnp.moveaxis(by_unit, 0, -1), tuple(range(2, ndim - 1)))
 
 
+def _by_slice(derivatives: jax.Array, u: jax.Array) -> jax.Array:
+  """sum_k d_k,i,g u_k,i,...,g: tangents u (K, B, ..., units) scaled per example by the
+  derivative (K, B, G) of their slice g of G contiguous, equal slices of the last axis."""
+  num_groups = derivatives.shape[-1]
+  sliced = u.reshape(u.shape[:-1] + (num_groups, u.shape[-1] // num_groups))
+  scale = jnp.expand_dims(derivatives, tuple(range(2, u.ndim - 1)) + (u.ndim,))
+  return (sliced * scale).sum(0).reshape(u.shape[1:])
+
+
 def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
                       num_directions: int = 1, tangent: str = "normal",
                       jvp_clip: Optional[float] = None, combine: str = "mean",
@@ -215,6 +224,13 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
       MLP G = 32 adds about 0.4 of a backprop step; under the model's own loss each jvp runs
       through the rest of the network. combine must then be "mean".
 
+  Group-wise local losses: a group's losses may be (B, G) rather than (B,), G local classifiers
+  (`models.GroupedLinear`), the g-th of which reads only the g-th of G contiguous, equal slices
+  of the last axis of each of the group's activations. Then one jvp gives every unit group the
+  derivative of its own classifier's loss, and each slice's units are scaled by theirs: unbiased
+  for the gradient of the sum of the G losses, with the noise of one group's units, at the cost
+  of one jvp (unit_groups must be 1, combine "mean").
+
   Returns:
     `(loss, grads)`: the mean of the last group's losses (the model's loss) and the estimate.
   """
@@ -227,33 +243,43 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
   us = sample.stacked(jax.random.split(key, num_directions), activations,
                       jax.tree.map(lambda _: 0, activations))  # leaves (K, B, ...)
   zeros = jax.tree.map(jnp.zeros_like, activations)
-  group_losses = lambda perturbations: jnp.stack(forward(params, perturbations, False)[0])
+  group_losses = lambda perturbations: tuple(forward(params, perturbations, False)[0])
+  # A group whose losses are (B, G): G local classifiers, one per unit group.
+  classifier_groups = [shape.ndim == 2 for shape in jax.eval_shape(group_losses, zeros)]
+  if any(classifier_groups) and (unit_groups > 1 or combine != "mean"):
+    raise ValueError("group-wise local losses give each unit group its derivative already; "
+                     f"they take unit_groups=1 and combine='mean', not {unit_groups} and "
+                     f"{combine!r}")
   directional = jax.vmap(lambda u: jax.jvp(group_losses, (zeros,), (u,)))
   if unit_groups == 1:
-    losses, derivatives = directional(us)  # (K, groups, B)
+    losses, derivatives = directional(us)  # per group (K, B), or (K, B, G)
   else:
     def masked_to(unit_group):
       return jax.tree.map(lambda u: u * (unit_group_of(u.shape[-1], unit_groups) == unit_group
                                          ).astype(u.dtype), us)
 
     losses, derivatives = jax.vmap(lambda g: directional(masked_to(g)))(jnp.arange(unit_groups))
-    losses = losses[0]  # derivatives: (G, K, groups, B)
+    losses = [group[0] for group in losses]  # derivatives: per group (G, K, B)
   if jvp_clip is not None:
-    derivatives = jnp.clip(derivatives, -jvp_clip, jvp_clip)
-  batch_size = derivatives.shape[-1]
+    derivatives = [jnp.clip(d, -jvp_clip, jvp_clip) for d in derivatives]
+  batch_size = jax.tree.leaves(activations)[0].shape[0]
   cotangents = []
   for g, group in enumerate(us):
+    if classifier_groups[g]:
+      cotangents.append([(_by_slice(derivatives[g], u) / (num_directions * batch_size))
+                         .astype(u.dtype) for u in group])
+      continue
     if unit_groups > 1:
-      cotangents.append([(_per_unit(derivatives[:, :, g], u.ndim, u.shape[-1]) * u).sum(0)
+      cotangents.append([(_per_unit(derivatives[g], u.ndim, u.shape[-1]) * u).sum(0)
                          .astype(u.dtype) / (num_directions * batch_size) for u in group])
       continue
     if combine == "mean":
-      coefficients = derivatives[:, g] / num_directions
+      coefficients = derivatives[g] / num_directions
     else:  # one Gram matrix per example
       gram = sum(jnp.einsum("kbn,mbn->bkm", flat, flat, preferred_element_type=jnp.float32)
                  for flat in (u.reshape(u.shape[:2] + (-1,)) for u in group))
-      coefficients = _projection(gram, derivatives[:, g])
+      coefficients = _projection(gram, derivatives[g])
     cotangents.append([(jnp.einsum("kb,kb...->b...", coefficients, u) / batch_size).astype(u.dtype)
                        for u in group])
   (grads,) = pullback(cotangents)
-  return losses[0, -1].mean(), grads
+  return losses[-1][0].mean(), grads

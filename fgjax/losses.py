@@ -21,7 +21,8 @@ _LOG_LOW, _LOG_HIGH = float(np.log(EPS)), float(np.log1p(-EPS))
 
 
 def cross_entropy(logits, labels):
-  """Softmax cross-entropy of each example: (B, C) logits, (B,) integer labels -> (B,)."""
+  """Softmax cross-entropy of each example: (B, C) logits, (B,) integer labels -> (B,); any
+  leading axes as the batch's."""
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
@@ -33,7 +34,7 @@ def clamped_cross_entropy(logits, labels):
   example's gradient is zero.
   """
   log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  label_log_prob = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+  label_log_prob = jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
   return -jnp.clip(label_log_prob, _LOG_LOW, _LOG_HIGH)
 
 
@@ -41,7 +42,8 @@ _BY_NAME = {"cross_entropy": cross_entropy, "clamped_cross_entropy": clamped_cro
 
 
 def per_example_loss(name: str) -> Callable:
-  """`fn(logits, labels) -> (B,) losses` for the loss `name` (one of LOSSES)."""
+  """`fn(logits, labels) -> (B,) losses` for the loss `name` (one of LOSSES); (B, G, C) logits
+  with (B, G) labels give (B, G) losses."""
   if name not in _BY_NAME:
     raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
   return _BY_NAME[name]

@@ -60,6 +60,41 @@ def _linear(fan_in: int, features: int, rngs: nnx.Rngs, init: str) -> nnx.Linear
   return nnx.Linear(fan_in, features, rngs=rngs, **_layer_init(init, fan_in))
 
 
+class GroupedLinear(nnx.Module):
+  """G linear classifiers side by side, the g-th reading only the g-th of G contiguous, equal
+  slices of the input's last axis: (B, D) -> (B, G * C), classifier g's C outputs at
+  [g C, (g + 1) C). A group-wise local head: each group of a block's units gets a loss of its
+  own, which only those units affect (`fgjax.estimators.activity_gradient` then takes one
+  derivative per group from a single jvp). Initialised as G separate (D / G)-input layers."""
+
+  def __init__(self, in_features: int, out_features: int, groups: int, *, rngs: nnx.Rngs,
+               init: str):
+    if groups < 1 or in_features % groups:
+      raise ValueError(f"local_groups={groups} must divide the {in_features} units a local "
+                       "head reads")
+    fan_in = in_features // groups
+    bound = 1.0 / math.sqrt(fan_in)
+    kernel_init = (_uniform(bound) if init == "torch"
+                   else nnx.initializers.lecun_normal(batch_axis=(0,)))
+    bias_init = _uniform(bound) if init == "torch" else nnx.initializers.zeros_init()
+    _layer_init(init, fan_in)  # rejects an unknown init
+    self.groups = groups
+    self.kernel = nnx.Param(kernel_init(rngs.params(), (groups, fan_in, out_features)))
+    self.bias = nnx.Param(bias_init(rngs.params(), (groups * out_features,)))
+
+  def __call__(self, x):
+    grouped = x.reshape(x.shape[0], self.groups, -1)
+    out = jnp.einsum("bgi,gio->bgo", grouped, self.kernel[...])
+    return out.reshape(x.shape[0], -1) + self.bias[...]
+
+
+def _local_head(features: int, num_classes: int, groups: int, rngs: nnx.Rngs, init: str):
+  """A block's local classifier: one linear layer, or G side by side (GroupedLinear)."""
+  if groups == 1:
+    return _linear(features, num_classes, rngs, init)
+  return GroupedLinear(features, num_classes, groups, rngs=rngs, init=init)
+
+
 def _flatten(x):
   return x.reshape(x.shape[0], -1)
 
@@ -98,7 +133,8 @@ class _Network(nnx.Module):
     `logits` holds the logits whose loss belongs to each group, the model's own last. Without
     `local`: one group, all layers, and the model's logits. With `local`: one group per block,
     each block's input stop-gradiented; the groups of all blocks but the last end with their
-    local head, whose logits come first in `logits`. `stop_inputs` stop-gradients every
+    local head, whose logits come first in `logits`: (B, C), or (B, G, C) for a group-wise head
+    of G classifiers (`local_groups`), whose activation is its (B, G * C) output. `stop_inputs` stop-gradients every
     layer's input, so that a layer's z depends on the parameters through that layer alone.
     """
     if local and self.local_heads is None:
@@ -120,7 +156,10 @@ class _Network(nnx.Module):
       for step in steps:
         x = layer(step, x) if isinstance(step, (nnx.Linear, nnx.Conv)) else step(x)
       if local and b < len(blocks) - 1:
-        logits.append(layer(self.local_heads[b], _local_head_input(x)))
+        head = self.local_heads[b]
+        out = layer(head, _local_head_input(x))
+        logits.append(out.reshape(out.shape[0], head.groups, -1)
+                      if isinstance(head, GroupedLinear) else out)
     if not local:
       activations = [[z for group in activations for z in group]]
     return logits + [x], activations
@@ -132,12 +171,12 @@ class MLP(_Network):
   Blocks: each hidden Dense + ReLU, then the head."""
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, hidden=(1024, 1024),
-               init="flax", local_heads=False):
+               init="flax", local_heads=False, local_groups=1):
     sizes = [_flat_size(input_shape), *hidden]
     self.hidden = nnx.List([_linear(a, b, rngs, init) for a, b in zip(sizes[:-1], sizes[1:])])
     self.head = _linear(sizes[-1], num_classes, rngs, init)
-    self.local_heads = nnx.List([_linear(size, num_classes, rngs, init) for size in hidden]
-                                ) if local_heads else None
+    self.local_heads = nnx.List([_local_head(size, num_classes, local_groups, rngs, init)
+                                 for size in hidden]) if local_heads else None
 
   def _blocks(self):
     blocks = [[layer, nnx.relu] for layer in self.hidden] + [[self.head]]
@@ -152,7 +191,11 @@ class ConvNet(_Network):
   """
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, blocks, padding, hidden=1024,
-               init="flax", local_heads=False):
+               init="flax", local_heads=False, local_groups=1):
+    if local_heads and local_groups > 1 and any(len(block) > 1 for block in blocks):
+      raise ValueError(f"local_groups={local_groups} needs blocks of one layer: a block's earlier "
+                       "layers would feed every group's loss; this network's blocks have "
+                       f"{max(len(block) for block in blocks)} conv layers")
     height, width, channels = input_shape
     convs = []
     for block in blocks:
@@ -171,8 +214,8 @@ class ConvNet(_Network):
     self.convs = nnx.List(convs)
     self.dense = _linear(height * width * channels, hidden, rngs, init)
     self.head = _linear(hidden, num_classes, rngs, init)
-    self.local_heads = nnx.List([_linear(block[-1], num_classes, rngs, init) for block in blocks]
-                                ) if local_heads else None
+    self.local_heads = nnx.List([_local_head(block[-1], num_classes, local_groups, rngs, init)
+                                 for block in blocks]) if local_heads else None
 
   def _blocks(self):
     convs, blocks = list(self.convs), []
@@ -226,15 +269,17 @@ def split(module: nnx.Module) -> Model:
 
 
 def create_model(name: str, input_shape, num_classes: int, seed: int, init: str = "flax",
-                 local_heads: bool = False) -> Model:
+                 local_heads: bool = False, local_groups: int = 1) -> Model:
   """Builds the registered model `name` for NHWC inputs of `input_shape` (H, W, C), with its
   parameters drawn by the initialisation `init` (one of INITS) from `seed`. `local_heads` adds a
   linear classifier to every block but the last (params["local_heads"]), for local losses; the
-  other parameters stay those of the same seed without it."""
+  other parameters stay those of the same seed without it. `local_groups` G > 1 makes each a
+  group-wise head: G classifiers, each reading its own 1/G of the block's units (GroupedLinear),
+  for blocks of one layer."""
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
   return split(MODELS[name](tuple(input_shape), num_classes, rngs=nnx.Rngs(seed), init=init,
-                            local_heads=local_heads))
+                            local_heads=local_heads, local_groups=local_groups))
 
 
 def num_params(params) -> int:

@@ -388,8 +388,10 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
 
 def _create_model(config, dataset, seed: int) -> models.Model:
   """The config's model for the dataset; local heads for the local-loss estimator."""
+  local = config.estimator == "local_activity"
   return models.create_model(config.model, dataset.image_shape, dataset.num_classes, seed,
-                             init=config.init, local_heads=config.estimator == "local_activity")
+                             init=config.init, local_heads=local,
+                             local_groups=int(config.get("local_groups", 1)) if local else 1)
 
 
 def _initial_states(config, dataset, configs: Sequence, size: int):

@@ -266,6 +266,48 @@ def test_a_derivative_per_unit_group_stays_unbiased_and_lowers_the_variance(loca
   assert variance[2] < 0.7 * variance[1], variance
 
 
+def _group_wise_problem():
+  """(forward, params, exact) of the tiny network with group-wise local heads, 2 classifiers per
+  block (hidden 6 and 4 units: slices of 3 and 2), and the gradient of the sum of every loss."""
+  model = models.split(models.MLP((2, 2, 1), 3, rngs=nnx.Rngs(0), hidden=(6, 4), init="torch",
+                                  local_heads=True, local_groups=2))
+  loss_fn = programs.make_loss_fn(model.apply, [127.5], [64.0], perturbed=model.perturbed)
+  images = np.random.default_rng(0).integers(0, 256, (3, 2, 2, 1)).astype(np.uint8)
+  labels = np.array([0, 2, 1], np.int32)
+  forward = lambda p, perturbations, stop_inputs: loss_fn.per_group(
+      p, images, labels, perturbations, stop_inputs, True)
+  exact = jax.grad(lambda p: sum(loss.mean(0).sum() for loss in forward(p, None, False)[0]))(
+      model.params)
+  return forward, model.params, exact
+
+
+def test_group_wise_local_losses_are_unbiased_from_one_jvp():
+  """Each block's local head is 2 classifiers, each reading its own slice of the block's units:
+  one jvp gives each slice the derivative of its own classifier's loss, and the estimate of the
+  sum of all losses' gradient stays unbiased."""
+  forward, params, exact = _group_wise_problem()
+  assert [loss.shape for loss in forward(params, None, False)[0]] == [(3, 2), (3, 2), (3,)]
+  num_keys = 20000
+  estimate = jax.jit(jax.vmap(lambda k: _flat(estimators.activity_gradient(
+      forward, params, k)[1])))
+  samples = np.asarray(estimate(jax.random.split(jax.random.PRNGKey(0), num_keys)))
+  exact = np.asarray(_flat(exact))
+  standard_error = samples.std(0) / np.sqrt(num_keys)
+  assert np.all(np.abs(samples.mean(0) - exact) < 5 * standard_error + 1e-6)
+  assert np.linalg.norm(exact) > 10 * np.linalg.norm(standard_error)
+  for options in ({"unit_groups": 2}, {"combine": "projection", "num_directions": 2}):
+    with pytest.raises(ValueError, match="group-wise local losses"):
+      estimators.activity_gradient(forward, params, jax.random.PRNGKey(0), **options)
+
+
+def test_each_slice_is_scaled_by_its_own_derivative():
+  derivatives = jnp.array([[[1.0, 10.0]], [[2.0, 20.0]]])  # (K=2, B=1, G=2)
+  u = jnp.ones((2, 1, 4))
+  np.testing.assert_allclose(estimators._by_slice(derivatives, u), [[3.0, 3.0, 30.0, 30.0]])
+  u = jnp.ones((2, 1, 5, 5, 4))  # conv activations: the slices split the channels
+  np.testing.assert_allclose(estimators._by_slice(derivatives, u)[0, 2, 3], [3, 3, 30, 30])
+
+
 def test_unit_groups_split_the_last_axis_into_contiguous_groups():
   np.testing.assert_array_equal(estimators.unit_group_of(5, 2), [0, 0, 0, 1, 1])
   np.testing.assert_array_equal(estimators.unit_group_of(3, 8), [0, 2, 5])  # one unit each

@@ -39,6 +39,16 @@ def test_equals_optax_where_nothing_is_clamped(name):
                              atol=1e-6)
 
 
+@pytest.mark.parametrize("name", losses.LOSSES)
+def test_leading_axes_are_batch_axes(name):
+  """(B, G, C) logits of G classifiers per example, with (B, G) labels, give (B, G) losses."""
+  logits = jax.random.normal(jax.random.PRNGKey(0), (4, 3, 10))
+  labels = jnp.arange(12).reshape(4, 3) % 10
+  got = losses.per_example_loss(name)(logits, labels)
+  flat = losses.per_example_loss(name)(logits.reshape(12, 10), labels.reshape(12))
+  np.testing.assert_allclose(got, flat.reshape(4, 3), rtol=1e-6)
+
+
 def test_clamped_loss_is_capped_at_minus_log_eps():
   logits = jnp.array([[0.0, 200.0, 0.0], [0.0, 30.0, 0.0], [50.0, 0.0, 0.0]])
   labels = jnp.array([0, 0, 0])

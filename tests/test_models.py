@@ -219,3 +219,35 @@ def test_local_losses_pass_no_gradient_between_blocks():
   # The model's own loss trains only the last block: its head.
   assert np.any(model_loss["head"]["kernel"])
   assert not any(np.any(leaf) for leaf in jax.tree.leaves(model_loss["hidden"]))
+
+
+@pytest.mark.parametrize("init", models.INITS)
+def test_grouped_linear_is_g_linear_layers_on_their_own_slices(init):
+  head = models.GroupedLinear(12, 5, 3, rngs=nnx.Rngs(0), init=init)
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 12))
+  out = head(x)
+  assert out.shape == (2, 15)
+  kernel, bias = head.kernel[...], head.bias[...]
+  for g in range(3):
+    np.testing.assert_allclose(out[:, 5 * g:5 * (g + 1)],
+                               x[:, 4 * g:4 * (g + 1)] @ kernel[g] + bias[5 * g:5 * (g + 1)],
+                               rtol=1e-5, atol=1e-6)
+  # Each classifier is initialised as a layer of 4 inputs: torch U(-1/2, 1/2), flax std 1/2.
+  big = models.GroupedLinear(4 * 64, 64, 64, rngs=nnx.Rngs(0), init=init).kernel[...]
+  if init == "torch":
+    assert 0.45 < np.abs(big).max() <= 0.5
+  else:
+    assert abs(float(big.std()) - 0.5) < 0.05
+  with pytest.raises(ValueError, match="local_groups=5 must divide the 12 units"):
+    models.GroupedLinear(12, 5, 5, rngs=nnx.Rngs(0), init=init)
+
+
+def test_group_wise_local_heads_give_a_loss_per_group():
+  model = models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=True, local_groups=32)
+  images = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 1))
+  logits, activations = model.perturbed(model.params, images, None, False, True)
+  assert [out.shape for out in logits] == [(4, 32, 10), (4, 32, 10), (4, 10)]
+  assert [[z.shape for z in group] for group in activations] == [
+      [(4, 1024), (4, 320)], [(4, 1024), (4, 320)], [(4, 10)]]
+  with pytest.raises(ValueError, match="local_groups=4 needs blocks of one layer"):
+    models.create_model("cnn", (28, 28, 1), 10, seed=0, local_heads=True, local_groups=4)

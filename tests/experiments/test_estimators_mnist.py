@@ -39,6 +39,10 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path, tiny
                                                "mlp_sgd_local_activity_k1_g32",
                                                "results.json"))
   assert config["learning_rate"] == sweep["best"]["hyperparameters"]["learning_rate"]
+  grouped = workdir_files.read_json(os.path.join(
+      args.workdir, "mlp_sgd_local_activity_k1_l32_2ep_2seeds", "seed_0",
+      workdir_files.CONFIG_FILE))
+  assert (grouped["local_groups"], grouped["unit_groups"]) == (32, 1)
   assert os.path.isfile(os.path.join(args.workdir, "mnist_mlp_sgd_bp_2ep_2seeds", "machine.json"))
   assert os.path.getsize(str(tmp_path / "out" / "report.png")) > 10_000
 
@@ -90,3 +94,11 @@ def test_diverged_seeds_are_reported_with_where_they_stopped():
       "2": {"status": "completed", "steps": 39050}}}
   assert estimators_mnist._test_cells(aggregate) == (
       "diverged: 2 of 3 seeds, at step 19,135-19,691 | -")
+
+
+def test_group_wise_local_heads_are_reported_as_needing_one_layer_blocks_on_the_cnn():
+  assert estimators_mnist.runs_on("mlp", "local_activity_k1_l32")
+  assert not estimators_mnist.runs_on("cnn", "local_activity_k1_l32")
+  assert estimators_mnist.runs_on("cnn", "local_activity_k1_g32")
+  text = estimators_mnist.report({("cnn", "sgd", "local_activity_k1_l32"): []}, {})
+  assert "| CNN | SGD | local_activity_k1_l32 | needs one-layer blocks | - |" in text
