@@ -43,13 +43,9 @@ def flipped(factor: str, value):
 
 def flip_config(row: str, factor: str, args):
   """The row's config with `factor` flipped and the command line's data and seeds applied."""
-  config = runs.row_config(row)
+  config = runs.with_data(runs.row_config(row), args)
   config[factor] = flipped(factor, config[factor])
   config.num_seeds = args.num_seeds
-  if args.data_source:
-    config.data.source = args.data_source
-  if args.data_path:
-    config.data.path = args.data_path
   return config
 
 

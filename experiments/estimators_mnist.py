@@ -79,11 +79,7 @@ def _with_data(config, args):
   """`config` with the data options and `args.epochs` applied."""
   if args.epochs:
     config.num_epochs = args.epochs
-  if args.data_source:
-    config.data.source = args.data_source
-  if args.data_path:
-    config.data.path = args.data_path
-  return config
+  return runs.with_data(config, args)
 
 
 def _suffix(args) -> str:

@@ -40,6 +40,16 @@ def row_config(row: str):
   return config_loading.load_config(os.path.join(CONFIG_DIR, f"{row}.py"))
 
 
+def with_data(config, args):
+  """`config` with the command line's data options applied: `args.data_source` and
+  `args.data_path`, where given."""
+  if args.data_source:
+    config.data.source = args.data_source
+  if args.data_path:
+    config.data.path = args.data_path
+  return config
+
+
 def run_dir(root: str, row: str, variant: str, epochs=None, num_seeds: int = 1) -> str:
   """Where a row's run lives (module docstring): `_<E>ep` when shortened to `epochs`, `_<N>seeds`
   for several seeds."""
