@@ -12,8 +12,9 @@ with `--num_seeds` seeds at the row's full length in `<workdir_root>/<row>_<fact
 and reports each against the row's own run in `--table1_root` (Table I's, at least as many
 seeds): test loss and accuracy, mean ± std over seeds, and the change from the row's own run,
 difference of the means ± its standard error, flagged where it exceeds 2 standard errors.
-One factor at a time shows each setting's own effect, not their interactions. Finished runs are
-read, not trained again; `--report_only` trains nothing.
+One factor at a time shows each setting's own effect, not their interactions. `--factors` trains
+a subset; the report shows every flip that has run. Finished runs are read, not trained again;
+`--report_only` trains nothing.
 """
 
 import math
@@ -115,18 +116,19 @@ def run_all(args) -> str:
   if args.num_seeds < 2:
     raise cli.UserError(f"--num_seeds={args.num_seeds}: the report gives mean ± std; use at "
                         "least 2")
+  if set(args.factors) - set(FACTORS) or not args.factors:
+    raise cli.UserError(f"--factors={','.join(args.factors)}: choose from {','.join(FACTORS)}")
   baseline = baseline_run(args.row, args)
   if baseline is None:
     raise cli.UserError(f"{args.row}: no full-length run of at least {args.num_seeds} seeds in "
                         f"{args.table1_root}; train it first: python -m experiments.table1 "
                         f"--rows={args.row} --num_seeds=5 ...")
   flips = {}
-  for i, factor in enumerate(FACTORS, 1):
+  for factor in FACTORS:
     workdir = flip_dir(args.row, factor, args)
     finished = os.path.isfile(os.path.join(workdir, workdir_files.SUMMARY_FILE))
-    if not args.report_only and not finished:
-      logging.info("[%d/%d] %s with %s flipped, %d seeds", i, len(FACTORS), args.row, factor,
-                   args.num_seeds)
+    if factor in args.factors and not args.report_only and not finished:
+      logging.info("%s with %s flipped, %d seeds", args.row, factor, args.num_seeds)
       runs.train_run(flip_config(args.row, factor, args), workdir)
     if os.path.isfile(os.path.join(workdir, workdir_files.SUMMARY_FILE)):
       flips[factor] = runs.load_run(workdir)
@@ -147,6 +149,8 @@ def main(argv):
 def _define_flags():
   flags.DEFINE_string("row", "mnist_mlp_sgd_fwd", "The forward-gradient Table I row to ablate.")
   flags.DEFINE_integer("num_seeds", 3, "Seeds of every flipped run.")
+  flags.DEFINE_list("factors", list(FACTORS), "The settings to flip (each in a run of its own); "
+                    "the report shows every flip that has run.")
   flags.DEFINE_string("data_source", None, "Override data.source: tfds or npz.")
   flags.DEFINE_string("data_path", None, "Override data.path (the .npz file of data_source=npz).")
   flags.DEFINE_string("workdir_root", os.path.join(runs.REPO, "runs", "ablation"),

@@ -19,7 +19,8 @@ def test_each_factor_flips_to_the_other_setting():
 
 
 def args_for(tmp_path, data_path=None, **overrides):
-  args = dict(row="mnist_mlp_sgd_fwd", num_seeds=2, data_source="npz", data_path=data_path,
+  args = dict(row="mnist_mlp_sgd_fwd", num_seeds=2, factors=list(ablation.FACTORS),
+              data_source="npz", data_path=data_path,
               workdir_root=str(tmp_path / "ablation"), table1_root=str(tmp_path / "table1"),
               out=str(tmp_path / "ablation.md"), report_only=False)
   args.update(overrides)
@@ -60,4 +61,15 @@ def test_bad_rows_and_seed_counts_stop_with_a_message(tmp_path):
     ablation.run_all(args_for(tmp_path, row="mnist_mlp_sgd_bp"))
   with pytest.raises(cli.UserError, match="use at least 2"):
     ablation.run_all(args_for(tmp_path, num_seeds=1))
+  with pytest.raises(cli.UserError, match="--factors=width: choose from init,loss,jvp_clip"):
+    ablation.run_all(args_for(tmp_path, factors=["width"]))
   assert not os.path.exists(tmp_path / "ablation")
+
+
+def test_factors_trains_a_subset_and_the_report_says_what_is_missing(tmp_path, tiny_mnist):
+  args = args_for(tmp_path, tiny_mnist, factors=["jvp_clip"])
+  write_seeds(os.path.join(args.table1_root, f"{args.row}_2seeds"), args.row, [0.46, 0.48],
+              [0.86, 0.87])
+  text = ablation.run_all(args)
+  assert os.listdir(args.workdir_root) == [f"{args.row}_jvp_clip_2seeds"]
+  assert "| jvp_clip None |" in text and "Not run yet: init, loss." in text
