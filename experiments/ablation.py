@@ -6,7 +6,7 @@
 Table I's forward-gradient configs carry three of the paper's code's settings that fgjax's
 defaults do not (`configs/<row>.py`): PyTorch's initialisation (`init="torch"`), the clamped
 cross-entropy (`loss="clamped_cross_entropy"`) and the code's JVP clip (`jvp_clip`: 1 for SGD and
-Nesterov, off for Adam). This flips one of them at a time (FLIPS: to Flax's initialisation, the
+Nesterov, off for Adam). This flips one of them at a time (`flipped`: to Flax's initialisation, the
 plain cross-entropy, the clip turned off or, where it is off, to 1), trains each flipped config
 with `--num_seeds` seeds at the row's full length in `<workdir_root>/<row>_<factor>_<N>seeds`,
 and reports each against the row's own run in `--table1_root` (Table I's, at least as many
@@ -17,9 +17,7 @@ a subset; the report shows every flip that has run. Finished runs are read, not 
 `--report_only` trains nothing.
 """
 
-import math
 import os
-import sys
 
 from absl import flags
 from absl import logging
@@ -56,12 +54,8 @@ def flip_dir(row: str, factor: str, args) -> str:
 
 def baseline_run(row: str, args):
   """The row's own finished run of at least --num_seeds seeds at full length, or None."""
-  found = runs.find_run(args.table1_root, row, "paper")
-  if found is None:
-    return None
-  run = runs.load_run(found)
-  full = run["config"]["num_epochs"] == runs.row_config(row).num_epochs
-  return run if full and (run["aggregate"] or {}).get("num_seeds", 1) >= args.num_seeds else None
+  found = runs.full_run_with_seeds(args.table1_root, row, args.num_seeds)
+  return found and runs.load_run(found)
 
 
 def _stats(run: dict, metric: str):
@@ -73,8 +67,7 @@ def _change(run: dict, baseline: dict, metric: str) -> str:
   ran, base = _stats(run, metric), _stats(baseline, metric)
   if ran is None or base is None:
     return "-"
-  change = ran["mean"] - base["mean"]
-  error = math.sqrt(ran["std"] ** 2 / ran["n"] + base["std"] ** 2 / base["n"])
+  change, error = runs.mean_difference(ran, base)
   flag = " **" if abs(change) > MARGIN * error else ""
   return f"{change:+.4f} ± {error:.4f}{flag}"
 

@@ -129,10 +129,7 @@ def tuned_runs(model: str, optimizer: str, name: str, args) -> list[str]:
 def _table1_found(row: str, args):
   """The row's finished run in --table1_root if it has at least --num_seeds seeds (and the run
   is not shortened), else None."""
-  found = None if args.epochs else runs.find_run(args.table1_root, row, "paper")
-  if found and (runs.load_run(found)["aggregate"] or {}).get("num_seeds", 1) >= args.num_seeds:
-    return found
-  return None
+  return None if args.epochs else runs.full_run_with_seeds(args.table1_root, row, args.num_seeds)
 
 
 def table1_run(model: str, optimizer: str, side: str, args) -> str:

@@ -50,6 +50,24 @@ def with_data(config, args):
   return config
 
 
+def mean_difference(stats: dict, reference: dict) -> tuple[float, float]:
+  """`stats`' mean minus `reference`'s, and the standard error of that difference, from two
+  several-seed summaries' statistics of one metric (mean, std, n)."""
+  return (stats["mean"] - reference["mean"],
+          math.sqrt(stats["std"] ** 2 / stats["n"] + reference["std"] ** 2 / reference["n"]))
+
+
+def full_run_with_seeds(root: str, row: str, num_seeds: int) -> Optional[str]:
+  """The row's finished paper-setting run under `root` at the row's full length with at least
+  `num_seeds` seeds, or None."""
+  found = find_run(root, row, "paper")
+  if found is None:
+    return None
+  run = load_run(found)
+  full = run["config"]["num_epochs"] == row_config(row).num_epochs
+  return found if full and (run["aggregate"] or {}).get("num_seeds", 1) >= num_seeds else None
+
+
 def run_dir(root: str, row: str, variant: str, epochs=None, num_seeds: int = 1) -> str:
   """Where a row's run lives (module docstring): `_<E>ep` when shortened to `epochs`, `_<N>seeds`
   for several seeds."""

@@ -408,9 +408,8 @@ def pair_verdict(forward: dict, backprop: dict) -> str:
   PAIR_MARGIN standard errors in both (else no clear difference)."""
   leads = {}
   for metric, sign in (("test_loss", 1), ("test_accuracy", -1)):
-    f, b = forward[metric], backprop[metric]
-    leads[metric] = (sign * (f["mean"] - b["mean"]),
-                     math.sqrt(f["std"] ** 2 / f["n"] + b["std"] ** 2 / b["n"]))
+    difference, error = runs.mean_difference(forward[metric], backprop[metric])
+    leads[metric] = (sign * difference, error)
   if all(lead > PAIR_MARGIN * error for lead, error in leads.values()):
     verdict = "backprop ahead"
   elif all(-lead > PAIR_MARGIN * error for lead, error in leads.values()):
