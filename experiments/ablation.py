@@ -12,11 +12,14 @@ with `--num_seeds` seeds at the row's full length in `<workdir_root>/<row>_<fact
 and reports each against the row's own run in `--table1_root` (Table I's, at least as many
 seeds): test loss and accuracy, mean ± std over seeds, and the change from the row's own run,
 difference of the means ± its standard error, flagged where it exceeds 2 standard errors.
-One factor at a time shows each setting's own effect, not their interactions. `--factors` trains
-a subset; the report shows every flip that has run. Finished runs are read, not trained again;
-`--report_only` trains nothing.
+One factor at a time shows each setting's own effect, not their interactions: `--combinations`
+also flips every set of two or more of them together (`<row>_<f1>-<f2>..._<N>seeds`), the full
+factorial with the row's own run as its corner. `--factors` trains a subset; the report shows
+every flip that has run. Finished runs are read, not trained again; `--report_only` trains
+nothing.
 """
 
+import itertools
 import os
 
 from absl import flags
@@ -40,16 +43,25 @@ def flipped(factor: str, value):
   return None if value is not None else 1.0
 
 
-def flip_config(row: str, factor: str, args):
-  """The row's config with `factor` flipped and the command line's data and seeds applied."""
+def flip_sets(factors, combinations: bool) -> list[tuple]:
+  """The sets of `factors` flipped together in a run: each alone, then (`combinations`) every set
+  of two or more, in FACTORS' order."""
+  chosen = [factor for factor in FACTORS if factor in factors]
+  sizes = range(1, len(chosen) + 1) if combinations else (1,)
+  return [flips for size in sizes for flips in itertools.combinations(chosen, size)]
+
+
+def flip_config(row: str, factors: tuple, args):
+  """The row's config with `factors` flipped and the command line's data and seeds applied."""
   config = runs.with_data(runs.row_config(row), args)
-  config[factor] = flipped(factor, config[factor])
+  for factor in factors:
+    config[factor] = flipped(factor, config[factor])
   config.num_seeds = args.num_seeds
   return config
 
 
-def flip_dir(row: str, factor: str, args) -> str:
-  return os.path.join(args.workdir_root, f"{row}_{factor}_{args.num_seeds}seeds")
+def flip_dir(row: str, factors: tuple, args) -> str:
+  return os.path.join(args.workdir_root, f"{row}_{'-'.join(factors)}_{args.num_seeds}seeds")
 
 
 def baseline_run(row: str, args):
@@ -73,14 +85,19 @@ def _change(run: dict, baseline: dict, metric: str) -> str:
 
 
 def _cell(run: dict, metric: str) -> str:
+  """Mean ± std (seeds) of `metric`; for a run whose seeds diverged, the test loss cell says where
+  (a diverged seed has no final metrics)."""
   stats = _stats(run, metric)
-  return "-" if stats is None else f"{stats['mean']:.4f} ± {stats['std']:.4f} ({stats['n']})"
+  if stats is None:
+    return runs.divergence(run["aggregate"]) if metric == "test_loss" else "-"
+  return f"{stats['mean']:.4f} ± {stats['std']:.4f} ({stats['n']})"
 
 
 def report(row: str, baseline: dict, flips: dict) -> str:
-  """The markdown report: the row's own run, then one line per flipped factor that ran."""
+  """The markdown report: the row's own run, then one line per set of flipped factors that ran
+  (`flips`: a loaded run by the tuple of its factors)."""
   own = runs.row_config(row)
-  lines = [f"# Ablation of {row}: one of the paper's code's settings flipped at a time", "",
+  lines = [f"# Ablation of {row}: the paper's code's settings flipped", "",
            "Made by `python -m experiments.ablation`; its docstring says what each line is. "
            "Test loss and accuracy on the 10,000 test images after the last epoch: mean ± std "
            "(seeds); change: difference of the means from the row's own run ± its standard "
@@ -90,13 +107,15 @@ def report(row: str, baseline: dict, flips: dict) -> str:
            f"| the row's own (init {own.init}, loss {own.loss}, jvp_clip {own.jvp_clip}) | "
            f"{_cell(baseline, 'test_loss')} | | {_cell(baseline, 'test_accuracy')} | | "
            f"{workdir_files.format_machine(baseline['machine'])} |"]
-  for factor, run in flips.items():
+  for factors, run in flips.items():
     lines.append(
-        f"| {factor} {flipped(factor, own[factor])} | {_cell(run, 'test_loss')} | "
+        f"| {', '.join(f'{factor} {flipped(factor, own[factor])}' for factor in factors)} | "
+        f"{_cell(run, 'test_loss')} | "
         f"{_change(run, baseline, 'test_loss')} | {_cell(run, 'test_accuracy')} | "
         f"{_change(run, baseline, 'test_accuracy')} | "
         f"{workdir_files.format_machine(run['machine'])} |")
-  missing = [factor for factor in FACTORS if factor not in flips]
+  missing = [" + ".join(factors) for factors in flip_sets(FACTORS, any(
+      len(factors) > 1 for factors in flips)) if factors not in flips]
   return "\n".join(lines + ([f"\nNot run yet: {', '.join(missing)}."] if missing else [])) + "\n"
 
 
@@ -117,14 +136,15 @@ def run_all(args) -> str:
                         f"{args.table1_root}; train it first: python -m experiments.table1 "
                         f"--rows={args.row} --num_seeds=5 ...")
   flips = {}
-  for factor in FACTORS:
-    workdir = flip_dir(args.row, factor, args)
+  wanted = flip_sets(args.factors, args.combinations)
+  for factors in flip_sets(FACTORS, combinations=True):
+    workdir = flip_dir(args.row, factors, args)
     finished = os.path.isfile(os.path.join(workdir, workdir_files.SUMMARY_FILE))
-    if factor in args.factors and not args.report_only and not finished:
-      logging.info("%s with %s flipped, %d seeds", args.row, factor, args.num_seeds)
-      runs.train_run(flip_config(args.row, factor, args), workdir)
+    if factors in wanted and not args.report_only and not finished:
+      logging.info("%s with %s flipped, %d seeds", args.row, " + ".join(factors), args.num_seeds)
+      runs.train_run(flip_config(args.row, factors, args), workdir)
     if os.path.isfile(os.path.join(workdir, workdir_files.SUMMARY_FILE)):
-      flips[factor] = runs.load_run(workdir)
+      flips[factors] = runs.load_run(workdir)
   text = report(args.row, baseline, flips)
   out = args.out or os.path.join(runs.REPO, "experiments", "results",
                                  f"ablation_{args.row}.md")
@@ -144,6 +164,8 @@ def _define_flags():
   flags.DEFINE_integer("num_seeds", 3, "Seeds of every flipped run.")
   flags.DEFINE_list("factors", list(FACTORS), "The settings to flip (each in a run of its own); "
                     "the report shows every flip that has run.")
+  flags.DEFINE_bool("combinations", False, "Also flip every set of two or more of --factors "
+                    "together (the full factorial).")
   flags.DEFINE_string("data_source", None, "Override data.source: tfds or npz.")
   flags.DEFINE_string("data_path", None, "Override data.path (the .npz file of data_source=npz).")
   flags.DEFINE_string("workdir_root", os.path.join(runs.REPO, "runs", "ablation"),

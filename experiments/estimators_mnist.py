@@ -200,9 +200,7 @@ def _test_cells(aggregate: dict) -> str:
     stats = aggregate["aggregate"]
     return " | ".join(f"{stats[name]['mean']:.4f} +- {stats[name]['std']:.4f}"
                       for name in ("test_loss", "test_accuracy"))
-  steps = sorted(s["steps"] for s in aggregate["per_seed"].values() if s["status"] != "completed")
-  where = f"at step {steps[0]:,}" + (f"-{steps[-1]:,}" if len(steps) > 1 else "")
-  return f"diverged: {len(steps)} of {aggregate['num_seeds']} seeds, {where} | -"
+  return f"{runs.divergence(aggregate)} | -"
 
 
 def report(results: dict, step_times: dict) -> str:

@@ -9,8 +9,9 @@ Under a workdir root (`--workdir_root`, default runs/table1), a row's run is in
 and the tuned variant's under `tuned/` the same way; each holds `machine.json`, the machine it ran
 on, and each of its trial directories (the workdir, or each seed_<s>/) a `test_losses.npz` with
 every test example's final loss (runs from before fgjax wrote it have none). The tuned variant
-takes its hyperparameters from the row's sweep (`python -m fgjax.sweep`): `<sweep_root>/<row>` or
-`<sweep_root>/<row>_<E>ep`, each with its results.json.
+takes its hyperparameters from the row's sweep (`python -m fgjax.sweep`, `experiments.tune_table1`):
+`<sweep_root>/<row>`, `<sweep_root>/<row>_<E>ep` or `<sweep_root>/<row>_<E>ep_<names>`, each with its
+results.json (load_sweep says which one counts).
 """
 
 import math
@@ -57,6 +58,14 @@ def mean_difference(stats: dict, reference: dict) -> tuple[float, float]:
           math.sqrt(stats["std"] ** 2 / stats["n"] + reference["std"] ** 2 / reference["n"]))
 
 
+def divergence(aggregate: dict) -> str:
+  """Where a several-seed run's diverged seeds stopped, from its summary.json: `diverged: N of M
+  seeds, at step A-B`."""
+  steps = sorted(s["steps"] for s in aggregate["per_seed"].values() if s["status"] != "completed")
+  where = f"at step {steps[0]:,}" + (f"-{steps[-1]:,}" if len(steps) > 1 else "")
+  return f"diverged: {len(steps)} of {aggregate['num_seeds']} seeds, {where}"
+
+
 def full_run_with_seeds(root: str, row: str, num_seeds: int) -> Optional[str]:
   """The row's finished paper-setting run under `root` at the row's full length with at least
   `num_seeds` seeds, or None."""
@@ -90,13 +99,14 @@ def find_run(root: str, row: str, variant: str) -> Optional[str]:
   return found[max(found)] if found else None
 
 
-def train_run(config, workdir: str) -> dict:
+def train_run(config, workdir: str, restart: bool = False) -> dict:
   """Trains `config` in `workdir` (`fgjax.train.train_and_evaluate`, which resumes a killed run
-  and reads a finished one) after recording the machine it trains on in `machine.json`."""
-  if not os.path.isfile(os.path.join(workdir, workdir_files.SUMMARY_FILE)):
+  and reads a finished one; `restart` starts it over) after recording the machine it trains on
+  in `machine.json`."""
+  if restart or not os.path.isfile(os.path.join(workdir, workdir_files.SUMMARY_FILE)):
     os.makedirs(workdir, exist_ok=True)
     workdir_files.write_json(os.path.join(workdir, MACHINE_FILE), workdir_files.describe_machine())
-  return train.train_and_evaluate(config, workdir)
+  return train.train_and_evaluate(config, workdir, restart=restart)
 
 
 def load_run(workdir: str) -> dict:
@@ -134,14 +144,17 @@ def read_test_losses(trial_dir: str) -> Optional[dict]:
 
 
 def load_sweep(sweep_root: str, row: str) -> Optional[dict]:
-  """The results.json of the row's sweep, `<sweep_root>/<row>` or `<sweep_root>/<row>_<E>ep`:
-  of several, the one with the most epochs per trial; None if there is none."""
-  name = re.compile(re.escape(row) + r"(?:_\d+ep)?")
+  """The results.json of the row's sweep, `<sweep_root>/<row>`, `<sweep_root>/<row>_<E>ep` or
+  `<sweep_root>/<row>_<E>ep_<names>` (a sweep of more hyperparameters than the learning rate):
+  of several, the one with the most epochs per trial, then of the most hyperparameters searched;
+  None if there is none."""
+  name = re.compile(re.escape(row) + r"(?:_\d+ep(?:_[a-z][a-z0-9_]*)?)?")
   found = [workdir_files.read_json(os.path.join(sweep_root, entry, sweep.RESULTS_FILE))
            for entry in (os.listdir(sweep_root) if os.path.isdir(sweep_root) else [])
            if name.fullmatch(entry)]
   return max((results for results in found if results),
-             key=lambda results: results["epochs_per_trial"], default=None)
+             key=lambda results: (results["epochs_per_trial"], len(results["space"])),
+             default=None)
 
 
 def best_setting(sweep_root: str, row: str) -> Optional[dict]:
@@ -158,12 +171,21 @@ def tuned_is_paper(sweep_root: str, row: str) -> bool:
       float(row_config(row)[name]) == value for name, value in setting.items())
 
 
+def has_setting(workdir: str, setting: dict) -> bool:
+  """Whether the finished run in `workdir` was trained with the hyperparameters `setting`."""
+  config = load_run(workdir)["config"]
+  return all(float(config[name]) == value for name, value in setting.items())
+
+
 def find_variant_run(root: str, sweep_root: str, row: str, variant: str) -> Optional[str]:
   """find_run for a variant; a row whose sweep chose the paper's setting has its paper run as its
-  tuned run."""
+  tuned run, and a tuned run trained with an earlier sweep's best does not count."""
   if variant == "tuned" and tuned_is_paper(sweep_root, row):
     variant = "paper"
-  return find_run(root, row, variant)
+  found = find_run(root, row, variant)
+  if variant == "tuned" and found and not has_setting(found, best_setting(sweep_root, row)):
+    return None
+  return found
 
 
 def refuse_fewer_rows(path: str, rows_before: Optional[int], rows_now: int,

@@ -202,13 +202,18 @@ def run_rows(rows, variant: str, args) -> None:
       logging.info("[%d/%d] %s: the sweep chose the paper's setting; its run serves as the "
                    "tuned one", i, len(rows), row)
       continue
+    restart = False
     if os.path.isfile(os.path.join(workdir, workdir_files.SUMMARY_FILE)):
-      logging.info("[%d/%d] %s: already done in %s; skipped", i, len(rows), row, workdir)
-      continue
+      if variant == "paper" or runs.has_setting(workdir, runs.best_setting(args.sweep_root, row)):
+        logging.info("[%d/%d] %s: already done in %s; skipped", i, len(rows), row, workdir)
+        continue
+      logging.info("[%d/%d] %s: %s holds a run of an earlier sweep's best; training it again",
+                   i, len(rows), row, workdir)
+      restart = True
     logging.info("[%d/%d] %s (%s, %d epochs, %d seed(s)) -> %s", i, len(rows), row, variant,
                  config.num_epochs, config.num_seeds, workdir)
     try:
-      summary = runs.train_run(config, workdir)
+      summary = runs.train_run(config, workdir, restart=restart)
     except Exception:  # pylint: disable=broad-except
       logging.exception("%s failed; going on with the next row", row)
       continue
@@ -378,7 +383,7 @@ def tuning_lines(root: str, sweep_root: str) -> list[str]:
     sweep_results = runs.load_sweep(sweep_root, row)
     if sweep_results is None or runs.tuned_is_paper(sweep_root, row):
       continue
-    workdirs = {v: runs.find_run(root, row, v) for v in runs.VARIANTS}
+    workdirs = {v: runs.find_variant_run(root, sweep_root, row, v) for v in runs.VARIANTS}
     if None in workdirs.values():
       continue
     loaded = {v: runs.load_run(w) for v, w in workdirs.items()}
@@ -390,7 +395,7 @@ def tuning_lines(root: str, sweep_root: str) -> list[str]:
                           ("tuned", f"{sweep_results['epochs_per_trial']}-epoch sweep's")):
       run = loaded[variant]
       lowest = _lowest_epoch(run, "validation_loss")
-      described.append(f"{name} γ {run['config']['learning_rate']:g}: test loss "
+      described.append(f"{name} {_hyperparameters(run['config'])}: test loss "
                        f"{run['summary']['test_loss']:.4f}, lowest validation loss "
                        f"{lowest['validation_loss']:.4f} at epoch {lowest['epoch']}")
     lines.append(f"  - {row}: {'; '.join(described)}")
@@ -535,9 +540,12 @@ def report(args) -> str:
     out += ["", f"Not run yet: {', '.join(paper_missing)}."]
   out += ["", "## Tuned: each method's own best setting from a search on the validation split",
           "", "Each row's searched hyperparameters come from `python -m fgjax.sweep` (settings "
-          "ranked by final validation loss after a short budget; details in "
-          f"`{os.path.relpath(args.sweep_root, runs.REPO)}/<row>[_<E>ep]/results.md`); the row "
-          "then trains with them like the paper's row. Sweeps:", ""]
+          "ranked by final validation loss after the sweep's budget; `experiments.tune_table1` "
+          "sweeps the learning rate at the full budget, then with `--refine` the other "
+          "hyperparameters the paper tuned; details in "
+          f"`{os.path.relpath(args.sweep_root, runs.REPO)}/<row>[_<E>ep[_<names>]]/results.md`); "
+          "the row then trains with them like the paper's row. Sweeps (of several for a row, "
+          "the one that counts):", ""]
   out += sweep_lines(args.sweep_root) or ["No sweep yet."]
   out += [""]
   if len(tuned_missing) < len(paper.TABLE_I_ROWS):

@@ -14,8 +14,9 @@ Search space: one flag per hyperparameter, each a spec string (none given: the c
   --momentum                             nesterov
   --b1, --b2, --eps, --eps_root          adam
 A spec is either a range `low:high:num`, `num` log-spaced values from `low` to `high` inclusive
-(both > 0), or a list `v1,v2,...` of values (use a list for 0 or for momenta). Values are rounded to
-3 significant digits, so the printed value is the one trained. `--learning_rate` defaults to
+(both > 0), or a list `v1,v2,...` of values (use a list for 0 or for momenta). A range's values
+are rounded to 3 significant digits, so the printed value is the one trained; a list's are taken
+as typed (b2 = 0.9995 must not become 1). `--learning_rate` defaults to
 `1e-5:1:11` (two points per decade).
 
   --search=grid     (default; the paper's protocol) every combination of the specs' values.
@@ -102,7 +103,7 @@ def parse_spec(name: str, text: str) -> Optional[Spec]:
   parts = text.split(":")
   try:
     if len(parts) == 1:
-      return tuple(_round(float(v)) for v in text.split(","))
+      return tuple(float(v) for v in text.split(","))
     if len(parts) != 3:
       raise malformed
     low, high, num = float(parts[0]), float(parts[1]), int(parts[2])

@@ -26,6 +26,7 @@ def digits_config(estimator: str, epochs: int = 1):
 def test_parse_spec_range_list_and_empty():
   assert sweep.parse_spec("learning_rate", "1e-3:1e-1:3") == sweep.LogRange(1e-3, 1e-1, 3)
   assert sweep.parse_spec("decay", "0,1e-5") == (0.0, 1e-5)
+  assert sweep.parse_spec("b2", "0.999,0.9995,0.9999") == (0.999, 0.9995, 0.9999)  # as typed
   assert sweep.parse_spec("momentum", "") is None
   for bad in ("1:2", "0:1:3", "a,b", "1e-3:1e-1:0"):
     with pytest.raises(sweep.SweepError):

@@ -22,7 +22,7 @@ def args_for(tmp_path, data_path=None, **overrides):
   args = dict(row="mnist_mlp_sgd_fwd", num_seeds=2, factors=list(ablation.FACTORS),
               data_source="npz", data_path=data_path,
               workdir_root=str(tmp_path / "ablation"), table1_root=str(tmp_path / "table1"),
-              out=str(tmp_path / "ablation.md"), report_only=False)
+              out=str(tmp_path / "ablation.md"), report_only=False, combinations=False)
   args.update(overrides)
   return types.SimpleNamespace(**args)
 
@@ -73,3 +73,24 @@ def test_factors_trains_a_subset_and_the_report_says_what_is_missing(tmp_path, t
   text = ablation.run_all(args)
   assert os.listdir(args.workdir_root) == [f"{args.row}_jvp_clip_2seeds"]
   assert "| jvp_clip None |" in text and "Not run yet: init, loss." in text
+
+
+def test_flip_sets_are_each_factor_then_every_combination():
+  assert ablation.flip_sets(["loss", "init"], combinations=False) == [("init",), ("loss",)]
+  assert ablation.flip_sets(ablation.FACTORS, combinations=True) == [
+      ("init",), ("loss",), ("jvp_clip",), ("init", "loss"), ("init", "jvp_clip"),
+      ("loss", "jvp_clip"), ("init", "loss", "jvp_clip")]
+
+
+def test_combinations_flip_several_factors_in_one_run(tmp_path, tiny_mnist):
+  args = args_for(tmp_path, tiny_mnist, factors=["init", "jvp_clip"], combinations=True)
+  write_seeds(os.path.join(args.table1_root, f"{args.row}_2seeds"), args.row, [0.46, 0.48],
+              [0.86, 0.87])
+  text = ablation.run_all(args)
+  assert sorted(os.listdir(args.workdir_root)) == sorted(
+      f"{args.row}_{name}_2seeds" for name in ("init", "init-jvp_clip", "jvp_clip"))
+  both = runs.load_run(os.path.join(args.workdir_root, f"{args.row}_init-jvp_clip_2seeds"))
+  assert (both["config"]["init"], both["config"]["jvp_clip"], both["config"]["loss"]) == (
+      "flax", None, "clamped_cross_entropy")
+  assert "| init flax, jvp_clip None |" in text
+  assert "Not run yet: loss, init + loss, loss + jvp_clip, init + loss + jvp_clip." in text

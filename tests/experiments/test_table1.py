@@ -79,21 +79,23 @@ def write_seeds(workdir, row, test_losses, test_accuracies, example_losses_by_se
     json.dump(aggregate, f)
 
 
-def write_sweep(sweep_root, row, learning_rate):
-  """What table1 reads of a sweep's results.json: a learning-rate search that chose
-  `learning_rate` over a worse and a diverged setting."""
+def write_sweep(sweep_root, row, learning_rate, epochs=5):
+  """What table1 reads of a sweep's results.json: a learning-rate search of `epochs` per trial
+  (in <row>_<epochs>ep, or <row> for 5) that chose `learning_rate` over a worse and a diverged
+  setting."""
   settings = [{"hyperparameters": {"learning_rate": lr}, "status": status, "validation_loss": v}
               for lr, status, v in ((learning_rate, "completed", 0.07),
                                     (learning_rate / 10, "completed", 0.2),
                                     (learning_rate * 10, "diverged", None))]
   results = {"space": {"learning_rate": [s["hyperparameters"]["learning_rate"]
                                          for s in settings]},
-             "search": "grid", "num_settings": 3, "seeds": 1, "epochs_per_trial": 5,
+             "search": "grid", "num_settings": 3, "seeds": 1, "epochs_per_trial": epochs,
              "wall_clock_seconds": 100.0, "machine": None, "settings": settings,
              "best": {"hyperparameters": {"learning_rate": learning_rate},
                       "validation_loss": 0.07}}
-  os.makedirs(os.path.join(sweep_root, row))
-  with open(os.path.join(sweep_root, row, "results.json"), "w", encoding="utf-8") as f:
+  workdir = os.path.join(sweep_root, row if epochs == 5 else f"{row}_{epochs}ep")
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
     json.dump(results, f)
 
 
@@ -171,6 +173,14 @@ def test_run_rows_trains_resumes_and_runs_the_tuned_variant(tmp_path, tiny_mnist
                if line.startswith("| mnist_mlp_sgd_bp |")).split(" | ")
   assert tuned[7] != "-" and tuned[9].startswith(("consistent", "paper "))
   assert "mnist_mlp_sgd_bp: its test split has 100 images, not the paper's 10,000." in text
+  # A later sweep of a longer budget chose another rate: the tuned run is stale until retrained.
+  write_sweep(args.sweep_root, "mnist_mlp_sgd_bp", learning_rate=0.01, epochs=10)
+  assert "| mnist_mlp_sgd_bp |" not in table1.report(args).split("## Tuned")[1]
+  table1.run_rows(["mnist_mlp_sgd_bp"], "tuned", args)
+  with open(os.path.join(args.workdir_root, "tuned", "mnist_mlp_sgd_bp_1ep", "config.json"),
+            encoding="utf-8") as f:
+    assert json.load(f)["learning_rate"] == 0.01
+  assert "γ 0.01," in table1.write_report(args).split("## Tuned")[1]
 
 
 def test_measurements_compare_full_length_tuned_runs_with_the_paper_setting(tmp_path):
@@ -190,9 +200,9 @@ def test_measurements_compare_full_length_tuned_runs_with_the_paper_setting(tmp_
             test_accuracy=0.73, val_losses=[0.9, 0.85, 2.5], learning_rate=0.001)
   text = table1.write_report(args)
   assert heading in text
-  assert ("  - mnist_mlp_sgd_fwd: paper's γ 0.000464: test loss 0.4700, lowest validation loss "
-          "0.4800 at epoch 3; 5-epoch sweep's γ 0.001: test loss 2.3900, lowest validation "
-          "loss 0.8500 at epoch 2") in text
+  assert ("  - mnist_mlp_sgd_fwd: paper's γ 0.000464, decay 1e-05: test loss 0.4700, lowest "
+          "validation loss 0.4800 at epoch 3; 5-epoch sweep's γ 0.001, decay 1e-05: test loss "
+          "2.3900, lowest validation loss 0.8500 at epoch 2") in text
 
 
 def test_a_run_of_several_seeds_reports_their_mean_and_std(tmp_path):
