@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fgjax import estimators
 from fgjax import models
 from fgjax import optimizers
 from fgjax import paper
@@ -77,7 +78,7 @@ def loss_and_params(model: str, seed: int = 0, local_heads: bool = False,
 
 def build(model: str, config, seed: int = 0):
   """`(train_step, state)`: the package's own step for `config` and a fresh state."""
-  local = config.estimator == "local_activity"
+  local = config.estimator in estimators.LOCAL
   loss_fn, params = loss_and_params(model, seed, local, config.local_groups if local else 1)
   tx = optimizers.build_optimizer(config)
   state = programs.init_state(params, tx, jax.random.PRNGKey(seed + 1))

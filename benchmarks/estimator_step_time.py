@@ -8,8 +8,9 @@ SGD update and the non-finite check) for the model's Table I setup at batch 64, 
 batches of the dataset's shape: backprop, the weight-perturbation forward gradient, activity
 perturbation of the model's loss and activity perturbation with local losses (`local_activity`,
 the model with its local heads), the last two with K = 1, 4 and 32 tangents per example, and
-local_activity with one tangent and a derivative per group of G units (config.unit_groups), and
-(the MLP) with group-wise local heads, a classifier per group of units (config.local_groups). The
+local_activity with one tangent and a derivative per group of G units (config.unit_groups),
+(the MLP) with group-wise local heads, a classifier per group of units (config.local_groups), and
+local_backprop, the exact gradients of the local losses (the local heads' cost without the jvp). The
 variants take turns over the repeats in one process (`common.time_interleaved`), so the ratio to
 backprop, the median of the per-round ratios, is what this measures; absolute times depend on
 the machine and its load, printed with the table. Modes as in step_time.py.
@@ -44,6 +45,11 @@ def variants(model: str) -> dict:
       configs[f"local_activity K=1 local_groups={groups}"] = config = common.step_config(
           model, "local_activity")
       config.local_groups = groups
+  configs["local_backprop"] = common.step_config(model, "local_backprop")
+  if model == "mlp":
+    configs["local_backprop local_groups=32"] = config = common.step_config(
+        model, "local_backprop")
+    config.local_groups = 32
   return configs
 
 

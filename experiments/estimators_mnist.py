@@ -10,7 +10,9 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
    local losses, one tangent and a derivative per group of 32 units (`unit_groups`, 32 jvps);
    and with group-wise local losses, each block's local head split into 32 classifiers, each
    reading its own 32 units (`local_groups`, one jvp; the MLP only, whose blocks are one layer
-   each)) start from the backprop row's config
+   each); and, for reference, `local_backprop` and `local_backprop_l32`, the exact gradients of
+   the same local losses (greedy local learning), per block or group-wise: what the local-loss
+   forward gradients estimate, without their noise) start from the backprop row's config
    (`configs/mnist_<model>_<optimizer>_bp.py`: PyTorch initialisation, the plain cross-entropy,
    no clip), and their learning rate is tuned on the validation split by `fgjax.sweep`
    (`--tune_epochs` epochs per trial, `GRIDS[model, optimizer]`, one seed), in
@@ -58,7 +60,9 @@ OPTIMIZERS = ("sgd", "adam")
 # name -> (estimator, tangents per example K, unit groups G, local classifier groups L)
 ESTIMATORS = {"activity_k1": ("activity", 1, 1, 1),
               "local_activity_k1_g32": ("local_activity", 1, 32, 1),
-              "local_activity_k1_l32": ("local_activity", 1, 1, 32)}
+              "local_activity_k1_l32": ("local_activity", 1, 1, 32),
+              "local_backprop": ("local_backprop", 1, 1, 1),
+              "local_backprop_l32": ("local_backprop", 1, 1, 32)}
 # Learning rates tried per (model, optimizer), low:high:num. With SGD the CNN's activity
 # perturbation diverged within 200 steps at every rate from 1e-3 to 0.3 (each of its conv layers
 # perturbs about 40,000 units per example, the MLP's layers 1,024), so its grid lies lower.
@@ -73,6 +77,8 @@ STEP_TIME_FILES = {"mlp": "estimator_step_time_mlp.json",
 STEP_TIME_NAMES = {"activity_k1": "activity K=1",
                    "local_activity_k1_g32": "local_activity K=1 G=32",
                    "local_activity_k1_l32": "local_activity K=1 local_groups=32",
+                   "local_backprop": "local_backprop",
+                   "local_backprop_l32": "local_backprop local_groups=32",
                    "forward": "forward K=1", "backprop": "backprop"}
 
 def _with_data(config, args):

@@ -129,19 +129,20 @@ def problems(config) -> list[str]:
   if not isinstance(_get(config, "sharding.data_parallel"), bool):
     found.append(f"sharding.data_parallel must be True or False, got "
                  f"{_get(config, 'sharding.data_parallel')!r}")
-  if (_get(config, "estimator") in ("activity", "local_activity")
+  if (_get(config, "estimator") in estimators.PER_GROUP
       and _get(config, "sharding.data_parallel") is True):
-    found.append("the activity estimators train on one device: set sharding.data_parallel=False")
+    found.append(f"estimator {_get(config, 'estimator')!r} trains on one device: set "
+                 "sharding.data_parallel=False")
   if _get(config, "unit_groups") not in (1, _MISSING) and (
       _get(config, "estimator") not in ("activity", "local_activity")
       or _get(config, "combine") != "mean"):
     found.append("unit_groups > 1 needs estimator 'activity' or 'local_activity' and combine "
                  "'mean'")
   if _get(config, "local_groups") not in (1, _MISSING) and (
-      _get(config, "estimator") != "local_activity" or _get(config, "combine") != "mean"
+      _get(config, "estimator") not in estimators.LOCAL or _get(config, "combine") != "mean"
       or _get(config, "unit_groups") not in (1, _MISSING)):
-    found.append("local_groups > 1 needs estimator 'local_activity', combine 'mean' and "
-                 "unit_groups 1")
+    found.append("local_groups > 1 needs estimator 'local_activity' or 'local_backprop', "
+                 "combine 'mean' and unit_groups 1")
   every = _get(config, "diagnostics_every_steps")
   if every is not None:
     found.append(_check_integer("diagnostics_every_steps", every, 1) if every is not _MISSING

@@ -11,13 +11,14 @@ def base_config() -> ml_collections.ConfigDict:
   # What is trained, and how the gradient is obtained.
   config.model = "mlp"  # a name in fgjax.models.MODELS: "mlp", "cnn", "vgg"
   # "forward" (weight perturbation, jax.jvp), "activity" (activity perturbation), "local_activity"
-  # (activity perturbation with local losses) or "backprop" (jax.grad); see fgjax.estimators.
+  # (activity perturbation with local losses), "backprop" (jax.grad) or "local_backprop" (jax.grad
+  # of the local losses: greedy local learning); see fgjax.estimators.
   config.estimator = "backprop"
   config.num_directions = 1  # forward gradient: tangents averaged per step
   config.combine = "mean"  # K tangents' estimates: "mean", or "projection" onto their span
   # Activity estimators: a derivative per group of units (features or channels), G groups.
   config.unit_groups = 1
-  # local_activity: G > 1 splits every local head into G classifiers, each reading its own 1/G of
+  # local_activity, local_backprop: G > 1 splits every local head into G classifiers, each reading its own 1/G of
   # the block's units (group-wise local losses: one derivative per group from one jvp).
   config.local_groups = 1
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS

@@ -2,10 +2,10 @@
 relative variance, measured on one batch while training (`config.diagnostics_every_steps`).
 
 The true gradient is what the configured estimator estimates, computed by backprop for the
-diagnostic alone: the gradient of the model's loss, or for "local_activity" that of the sum of the
-blocks' own losses with stop-gradients between blocks (each block trained by its local loss, the
-last one by the model's). Backprop's own estimate is that gradient, so it has cosine 1 and
-variance 0.
+diagnostic alone: the gradient of the model's loss, or for the local-loss estimators that of the
+sum of the blocks' own losses with stop-gradients between blocks (`estimators.local_objective`:
+each block trained by its local loss, the last one by the model's). The exact estimators'
+(backprop, local_backprop) estimate is that gradient, so it has cosine 1 and variance 0.
 """
 
 from typing import Callable
@@ -43,14 +43,14 @@ def make_diagnostics(loss_fn: Callable, config, num_draws: int = 8) -> Callable:
   vmappable over a leading trial axis of `params` and `key`.
   """
   gradient = programs.make_gradient_fn(config)
-  local = config.estimator == "local_activity"
-  activity = local or config.estimator == "activity"
+  local = config.estimator in estimators.LOCAL
+  activity = config.estimator in estimators.PER_GROUP
 
   def diagnose(params, images, labels, key):
     if activity:
       objective = lambda p, perturbations, stop_inputs: loss_fn.per_group(
           p, images, labels, perturbations, stop_inputs, local)
-      target = lambda p: sum(jnp.mean(group) for group in objective(p, None, False)[0])
+      target = lambda p: estimators.local_objective(objective(p, None, False)[0])
     else:
       objective = target = lambda p: loss_fn(p, images, labels)[0]
     names = layer_names(params)

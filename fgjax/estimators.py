@@ -17,6 +17,8 @@ Example::
 
 `activity_gradient` perturbs a network's pre-activations instead of its weights (Ren et al., 2023):
 it needs the network's perturbation points, so it takes a forward function rather than a loss.
+`local_backprop` computes exactly what its local-loss form estimates (greedy local learning), the
+ceiling of any local-loss forward gradient.
 Both forward-mode estimators combine K tangents either by their mean or by projecting the gradient
 onto the tangents' span (`combine`), as in Flügel et al., "Beyond Backpropagation: Optimization
 with Multi-Tangent Forward Gradients".
@@ -30,7 +32,11 @@ import jax.numpy as jnp
 from fgjax import tangents
 
 # The estimators a run config may name (`config.estimator`).
-ESTIMATORS = ("forward", "backprop", "activity", "local_activity")
+ESTIMATORS = ("forward", "backprop", "activity", "local_activity", "local_backprop")
+# The estimators that train each block on its own local loss (a model with local heads), and
+# those that take `activity_gradient`'s forward function rather than a loss.
+LOCAL = ("local_activity", "local_backprop")
+PER_GROUP = ("activity", *LOCAL)
 # How K directional derivatives d = V^T grad f make one estimate (`config.combine`): "mean" is
 # V d / K, unbiased; "projection" is V (V^T V)^+ d, the projection of grad f onto the span of V:
 # exact once V spans the space, but (K / n) grad f in expectation for isotropic tangents in n
@@ -44,6 +50,26 @@ LossFn = Callable[[PyTree], jax.Array]
 def backprop(loss_fn: LossFn, params: PyTree) -> tuple[jax.Array, PyTree]:
   """The exact gradient by reverse-mode AD (`jax.value_and_grad`)."""
   return jax.value_and_grad(loss_fn)(params)
+
+
+def local_objective(losses) -> jax.Array:
+  """What the per-group estimators estimate the gradient of, from each group's per-example losses
+  ((B,), or (B, G) for G local classifiers): the batch mean, summed over a group's classifiers
+  and over the groups. Under local losses each block's parameters reach only their own group's
+  loss, so the gradient trains every block on its own loss."""
+  return sum(group.mean(axis=0).sum() for group in losses)
+
+
+def local_backprop(forward: Callable, params: PyTree) -> tuple[jax.Array, PyTree]:
+  """The exact gradient of `local_objective` by reverse-mode AD, for `activity_gradient`'s
+  `forward` (its `losses` under local losses: stop-gradients between blocks). Returns the mean of
+  the last group's losses (the model's loss) and the gradient."""
+  def objective(p):
+    losses = forward(p, None, False)[0]
+    return local_objective(losses), losses[-1].mean()
+
+  (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(params)
+  return loss, grads
 
 
 def forward_gradient(

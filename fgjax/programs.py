@@ -77,8 +77,9 @@ def _all_finite(tree) -> jax.Array:
 def make_gradient_fn(config) -> Callable:
   """`gradient(objective, params, key) -> (loss, grads, grads_finite)` for the estimator.
 
-  `objective` is the loss of the parameters, except for the activity estimators, which take the
-  forward function of `estimators.activity_gradient` (`make_train_step` binds it to the batch).
+  `objective` is the loss of the parameters, except for the per-group estimators
+  (`estimators.PER_GROUP`), which take the forward function of `estimators.activity_gradient`
+  (`make_train_step` binds it to the batch).
   `grads_finite` says whether every entry of `grads` is finite. A forward gradient combined by
   its mean knows it from its K directional derivatives, so that the step's update stays one
   fused pass that computes each tangent entry where it is used; every other estimate is read.
@@ -102,13 +103,14 @@ def make_gradient_fn(config) -> Callable:
       return loss, grads, _all_finite(grads)
 
     return activity
-  if config.estimator == "backprop":
-    def backprop(loss_of_params, params, key):
+  exact = {"backprop": estimators.backprop, "local_backprop": estimators.local_backprop}
+  if config.estimator in exact:
+    def exact_gradient(objective, params, key):
       del key  # deterministic
-      loss, grads = estimators.backprop(loss_of_params, params)
+      loss, grads = exact[config.estimator](objective, params)
       return loss, grads, _all_finite(grads)
 
-    return backprop
+    return exact_gradient
   raise ValueError(f"unknown estimator {config.estimator!r}; choose one of {estimators.ESTIMATORS}")
 
 
@@ -120,14 +122,14 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config)
   when its loss exceeds `config.max_loss_ratio` times the first finite loss (None: no guard):
   a divergence that clipping the directional derivative keeps finite. A diverged state is frozen.
 
-  The activity estimators need `loss_fn` from `make_loss_fn(..., perturbed=model.perturbed)`,
-  "local_activity" a model created with `local_heads=True`.
+  The per-group estimators need `loss_fn` from `make_loss_fn(..., perturbed=model.perturbed)`,
+  the local ones a model created with `local_heads=True`.
   """
   gradient = make_gradient_fn(config)
   stop_on_nonfinite = config.on_nonfinite == "stop"
   max_loss_ratio = config.max_loss_ratio
-  local = config.estimator == "local_activity"
-  activity = local or config.estimator == "activity"
+  local = config.estimator in estimators.LOCAL
+  activity = config.estimator in estimators.PER_GROUP
   if activity and not hasattr(loss_fn, "per_group"):
     raise ValueError(f"estimator {config.estimator!r} needs the loss of make_loss_fn(..., "
                      "perturbed=model.perturbed); data-parallel runs support 'forward' and "

@@ -46,6 +46,7 @@ from fgjax import config_validation
 from fgjax import data
 from fgjax import default_config
 from fgjax import diagnostics
+from fgjax import estimators
 from fgjax import models
 from fgjax import optimizers
 from fgjax import programs
@@ -388,7 +389,7 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
 
 def _create_model(config, dataset, seed: int) -> models.Model:
   """The config's model for the dataset; local heads for the local-loss estimator."""
-  local = config.estimator == "local_activity"
+  local = config.estimator in estimators.LOCAL
   return models.create_model(config.model, dataset.image_shape, dataset.num_classes, seed,
                              init=config.init, local_heads=local,
                              local_groups=int(config.get("local_groups", 1)) if local else 1)

@@ -300,6 +300,21 @@ def test_group_wise_local_losses_are_unbiased_from_one_jvp():
       estimators.activity_gradient(forward, params, jax.random.PRNGKey(0), **options)
 
 
+@pytest.mark.parametrize("problem", ["local", "group_wise"])
+def test_local_backprop_is_the_exact_gradient_local_activity_estimates(problem):
+  """Each block gets the gradient of its own loss alone: the first block's weights that of its
+  local head's loss (summed over its classifiers), not the model's."""
+  forward, params, exact = (_activity_problem(True) if problem == "local"
+                            else _group_wise_problem())
+  loss, grads = estimators.local_backprop(forward, params)
+  np.testing.assert_allclose(_flat(grads), _flat(exact), rtol=1e-6, atol=1e-7)
+  assert loss == pytest.approx(float(forward(params, None, False)[0][-1].mean()))
+  first_block = jax.grad(lambda p: forward(p, None, False)[0][0].mean(0).sum())(params)
+  np.testing.assert_allclose(_flat(grads["hidden"][0]), _flat(first_block["hidden"][0]),
+                             rtol=1e-6)
+  assert np.any(_flat(grads["hidden"][0]))
+
+
 def test_each_slice_is_scaled_by_its_own_derivative():
   derivatives = jnp.array([[[1.0, 10.0]], [[2.0, 20.0]]])  # (K=2, B=1, G=2)
   u = jnp.ones((2, 1, 4))

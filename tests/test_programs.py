@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fgjax import default_config
+from fgjax import estimators
 from fgjax import models
 from fgjax import optimizers
 from fgjax import programs
@@ -13,13 +14,13 @@ from fgjax import programs
 
 @pytest.mark.parametrize("estimator, combine", [
     ("forward", "mean"), ("forward", "projection"), ("backprop", "mean"),
-    ("activity", "mean"), ("local_activity", "projection")])
+    ("activity", "mean"), ("local_activity", "projection"), ("local_backprop", "mean")])
 def test_scan_and_host_loop_take_the_same_steps(estimator, combine):
   config = default_config.base_config()
   config.estimator, config.jvp_clip, config.combine = estimator, 1.0, combine
   config.num_directions = 1 if combine == "mean" else 2
   model = models.create_model("mlp", (4, 4, 1), 3, seed=0,
-                              local_heads=estimator == "local_activity")
+                              local_heads=estimator in estimators.LOCAL)
   tx = optimizers.build_optimizer(config)
   loss_fn = programs.make_loss_fn(model.apply, [0.0], [255.0], perturbed=model.perturbed)
   step = programs.make_train_step(loss_fn, tx, config)

@@ -355,7 +355,7 @@ BAD_INPUTS = [
      "invalid config: optimizer 'rmsprop' is unknown; choose one of ['adam', 'nesterov', 'sgd']"),
     ("unknown_estimator", lambda tmp: digits_config("forward", estimator="reverse"), ConfigError,
      "invalid config: estimator 'reverse' is unknown; choose one of ['activity', 'backprop', "
-     "'forward', 'local_activity']"),
+     "'forward', 'local_activity', 'local_backprop']"),
     ("unknown_source", lambda tmp: digits_config("forward", data={"source": "web"}), ConfigError,
      "invalid config: data.source 'web' is unknown; choose one of ['embedded', 'npz', 'tfds']"),
     ("unknown_dataset", lambda tmp: digits_config("forward", data={"name": "mnist2"}),

@@ -94,3 +94,17 @@ def test_combinations_flip_several_factors_in_one_run(tmp_path, tiny_mnist):
       "flax", None, "clamped_cross_entropy")
   assert "| init flax, jvp_clip None |" in text
   assert "Not run yet: loss, init + loss, loss + jvp_clip, init + loss + jvp_clip." in text
+
+
+def test_a_diverged_flip_says_where_its_seeds_stopped():
+  stats = lambda loss, acc: {"test_loss": {"mean": loss, "std": 0.01, "n": 3},
+                             "test_accuracy": {"mean": acc, "std": 0.01, "n": 3}}
+  baseline = {"aggregate": {"aggregate": stats(0.47, 0.86)}, "machine": None}
+  diverged = {"aggregate": {"aggregate": {"test_loss": None, "test_accuracy": None},
+                            "num_seeds": 3, "per_seed": {
+                                str(seed): {"status": "diverged", "steps": steps}
+                                for seed, steps in enumerate((9191, 8070, 8465))}},
+              "machine": None}
+  text = ablation.report("mnist_mlp_sgd_fwd", baseline, {("loss", "jvp_clip"): diverged})
+  assert ("| loss cross_entropy, jvp_clip None | diverged: 3 of 3 seeds, at step 8,070-9,191 "
+          "| - | - | - |") in text
