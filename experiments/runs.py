@@ -9,9 +9,9 @@ Under a workdir root (`--workdir_root`, default runs/table1), a row's run is in
 and the tuned variant's under `tuned/` the same way; each holds `machine.json`, the machine it ran
 on, and each of its trial directories (the workdir, or each seed_<s>/) a `test_losses.npz` with
 every test example's final loss (runs from before fgjax wrote it have none). The tuned variant
-takes its hyperparameters from the row's sweep (`python -m fgjax.sweep`, `experiments.tune_table1`):
-`<sweep_root>/<row>`, `<sweep_root>/<row>_<E>ep` or `<sweep_root>/<row>_<E>ep_<names>`, each with its
-results.json (load_sweep says which one counts).
+takes its hyperparameters from the row's sweep (`python -m fgjax.sweep`,
+`experiments.tune_table1`): `<sweep_root>/<row>`, `<sweep_root>/<row>_<E>ep` or
+`<sweep_root>/<row>_<E>ep_<names>`, each with its results.json (load_sweep says which counts).
 """
 
 import math
@@ -164,17 +164,22 @@ def best_setting(sweep_root: str, row: str) -> Optional[dict]:
   return best and best["hyperparameters"]
 
 
+def _has(config, setting: dict) -> bool:
+  """Whether `config` (a ConfigDict or a saved config's dict) holds the hyperparameters
+  `setting`."""
+  return all(float(config[name]) == value for name, value in setting.items())
+
+
 def tuned_is_paper(sweep_root: str, row: str) -> bool:
   """Whether the row's sweep chose the paper's own setting: its tuned run is then the paper's."""
   setting = best_setting(sweep_root, row)
-  return setting is not None and all(
-      float(row_config(row)[name]) == value for name, value in setting.items())
+  return setting is not None and _has(row_config(row), setting)
 
 
 def has_setting(workdir: str, setting: dict) -> bool:
-  """Whether the finished run in `workdir` was trained with the hyperparameters `setting`."""
-  config = load_run(workdir)["config"]
-  return all(float(config[name]) == value for name, value in setting.items())
+  """Whether the finished run in `workdir` was trained with the hyperparameters `setting` (its
+  config.json alone is read; a run of several seeds keeps one beside their directories)."""
+  return _has(workdir_files.read_json(os.path.join(workdir, workdir_files.CONFIG_FILE)), setting)
 
 
 def find_variant_run(root: str, sweep_root: str, row: str, variant: str) -> Optional[str]:

@@ -18,8 +18,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.combine = "mean"  # K tangents' estimates: "mean", or "projection" onto their span
   # Activity estimators: a derivative per group of units (features or channels), G groups.
   config.unit_groups = 1
-  # local_activity, local_backprop: G > 1 splits every local head into G classifiers, each reading its own 1/G of
-  # the block's units (group-wise local losses: one derivative per group from one jvp).
+  # local_activity, local_backprop: G > 1 splits every local head into G classifiers, each reading
+  # its own 1/G of the block's units (group-wise local losses: one derivative per group, one jvp).
   config.local_groups = 1
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
   config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"
