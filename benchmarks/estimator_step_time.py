@@ -9,8 +9,8 @@ batches of the dataset's shape: backprop, the weight-perturbation forward gradie
 perturbation of the model's loss and activity perturbation with local losses (`local_activity`,
 the model with its local heads), the last two with K = 1, 4 and 32 tangents per example, and
 local_activity with one tangent and a derivative per group of G units (config.unit_groups),
-(the MLP) with group-wise local heads, a classifier per group of units (config.local_groups), and
-local_backprop, the exact gradients of the local losses (the local heads' cost without the jvp). The
+(the MLP) with group-wise local heads, a classifier per group of units (config.local_groups) or
+one classifier shared by the groups (config.local_group_head = "shared"), and local_backprop, the exact gradients of the local losses (the local heads' cost without the jvp). The
 variants take turns over the repeats in one process (`common.time_interleaved`), so the ratio to
 backprop, the median of the per-round ratios, is what this measures; absolute times depend on
 the machine and its load, printed with the table. Modes as in step_time.py.
@@ -27,6 +27,7 @@ DEFAULTS = {"mlp": (50, 10), "cnn": (5, 5), "vgg": (2, 3)}  # steps per call, re
 ACTIVITY_DIRECTIONS = (1, 4, 32)
 UNIT_GROUPS = (8, 32, 128)  # local_activity with K = 1
 LOCAL_GROUPS = (32, 128)  # local_activity with K = 1 and group-wise local heads (the MLP)
+SHARED_GROUPS = (32, 128, 1024)  # ... and a local head shared by the groups (the MLP)
 
 
 def variants(model: str) -> dict:
@@ -45,6 +46,10 @@ def variants(model: str) -> dict:
       configs[f"local_activity K=1 local_groups={groups}"] = config = common.step_config(
           model, "local_activity")
       config.local_groups = groups
+    for groups in SHARED_GROUPS:
+      configs[f"local_activity K=1 shared local_groups={groups}"] = config = (
+          common.step_config(model, "local_activity"))
+      config.local_groups, config.local_group_head = groups, "shared"
   configs["local_backprop"] = common.step_config(model, "local_backprop")
   if model == "mlp":
     configs["local_backprop local_groups=32"] = config = common.step_config(

@@ -8,9 +8,11 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
 
 1. the activity estimators (ESTIMATORS below: activity perturbation with one tangent; with
    local losses, one tangent and a derivative per group of 32 units (`unit_groups`, 32 jvps);
-   and with group-wise local losses, each block's local head split into 32 classifiers, each
-   reading its own 32 units (`local_groups`, one jvp; the MLP only, whose blocks are one layer
-   each); and, for reference, `local_backprop` and `local_backprop_l32`, the exact gradients of
+   and with group-wise local losses (`local_groups`, one jvp; the MLP only, whose blocks are one
+   layer each): each block's local head split into 32 classifiers, each reading its own 32
+   units, or one head shared by 32 or 1024 groups (of 32 units, or one unit each), each group's
+   loss moved by its units alone
+   (`local_group_head="shared"`); and, for reference, `local_backprop` and `local_backprop_l32`, the exact gradients of
    the same local losses (greedy local learning), per block or group-wise: what the local-loss
    forward gradients estimate, without their noise) start from the backprop row's config
    (`configs/mnist_<model>_<optimizer>_bp.py`: PyTorch initialisation, the plain cross-entropy,
@@ -57,12 +59,22 @@ from fgjax import workdir as workdir_files  # pylint: disable=g-import-not-at-to
 
 MODELS = ("mlp", "cnn")
 OPTIMIZERS = ("sgd", "adam")
-# name -> (estimator, tangents per example K, unit groups G, local classifier groups L)
-ESTIMATORS = {"activity_k1": ("activity", 1, 1, 1),
-              "local_activity_k1_g32": ("local_activity", 1, 32, 1),
-              "local_activity_k1_l32": ("local_activity", 1, 1, 32),
-              "local_backprop": ("local_backprop", 1, 1, 1),
-              "local_backprop_l32": ("local_backprop", 1, 1, 32)}
+# name -> the config overrides of the estimator (on the backprop row's config): the estimator,
+# one tangent per example, and its unit groups (`unit_groups`) or group-wise local losses
+# (`local_groups`, `local_group_head`).
+ESTIMATORS = {
+    "activity_k1": {"estimator": "activity", "num_directions": 1},
+    "local_activity_k1_g32": {"estimator": "local_activity", "num_directions": 1,
+                              "unit_groups": 32},
+    "local_activity_k1_l32": {"estimator": "local_activity", "num_directions": 1,
+                              "local_groups": 32},
+    "local_activity_k1_s32": {"estimator": "local_activity", "num_directions": 1,
+                              "local_groups": 32, "local_group_head": "shared"},
+    "local_activity_k1_s1024": {"estimator": "local_activity", "num_directions": 1,
+                                "local_groups": 1024, "local_group_head": "shared"},
+    "local_backprop": {"estimator": "local_backprop", "num_directions": 1},
+    "local_backprop_l32": {"estimator": "local_backprop", "num_directions": 1,
+                           "local_groups": 32}}
 # Learning rates tried per (model, optimizer), low:high:num. With SGD the CNN's activity
 # perturbation diverged within 200 steps at every rate from 1e-3 to 0.3 (each of its conv layers
 # perturbs about 40,000 units per example, the MLP's layers 1,024), so its grid lies lower.
@@ -77,6 +89,8 @@ STEP_TIME_FILES = {"mlp": "estimator_step_time_mlp.json",
 STEP_TIME_NAMES = {"activity_k1": "activity K=1",
                    "local_activity_k1_g32": "local_activity K=1 G=32",
                    "local_activity_k1_l32": "local_activity K=1 local_groups=32",
+                   "local_activity_k1_s32": "local_activity K=1 shared local_groups=32",
+                   "local_activity_k1_s1024": "local_activity K=1 shared local_groups=1024",
                    "local_backprop": "local_backprop",
                    "local_backprop_l32": "local_backprop local_groups=32",
                    "forward": "forward K=1", "backprop": "backprop"}
@@ -98,14 +112,9 @@ def tuned_runs(model: str, optimizer: str, name: str, args) -> list[str]:
   2). A rate chosen on the short tuning budget may diverge later in the full run: then the
   next smaller rate that completed its tuning trial is trained, and so on. Returns the runs'
   workdirs, the one that completed (if any) last."""
-  estimator, num_directions, unit_groups, local_groups = ESTIMATORS[name]
   row = f"mnist_{model}_{optimizer}_bp"
   config = _with_data(runs.row_config(row), args)
-  overrides = {"estimator": estimator, "num_directions": num_directions}
-  if unit_groups > 1:
-    overrides["unit_groups"] = unit_groups
-  if local_groups > 1:
-    overrides["local_groups"] = local_groups
+  overrides = dict(ESTIMATORS[name])
   config.update(overrides)
   logging.info("tuning %s, %s with %s", model, name, optimizer)
   results = sweep.sweep(
@@ -262,7 +271,7 @@ def plot(results: dict, path: str) -> None:
 def runs_on(model: str, name: str) -> bool:
   """Whether estimator `name` can train `model`: group-wise local heads need blocks of one
   layer, which only the MLP has (the CNN's blocks are two convolutions); reported as not run."""
-  return ESTIMATORS[name][3] == 1 or model == "mlp"
+  return ESTIMATORS[name].get("local_groups", 1) == 1 or model == "mlp"
 
 
 def run_all(args) -> str:

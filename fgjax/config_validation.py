@@ -35,6 +35,7 @@ _CHOICES = {
     "on_nonfinite": NONFINITE_POLICIES,
     "data.source": data.SOURCES,
     "init": models.INITS,
+    "local_group_head": models.LOCAL_GROUP_HEADS,
     "loss": losses.LOSSES,
 }
 # Integer fields and their smallest allowed value.

@@ -18,9 +18,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.combine = "mean"  # K tangents' estimates: "mean", or "projection" onto their span
   # Activity estimators: a derivative per group of units (features or channels), G groups.
   config.unit_groups = 1
-  # local_activity, local_backprop: G > 1 splits every local head into G classifiers, each reading
-  # its own 1/G of the block's units (group-wise local losses: one derivative per group, one jvp).
+  # local_activity, local_backprop: G > 1 gives each of G groups of a block's units a local loss of
+  # its own (group-wise local losses: one derivative per group, one jvp), from G "separate"
+  # classifiers, each reading its own 1/G of the block's units, or from one "shared" classifier
+  # of all the units, each group's loss moved by that group alone (models.LOCAL_GROUP_HEADS).
   config.local_groups = 1
+  config.local_group_head = "separate"
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
   config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"
   config.loss = "cross_entropy"  # or "clamped_cross_entropy": probabilities clamped to [eps, 1-eps]

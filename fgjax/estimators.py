@@ -255,7 +255,11 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
   of the last axis of each of the group's activations. Then one jvp gives every unit group the
   derivative of its own classifier's loss, and each slice's units are scaled by theirs: unbiased
   for the gradient of the sum of the G losses, with the noise of one group's units, at the cost
-  of one jvp (unit_groups must be 1, combine "mean").
+  of one jvp (unit_groups must be 1, combine "mean"). The G losses may also be one shared
+  classifier's, each moved by its own unit group alone (`local_group_head="shared"`, the head a
+  group of its own): then the estimate is unbiased for the gradient of the plain local losses,
+  with the noise of one group's units, still from one jvp, so G up to one group per unit costs
+  no more than G = 1.
 
   Returns:
     `(loss, grads)`: the mean of the last group's losses (the model's loss) and the estimate.

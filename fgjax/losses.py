@@ -47,3 +47,19 @@ def per_example_loss(name: str) -> Callable:
   if name not in _BY_NAME:
     raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
   return _BY_NAME[name]
+
+
+def per_group_losses(per_example: Callable, logits, contributions, labels):
+  """The loss of a classifier shared by G groups of its inputs, once per group: (B, G), each
+  equal to `per_example(logits, labels)` and differentiable only through the group's own
+  contribution to the logits, `contributions` (B, G, C).
+
+  The derivative along a tangent is then <dl/dlogits, the tangent of the group's contribution>
+  per group: the loss's first-order term, with dl/dlogits taken once by forward mode
+  (`jax.jacfwd`, C jvps of the per-example loss) instead of evaluating the loss G times."""
+  logits = jax.lax.stop_gradient(logits)
+  slope = jax.vmap(jax.jacfwd(lambda row, label: per_example(row[None], label[None])[0]))(
+      logits, labels)  # (B, C)
+  moved = contributions - jax.lax.stop_gradient(contributions)  # zero, with the tangents
+  return (per_example(logits, labels)[:, None]
+          + jnp.einsum("bc,bgc->bg", jax.lax.stop_gradient(slope), moved))

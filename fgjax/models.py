@@ -88,11 +88,35 @@ class GroupedLinear(nnx.Module):
     return out.reshape(x.shape[0], -1) + self.bias[...]
 
 
-def _local_head(features: int, num_classes: int, groups: int, rngs: nnx.Rngs, init: str):
-  """A block's local classifier: one linear layer, or G side by side (GroupedLinear)."""
-  if groups == 1:
+# How a block's local head serves G > 1 unit groups (`local_groups`): "separate" classifiers,
+# one per group reading only its own units (GroupedLinear), or one "shared" classifier reading
+# all the block's units, whose loss each group takes as its own with every other group's units
+# held fixed (Ren et al.'s concatenated groups under one head).
+LOCAL_GROUP_HEADS = ("separate", "shared")
+
+
+def _local_head(features: int, num_classes: int, groups: int, group_head: str,
+                rngs: nnx.Rngs, init: str):
+  """A block's local classifier: one linear layer (shared by the G groups, if any), or G side by
+  side (GroupedLinear)."""
+  if group_head not in LOCAL_GROUP_HEADS:
+    raise ValueError(f"unknown local_group_head {group_head!r}; choose one of "
+                     f"{LOCAL_GROUP_HEADS}")
+  if groups == 1 or group_head == "shared":
+    if features % groups:
+      raise ValueError(f"local_groups={groups} must divide the {features} units a local head "
+                       "reads")
     return _linear(features, num_classes, rngs, init)
   return GroupedLinear(features, num_classes, groups, rngs=rngs, init=init)
+
+
+def _group_contributions(head_input, kernel, groups: int):
+  """(B, G, C): each of G contiguous, equal slices of a shared head's (B, D) input times its
+  rows of the (D, C) kernel, the kernel held fixed: group g's share of the logits, which moves
+  with the group's units alone (the losses of `losses.per_group_losses`)."""
+  sliced = head_input.reshape(head_input.shape[0], groups, -1)
+  kernel = jax.lax.stop_gradient(kernel).reshape(groups, -1, kernel.shape[-1])
+  return jnp.einsum("bgi,gic->bgc", sliced, kernel)
 
 
 def _flatten(x):
@@ -113,7 +137,8 @@ class _Network(nnx.Module):
   """A classifier made of blocks, each a list of steps: a layer (nnx.Linear or nnx.Conv, whose
   output z is a perturbation point) or a parameter-free function (ReLU, pooling, flattening).
   The last block ends with the model's head. Subclasses build `self.local_heads` (an nnx.List of
-  nnx.Linear, one per block but the last, or None) and list their blocks in `_blocks()`.
+  local classifiers, one per block but the last, or None) and `self.local_groups`, and list their
+  blocks in `_blocks()`.
 
   Perturbations are an explicit argument of `perturbed` rather than flax's `Module.perturb`:
   that one works through variables a capturing call creates inside the module's state, shaped by
@@ -134,8 +159,13 @@ class _Network(nnx.Module):
     `local`: one group, all layers, and the model's logits. With `local`: one group per block,
     each block's input stop-gradiented; the groups of all blocks but the last end with their
     local head, whose logits come first in `logits`: (B, C), or (B, G, C) for a group-wise head
-    of G classifiers (`local_groups`), whose activation is its (B, G * C) output. `stop_inputs` stop-gradients every
-    layer's input, so that a layer's z depends on the parameters through that layer alone.
+    of G classifiers (`local_groups`), whose activation is its (B, G * C) output. A head shared
+    by G unit groups is a group of its own, after its block's: the block's logits are then the
+    pair (head logits, each group's contribution to them (B, G, C), `_group_contributions`),
+    whose loss each group takes as its own (`losses.per_group_losses`), and the head's group
+    has the (B, C) logits, moved by the head alone.
+    `stop_inputs` stop-gradients every layer's input, so that a layer's z depends on the
+    parameters through that layer alone.
     """
     if local and self.local_heads is None:
       raise ValueError("local losses need a model created with local_heads=True")
@@ -156,10 +186,16 @@ class _Network(nnx.Module):
       for step in steps:
         x = layer(step, x) if isinstance(step, (nnx.Linear, nnx.Conv)) else step(x)
       if local and b < len(blocks) - 1:
-        head = self.local_heads[b]
-        out = layer(head, _local_head_input(x))
-        logits.append(out.reshape(out.shape[0], head.groups, -1)
-                      if isinstance(head, GroupedLinear) else out)
+        head, head_input = self.local_heads[b], _local_head_input(x)
+        if self.local_groups > 1 and isinstance(head, nnx.Linear):  # shared by the groups
+          activations.append([])  # the head's own group: its loss alone moves it
+          out = layer(head, jax.lax.stop_gradient(head_input))
+          logits += [(out, _group_contributions(head_input, head.kernel[...],
+                                                self.local_groups)), out]
+        else:
+          out = layer(head, head_input)
+          logits.append(out.reshape(out.shape[0], head.groups, -1)
+                        if isinstance(head, GroupedLinear) else out)
     if not local:
       activations = [[z for group in activations for z in group]]
     return logits + [x], activations
@@ -171,12 +207,14 @@ class MLP(_Network):
   Blocks: each hidden Dense + ReLU, then the head."""
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, hidden=(1024, 1024),
-               init="flax", local_heads=False, local_groups=1):
+               init="flax", local_heads=False, local_groups=1, local_group_head="separate"):
     sizes = [_flat_size(input_shape), *hidden]
     self.hidden = nnx.List([_linear(a, b, rngs, init) for a, b in zip(sizes[:-1], sizes[1:])])
     self.head = _linear(sizes[-1], num_classes, rngs, init)
-    self.local_heads = nnx.List([_local_head(size, num_classes, local_groups, rngs, init)
-                                 for size in hidden]) if local_heads else None
+    self.local_groups = local_groups
+    self.local_heads = nnx.List([
+        _local_head(size, num_classes, local_groups, local_group_head, rngs, init)
+        for size in hidden]) if local_heads else None
 
   def _blocks(self):
     blocks = [[layer, nnx.relu] for layer in self.hidden] + [[self.head]]
@@ -191,7 +229,7 @@ class ConvNet(_Network):
   """
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, blocks, padding, hidden=1024,
-               init="flax", local_heads=False, local_groups=1):
+               init="flax", local_heads=False, local_groups=1, local_group_head="separate"):
     if local_heads and local_groups > 1 and any(len(block) > 1 for block in blocks):
       raise ValueError(f"local_groups={local_groups} needs blocks of one layer: a block's earlier "
                        "layers would feed every group's loss; this network's blocks have "
@@ -214,8 +252,10 @@ class ConvNet(_Network):
     self.convs = nnx.List(convs)
     self.dense = _linear(height * width * channels, hidden, rngs, init)
     self.head = _linear(hidden, num_classes, rngs, init)
-    self.local_heads = nnx.List([_local_head(block[-1], num_classes, local_groups, rngs, init)
-                                 for block in blocks]) if local_heads else None
+    self.local_groups = local_groups
+    self.local_heads = nnx.List([
+        _local_head(block[-1], num_classes, local_groups, local_group_head, rngs, init)
+        for block in blocks]) if local_heads else None
 
   def _blocks(self):
     convs, blocks = list(self.convs), []
@@ -269,17 +309,20 @@ def split(module: nnx.Module) -> Model:
 
 
 def create_model(name: str, input_shape, num_classes: int, seed: int, init: str = "flax",
-                 local_heads: bool = False, local_groups: int = 1) -> Model:
+                 local_heads: bool = False, local_groups: int = 1,
+                 local_group_head: str = "separate") -> Model:
   """Builds the registered model `name` for NHWC inputs of `input_shape` (H, W, C), with its
   parameters drawn by the initialisation `init` (one of INITS) from `seed`. `local_heads` adds a
   linear classifier to every block but the last (params["local_heads"]), for local losses; the
   other parameters stay those of the same seed without it. `local_groups` G > 1 makes each a
-  group-wise head: G classifiers, each reading its own 1/G of the block's units (GroupedLinear),
-  for blocks of one layer."""
+  group-wise head for blocks of one layer: G classifiers, each reading its own 1/G of the block's
+  units (GroupedLinear), or, with `local_group_head="shared"`, one classifier whose loss each
+  group takes as its own (the parameters those of the same seed with local_groups=1)."""
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
   return split(MODELS[name](tuple(input_shape), num_classes, rngs=nnx.Rngs(seed), init=init,
-                            local_heads=local_heads, local_groups=local_groups))
+                            local_heads=local_heads, local_groups=local_groups,
+                            local_group_head=local_group_head))
 
 
 def num_params(params) -> int:

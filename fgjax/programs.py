@@ -46,8 +46,9 @@ def make_loss_fn(apply: Callable, pixel_mean, pixel_std, loss: str = "cross_entr
 
   With `perturbed` (a `models.Model`'s), `loss_fn.per_group(params, images, labels,
   perturbations, stop_inputs, local) -> (losses, activations)` is also there: each group's (B,)
-  per-example losses (or (B, G), one per local classifier of a group-wise local head) and its
-  pre-activations, the forward function the activity estimators take.
+  per-example losses (or (B, G), one per local classifier of a group-wise local head, or per
+  unit group of a shared one) and its pre-activations, the forward function the activity
+  estimators take.
   """
   mean = np.asarray(pixel_mean, np.float32)
   inv_std = 1.0 / np.asarray(pixel_std, np.float32)
@@ -62,8 +63,9 @@ def make_loss_fn(apply: Callable, pixel_mean, pixel_std, loss: str = "cross_entr
     def per_group(params, images, labels, perturbations, stop_inputs, local):
       logits, activations = perturbed(params, normalize(images), perturbations, stop_inputs,
                                       local)
-      return [per_example(group, jnp.broadcast_to(labels[:, None], group.shape[:-1])
-                          if group.ndim == 3 else labels) for group in logits], activations
+      return [losses.per_group_losses(per_example, *group, labels) if isinstance(group, tuple)
+              else per_example(group, jnp.broadcast_to(labels[:, None], group.shape[:-1])
+                               if group.ndim == 3 else labels) for group in logits], activations
 
     loss_fn.per_group = per_group
   return loss_fn

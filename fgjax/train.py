@@ -392,7 +392,8 @@ def _create_model(config, dataset, seed: int) -> models.Model:
   local = config.estimator in estimators.LOCAL
   return models.create_model(config.model, dataset.image_shape, dataset.num_classes, seed,
                              init=config.init, local_heads=local,
-                             local_groups=int(config.get("local_groups", 1)) if local else 1)
+                             local_groups=int(config.get("local_groups", 1)) if local else 1,
+                             local_group_head=config.get("local_group_head", "separate"))
 
 
 def _initial_states(config, dataset, configs: Sequence, size: int):

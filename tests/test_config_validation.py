@@ -48,6 +48,8 @@ BAD_FIELDS = [
     ("local_groups", 0, "local_groups must be >= 1, got 0"),
     ("local_groups", 4, "local_groups > 1 needs estimator 'local_activity' or 'local_backprop', "
      "combine 'mean' and unit_groups 1"),
+    ("local_group_head", "joint", "local_group_head 'joint' is unknown; choose one of "
+     "['separate', 'shared']"),
     ("eval_batch_size", -5, "eval_batch_size must be >= 1, got -5"),
     ("log_every_steps", 0, "log_every_steps must be >= 1, got 0"),
     ("checkpoint_every_steps", 0, "checkpoint_every_steps must be >= 1, got 0"),

@@ -251,3 +251,39 @@ def test_group_wise_local_heads_give_a_loss_per_group():
       [(4, 1024), (4, 320)], [(4, 1024), (4, 320)], [(4, 10)]]
   with pytest.raises(ValueError, match="local_groups=4 needs blocks of one layer"):
     models.create_model("cnn", (28, 28, 1), 10, seed=0, local_heads=True, local_groups=4)
+
+
+def test_a_shared_local_head_gives_each_group_its_share_of_the_logits():
+  """With local_group_head="shared" a block's G unit groups share one classifier (the parameters
+  of the same seed without groups); the block's logits are the head's with each group's share
+  of them, which the group's units alone move; the head is a group of its own."""
+  shared = models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=True, local_groups=4,
+                               local_group_head="shared")
+  plain = models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=True)
+  for a, b in zip(jax.tree.leaves(shared.params), jax.tree.leaves(plain.params)):
+    np.testing.assert_array_equal(a, b)
+  images = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 1))
+  logits, activations = shared.perturbed(shared.params, images, None, False, True)
+  assert [jax.tree.map(jnp.shape, out) for out in logits] == [
+      ((2, 10), (2, 4, 10)), (2, 10), ((2, 10), (2, 4, 10)), (2, 10), (2, 10)]
+  assert [[z.shape for z in group] for group in activations] == [
+      [(2, 1024)], [(2, 10)], [(2, 1024)], [(2, 10)], [(2, 10)]]
+  plain_logits = plain.perturbed(plain.params, images, None, False, True)[0]
+  head_logits, shares = logits[0]
+  np.testing.assert_allclose(head_logits, plain_logits[0], rtol=1e-5, atol=1e-5)
+  bias = shared.params["local_heads"][0]["bias"]
+  np.testing.assert_allclose(shares.sum(1) + bias, head_logits, rtol=1e-5, atol=1e-5)
+
+  def first_shares(z):  # the first block's group shares as a function of its z
+    return shared.perturbed(shared.params, images, [[z], [0.0], [0.0], [0.0], [0.0]], False,
+                            True)[0][0][1]
+
+  group_1 = jnp.zeros((2, 1024)).at[:, 256:512].set(1.0)  # the units of group 1
+  _, moved = jax.jvp(first_shares, (jnp.zeros((2, 1024)),), (group_1,))
+  assert np.any(moved[:, 1]) and not np.any(moved[:, [0, 2, 3]])
+  with pytest.raises(ValueError, match="unknown local_group_head 'joint'"):
+    models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=True, local_groups=4,
+                        local_group_head="joint")
+  with pytest.raises(ValueError, match="local_groups=3 must divide the 1024 units"):
+    models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=True, local_groups=3,
+                        local_group_head="shared")

@@ -43,6 +43,10 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path, tiny
       args.workdir, "mlp_sgd_local_activity_k1_l32_2ep_2seeds", "seed_0",
       workdir_files.CONFIG_FILE))
   assert (grouped["local_groups"], grouped["unit_groups"]) == (32, 1)
+  shared = workdir_files.read_json(os.path.join(
+      args.workdir, "mlp_sgd_local_activity_k1_s1024_2ep_2seeds", "seed_0",
+      workdir_files.CONFIG_FILE))
+  assert (shared["local_groups"], shared["local_group_head"]) == (1024, "shared")
   assert os.path.isfile(os.path.join(args.workdir, "mnist_mlp_sgd_bp_2ep_2seeds", "machine.json"))
   assert os.path.getsize(str(tmp_path / "out" / "report.png")) > 10_000
 
