@@ -10,8 +10,9 @@ perturbation of the model's loss and activity perturbation with local losses (`l
 the model with its local heads), the last two with K = 1, 4 and 32 tangents per example, and
 local_activity with one tangent and a derivative per group of G units (config.unit_groups),
 (the MLP) with group-wise local heads, a classifier per group of units (config.local_groups) or
-one classifier shared by the groups (config.local_group_head = "shared"), and local_backprop, the exact gradients of the local losses (the local heads' cost without the jvp). The
-variants take turns over the repeats in one process (`common.time_interleaved`), so the ratio to
+one classifier shared by the groups (config.local_group_head = "shared"), and local_backprop, the
+exact gradients of the local losses (the local heads' cost without the jvp). The variants take
+turns over the repeats in one process (`common.time_interleaved`), so the ratio to
 backprop, the median of the per-round ratios, is what this measures; absolute times depend on
 the machine and its load, printed with the table. Modes as in step_time.py.
 """

@@ -11,10 +11,10 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
    and with group-wise local losses (`local_groups`, one jvp; the MLP only, whose blocks are one
    layer each): each block's local head split into 32 classifiers, each reading its own 32
    units, or one head shared by 32 or 1024 groups (of 32 units, or one unit each), each group's
-   loss moved by its units alone
-   (`local_group_head="shared"`); and, for reference, `local_backprop` and `local_backprop_l32`, the exact gradients of
-   the same local losses (greedy local learning), per block or group-wise: what the local-loss
-   forward gradients estimate, without their noise) start from the backprop row's config
+   loss moved by its units alone (`local_group_head="shared"`); and, for reference,
+   `local_backprop` and `local_backprop_l32`, the exact gradients of the same local losses
+   (greedy local learning), per block or group-wise: what the local-loss forward gradients
+   estimate, without their noise) start from the backprop row's config
    (`configs/mnist_<model>_<optimizer>_bp.py`: PyTorch initialisation, the plain cross-entropy,
    no clip), and their learning rate is tuned on the validation split by `fgjax.sweep`
    (`--tune_epochs` epochs per trial, `GRIDS[model, optimizer]`, one seed), in

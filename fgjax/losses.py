@@ -57,9 +57,8 @@ def per_group_losses(per_example: Callable, logits, contributions, labels):
   The derivative along a tangent is then <dl/dlogits, the tangent of the group's contribution>
   per group: the loss's first-order term, with dl/dlogits taken once by forward mode
   (`jax.jacfwd`, C jvps of the per-example loss) instead of evaluating the loss G times."""
-  logits = jax.lax.stop_gradient(logits)
+  logits = jax.lax.stop_gradient(logits)  # so the value and the slope are constants
   slope = jax.vmap(jax.jacfwd(lambda row, label: per_example(row[None], label[None])[0]))(
       logits, labels)  # (B, C)
   moved = contributions - jax.lax.stop_gradient(contributions)  # zero, with the tangents
-  return (per_example(logits, labels)[:, None]
-          + jnp.einsum("bc,bgc->bg", jax.lax.stop_gradient(slope), moved))
+  return per_example(logits, labels)[:, None] + jnp.einsum("bc,bgc->bg", slope, moved)
