@@ -60,12 +60,19 @@ def make_loss_fn(apply: Callable, pixel_mean, pixel_std, loss: str = "cross_entr
     return per_example(logits, labels).mean(), logits
 
   if perturbed is not None:
+    def group_losses(group, labels):
+      """A group's per-example losses from its logits: (B, C); (B, G, C) of G classifiers; or
+      a shared head's (logits, each unit group's contribution)."""
+      if isinstance(group, tuple):
+        return losses.per_group_losses(per_example, *group, labels)
+      if group.ndim == 3:
+        labels = jnp.broadcast_to(labels[:, None], group.shape[:-1])
+      return per_example(group, labels)
+
     def per_group(params, images, labels, perturbations, stop_inputs, local):
       logits, activations = perturbed(params, normalize(images), perturbations, stop_inputs,
                                       local)
-      return [losses.per_group_losses(per_example, *group, labels) if isinstance(group, tuple)
-              else per_example(group, jnp.broadcast_to(labels[:, None], group.shape[:-1])
-                               if group.ndim == 3 else labels) for group in logits], activations
+      return [group_losses(group, labels) for group in logits], activations
 
     loss_fn.per_group = per_group
   return loss_fn
