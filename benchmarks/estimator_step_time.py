@@ -10,8 +10,10 @@ perturbation of the model's loss and activity perturbation with local losses (`l
 the model with its local heads), the last two with K = 1, 4 and 32 tangents per example, and
 local_activity with one tangent and a derivative per group of G units (config.unit_groups),
 (the MLP) with group-wise local heads, a classifier per group of units (config.local_groups) or
-one classifier shared by the groups (config.local_group_head = "shared"), and local_backprop, the
-exact gradients of the local losses (the local heads' cost without the jvp). The variants take
+one classifier shared by the groups (config.local_group_head = "shared"), (the conv nets) with
+local losses per layer (config.local_loss_per = "layer"), alone and with one shared head's group
+per channel, and local_backprop, the exact gradients of the local losses (the local heads' cost
+without the jvp), per block and (the MLP) group-wise or (the conv nets) per layer. The variants take
 turns over the repeats in one process (`common.time_interleaved`), so the ratio to
 backprop, the median of the per-round ratios, is what this measures; absolute times depend on
 the machine and its load, printed with the table. Modes as in step_time.py.
@@ -29,33 +31,43 @@ ACTIVITY_DIRECTIONS = (1, 4, 32)
 UNIT_GROUPS = (8, 32, 128)  # local_activity with K = 1
 LOCAL_GROUPS = (32, 128)  # local_activity with K = 1 and group-wise local heads (the MLP)
 SHARED_GROUPS = (32, 128, 1024)  # ... and a local head shared by the groups (the MLP)
+LAYER_SHARED_GROUPS = 64  # conv nets, local losses per layer: one group per channel
+
+
+def _config(model: str, estimator: str, **fields):
+  config = common.step_config(model, estimator)
+  config.update(fields)
+  return config
 
 
 def variants(model: str) -> dict:
   """Name -> config of every timed step; backprop first, the ratios' denominator."""
-  configs = {"backprop": common.step_config(model, "backprop"),
-             "forward K=1": common.step_config(model, "forward")}
+  configs = {"backprop": _config(model, "backprop"), "forward K=1": _config(model, "forward")}
   for estimator in ("activity", "local_activity"):
     for k in ACTIVITY_DIRECTIONS:
-      configs[f"{estimator} K={k}"] = common.step_config(model, estimator, k)
+      configs[f"{estimator} K={k}"] = _config(model, estimator, num_directions=k)
   for groups in UNIT_GROUPS:
-    configs[f"local_activity K=1 G={groups}"] = config = common.step_config(
-        model, "local_activity")
-    config.unit_groups = groups
+    configs[f"local_activity K=1 G={groups}"] = _config(model, "local_activity",
+                                                         unit_groups=groups)
   if model == "mlp":  # group-wise local heads need blocks of one layer
     for groups in LOCAL_GROUPS:
-      configs[f"local_activity K=1 local_groups={groups}"] = config = common.step_config(
-          model, "local_activity")
-      config.local_groups = groups
+      configs[f"local_activity K=1 local_groups={groups}"] = _config(
+          model, "local_activity", local_groups=groups)
     for groups in SHARED_GROUPS:
-      configs[f"local_activity K=1 shared local_groups={groups}"] = config = (
-          common.step_config(model, "local_activity"))
-      config.local_groups, config.local_group_head = groups, "shared"
-  configs["local_backprop"] = common.step_config(model, "local_backprop")
+      configs[f"local_activity K=1 shared local_groups={groups}"] = _config(
+          model, "local_activity", local_groups=groups, local_group_head="shared")
+  else:  # the conv nets' blocks hold two conv layers: local losses per layer
+    configs["local_activity K=1 per layer"] = _config(model, "local_activity",
+                                                      local_loss_per="layer")
+    configs[f"local_activity K=1 per layer shared local_groups={LAYER_SHARED_GROUPS}"] = (
+        _config(model, "local_activity", local_loss_per="layer",
+                local_groups=LAYER_SHARED_GROUPS, local_group_head="shared"))
+  configs["local_backprop"] = _config(model, "local_backprop")
   if model == "mlp":
-    configs["local_backprop local_groups=32"] = config = common.step_config(
-        model, "local_backprop")
-    config.local_groups = 32
+    configs["local_backprop local_groups=32"] = _config(model, "local_backprop", local_groups=32)
+  else:
+    configs["local_backprop per layer"] = _config(model, "local_backprop",
+                                                  local_loss_per="layer")
   return configs
 
 

@@ -166,8 +166,7 @@ def _define_flags():
                     "the report shows every flip that has run.")
   flags.DEFINE_bool("combinations", False, "Also flip every set of two or more of --factors "
                     "together (the full factorial).")
-  flags.DEFINE_string("data_source", None, "Override data.source: tfds or npz.")
-  flags.DEFINE_string("data_path", None, "Override data.path (the .npz file of data_source=npz).")
+  runs.define_data_flags()
   flags.DEFINE_string("workdir_root", os.path.join(runs.REPO, "runs", "ablation"),
                       "Parent of the flipped runs' workdirs.")
   flags.DEFINE_string("table1_root", os.path.join(runs.REPO, "runs", "table1"),

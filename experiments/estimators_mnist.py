@@ -11,13 +11,16 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
    and with group-wise local losses (`local_groups`, one jvp; the MLP only, whose blocks are one
    layer each): each block's local head split into 32 classifiers, each reading its own 32
    units, or one head shared by 32 or 1024 groups (of 32 units, or one unit each), each group's
-   loss moved by its units alone (`local_group_head="shared"`); and, for reference,
-   `local_backprop` and `local_backprop_l32`, the exact gradients of the same local losses
-   (greedy local learning), per block or group-wise: what the local-loss forward gradients
-   estimate, without their noise) start from the backprop row's config
-   (`configs/mnist_<model>_<optimizer>_bp.py`: PyTorch initialisation, the plain cross-entropy,
-   no clip), and their learning rate is tuned on the validation split by `fgjax.sweep`
-   (`--tune_epochs` epochs per trial, `GRIDS[model, optimizer]`, one seed), in
+   loss moved by its units alone (`local_group_head="shared"`); for the CNN, whose blocks hold
+   two conv layers, local losses per layer (`local_loss_per="layer"`) under a shared head with
+   64 groups, one per channel (16 units of the dense layer); and, for reference,
+   `local_backprop`, `local_backprop_l32` and `local_backprop_layer`, the exact gradients of the
+   same local losses (greedy local learning), per block, group-wise or per layer: what the
+   local-loss forward gradients estimate, without their noise) start from the backprop row's
+   config (`configs/mnist_<model>_<optimizer>_bp.py`: PyTorch initialisation, the plain
+   cross-entropy, no clip), and their learning rate is tuned on the validation split by `fgjax.sweep`
+   (`--tune_epochs` epochs per trial, `GRIDS[model, optimizer, estimator]` where there is one,
+   else `GRIDS[model, optimizer]`, one seed), in
    `<workdir>/sweeps/<model>_<optimizer>_<estimator>`;
 2. the best learning rate trains `--num_seeds` seeds at the full 50 epochs, in
    `<workdir>/<model>_<optimizer>_<estimator>_<N>seeds`; if the run diverges, the next smaller
@@ -72,14 +75,24 @@ ESTIMATORS = {
                               "local_groups": 32, "local_group_head": "shared"},
     "local_activity_k1_s1024": {"estimator": "local_activity", "num_directions": 1,
                                 "local_groups": 1024, "local_group_head": "shared"},
+    "local_activity_k1_layer_s64": {"estimator": "local_activity", "num_directions": 1,
+                                    "local_loss_per": "layer", "local_groups": 64,
+                                    "local_group_head": "shared"},
     "local_backprop": {"estimator": "local_backprop", "num_directions": 1},
     "local_backprop_l32": {"estimator": "local_backprop", "num_directions": 1,
-                           "local_groups": 32}}
+                           "local_groups": 32},
+    "local_backprop_layer": {"estimator": "local_backprop", "num_directions": 1,
+                             "local_loss_per": "layer"}}
 # Learning rates tried per (model, optimizer), low:high:num. With SGD the CNN's activity
 # perturbation diverged within 200 steps at every rate from 1e-3 to 0.3 (each of its conv layers
-# perturbs about 40,000 units per example, the MLP's layers 1,024), so its grid lies lower.
+# perturbs about 40,000 units per example, the MLP's layers 1,024), so its grid lies lower. An
+# estimator whose derivatives each cover few units gets its own grid, (model, optimizer, name),
+# reaching up to backprop's rates: per layer with a derivative per channel, and the exact local
+# gradients.
 GRIDS = {("mlp", "sgd"): "1e-3:0.3:6", ("mlp", "adam"): "1e-5:3e-3:6",
-         ("cnn", "sgd"): "1e-5:1e-3:6", ("cnn", "adam"): "1e-5:3e-3:6"}
+         ("cnn", "sgd"): "1e-5:1e-3:6", ("cnn", "adam"): "1e-5:3e-3:6",
+         ("cnn", "sgd", "local_activity_k1_layer_s64"): "1e-4:0.1:7",
+         ("cnn", "sgd", "local_backprop_layer"): "1e-3:0.3:6"}
 SIDES = ("forward", *ESTIMATORS, "backprop")  # the report's order, and the figure's colours
 TARGETS = (0.5, 0.2, 0.1)  # validation losses for "steps to target"
 # benchmarks/estimator_step_time.py's report per model, from the kind of machine it trains on:
@@ -92,7 +105,10 @@ STEP_TIME_NAMES = {"activity_k1": "activity K=1",
                    "local_activity_k1_s32": "local_activity K=1 shared local_groups=32",
                    "local_activity_k1_s1024": "local_activity K=1 shared local_groups=1024",
                    "local_backprop": "local_backprop",
+                   "local_activity_k1_layer_s64":
+                       "local_activity K=1 per layer shared local_groups=64",
                    "local_backprop_l32": "local_backprop local_groups=32",
+                   "local_backprop_layer": "local_backprop per layer",
                    "forward": "forward K=1", "backprop": "backprop"}
 
 def _with_data(config, args):
@@ -119,7 +135,8 @@ def tuned_runs(model: str, optimizer: str, name: str, args) -> list[str]:
   logging.info("tuning %s, %s with %s", model, name, optimizer)
   results = sweep.sweep(
       config, os.path.join(args.workdir, "sweeps", f"{model}_{optimizer}_{name}"),
-      space={"learning_rate": sweep.parse_spec("learning_rate", GRIDS[model, optimizer])},
+      space={"learning_rate": sweep.parse_spec(
+          "learning_rate", GRIDS.get((model, optimizer, name), GRIDS[model, optimizer]))},
       epochs=args.tune_epochs, config_spec=f"configs/{row}.py", config_overrides=overrides)
   rates = [setting["hyperparameters"]["learning_rate"] for setting in results["settings"]
            if setting["status"] == "completed"]
@@ -270,8 +287,11 @@ def plot(results: dict, path: str) -> None:
 
 def runs_on(model: str, name: str) -> bool:
   """Whether estimator `name` can train `model`: group-wise local heads need blocks of one
-  layer, which only the MLP has (the CNN's blocks are two convolutions); reported as not run."""
-  return ESTIMATORS[name].get("local_groups", 1) == 1 or model == "mlp"
+  layer, which the MLP has, and any model with local losses per layer (the CNN's blocks are two
+  convolutions); reported as not run."""
+  options = ESTIMATORS[name]
+  return (options.get("local_groups", 1) == 1 or model == "mlp"
+          or options.get("local_loss_per") == "layer")
 
 
 def run_all(args) -> str:
@@ -339,8 +359,7 @@ def main(argv):
 
 def _define_flags():
   """The command line (defined only when run, so that tests can import this)."""
-  flags.DEFINE_string("data_source", None, "Override data.source: tfds or npz.")
-  flags.DEFINE_string("data_path", None, "Override data.path (the .npz file of data_source=npz).")
+  runs.define_data_flags()
   flags.DEFINE_string("workdir", os.path.join(runs.REPO, "runs", "estimators_mnist"),
                       "Where the sweeps and runs go.")
   flags.DEFINE_string("table1_root", os.path.join(runs.REPO, "runs", "table1"),

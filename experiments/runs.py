@@ -20,9 +20,11 @@ import re
 import sys
 from typing import Optional
 
+from absl import flags
 import numpy as np
 
 from fgjax import config_loading
+from fgjax import data
 from fgjax import sweep
 from fgjax import train
 from fgjax import workdir as workdir_files
@@ -39,6 +41,13 @@ LABELS = {"fwd": "forward gradient", "bp": "backprop", "mlp": "MLP", "cnn": "CNN
 def row_config(row: str):
   """The row's config as the paper sets it (`configs/<row>.py`)."""
   return config_loading.load_config(os.path.join(CONFIG_DIR, f"{row}.py"))
+
+
+def define_data_flags():
+  """The command line's data options, which `with_data` applies: --data_source, --data_path."""
+  flags.DEFINE_string("data_source", None,
+                      f"Override data.source: {', '.join(data.SOURCES)}.")
+  flags.DEFINE_string("data_path", None, "Override data.path (the .npz file of data_source=npz).")
 
 
 def with_data(config, args):

@@ -579,8 +579,7 @@ def _define_flags():
   flags.DEFINE_integer("epochs", None, "Shorten every row to this many epochs (labelled as such).")
   flags.DEFINE_integer("num_seeds", 1, "Train seeds seed .. seed + num_seeds - 1 of each row "
                        "together (config.num_seeds); the report shows their mean ± std.")
-  flags.DEFINE_string("data_source", None, "Override data.source: tfds, npz or embedded.")
-  flags.DEFINE_string("data_path", None, "Override data.path (the .npz file of data_source=npz).")
+  runs.define_data_flags()
   flags.DEFINE_string("tfds_data_dir", None, "Override data.tfds_data_dir.")
   flags.DEFINE_string("workdir_root", os.path.join(runs.REPO, "runs", "table1"),
                       "Runs' parent dir.")

@@ -143,8 +143,7 @@ def _define_flags():
   flags.DEFINE_list("refine_factors", ["0.25", "0.5", "1", "2", "4"],
                     "The refining sweep's learning rates, as multiples of the first sweep's best.")
   flags.DEFINE_integer("epochs", None, "Epochs per trial (default: the row's own, 50).")
-  flags.DEFINE_string("data_source", None, "Override data.source: tfds or npz.")
-  flags.DEFINE_string("data_path", None, "Override data.path (the .npz file of data_source=npz).")
+  runs.define_data_flags()
   flags.DEFINE_string("sweep_root", os.path.join(runs.REPO, "runs", "sweeps"),
                       "Parent of the sweeps' workdirs (experiments.table1 --sweep_root).")
 

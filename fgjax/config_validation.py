@@ -36,6 +36,7 @@ _CHOICES = {
     "data.source": data.SOURCES,
     "init": models.INITS,
     "local_group_head": models.LOCAL_GROUP_HEADS,
+    "local_loss_per": models.LOCAL_LOSS_PER,
     "loss": losses.LOSSES,
 }
 # Integer fields and their smallest allowed value.

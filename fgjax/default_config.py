@@ -24,6 +24,9 @@ def base_config() -> ml_collections.ConfigDict:
   # of all the units, each group's loss moved by that group alone (models.LOCAL_GROUP_HEADS).
   config.local_groups = 1
   config.local_group_head = "separate"
+  # local_activity, local_backprop: a local loss per "block" of the model, or per "layer" with
+  # parameters (models.LOCAL_LOSS_PER; the CNNs' blocks hold two conv layers, the MLP's one).
+  config.local_loss_per = "block"
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
   config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"
   config.loss = "cross_entropy"  # or "clamped_cross_entropy": probabilities clamped to [eps, 1-eps]

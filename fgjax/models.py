@@ -93,6 +93,9 @@ class GroupedLinear(nnx.Module):
 # all the block's units, whose loss each group takes as its own with every other group's units
 # held fixed (Ren et al.'s concatenated groups under one head).
 LOCAL_GROUP_HEADS = ("separate", "shared")
+# Where local losses sit: one per block of the model (a ConvNet block holds several conv layers),
+# or one per layer with parameters (every layer its own block, so group-wise local losses apply).
+LOCAL_LOSS_PER = ("block", "layer")
 
 
 def _local_head(features: int, num_classes: int, groups: int, group_head: str,
@@ -204,10 +207,13 @@ class _Network(nnx.Module):
 class MLP(_Network):
   """flatten -> Dense 1024 -> ReLU -> Dense 1024 -> ReLU -> Dense num_classes.
 
-  Blocks: each hidden Dense + ReLU, then the head."""
+  Blocks: each hidden Dense + ReLU, then the head; being one layer each, they are the same
+  whether local losses sit per block or per layer."""
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, hidden=(1024, 1024),
-               init="flax", local_heads=False, local_groups=1, local_group_head="separate"):
+               init="flax", local_heads=False, local_groups=1, local_group_head="separate",
+               local_loss_per="block"):
+    _check_local_loss_per(local_loss_per)
     sizes = [_flat_size(input_shape), *hidden]
     self.hidden = nnx.List([_linear(a, b, rngs, init) for a, b in zip(sizes[:-1], sizes[1:])])
     self.head = _linear(sizes[-1], num_classes, rngs, init)
@@ -226,14 +232,22 @@ class ConvNet(_Network):
 
   `blocks` lists each block's channel counts; `padding` is "VALID" (the MNIST CNN) or "SAME"
   (the VGG-style CIFAR network). The dense layer and the head form the last block.
+  With local losses per layer (`local_loss_per="layer"`), every conv layer (its ReLU, and the
+  pooling that closes its block) and the dense layer (its ReLU) are blocks of their own, each
+  with a local head, and the head is the last block alone.
   """
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, blocks, padding, hidden=1024,
-               init="flax", local_heads=False, local_groups=1, local_group_head="separate"):
-    if local_heads and local_groups > 1 and any(len(block) > 1 for block in blocks):
+               init="flax", local_heads=False, local_groups=1, local_group_head="separate",
+               local_loss_per="block"):
+    _check_local_loss_per(local_loss_per)
+    self.per_layer = local_heads and local_loss_per == "layer"
+    if (local_heads and local_groups > 1 and not self.per_layer
+        and any(len(block) > 1 for block in blocks)):
       raise ValueError(f"local_groups={local_groups} needs blocks of one layer: a block's earlier "
                        "layers would feed every group's loss; this network's blocks have "
-                       f"{max(len(block) for block in blocks)} conv layers")
+                       f"{max(len(block) for block in blocks)} conv layers (local_loss_per="
+                       "'layer' gives every layer a local loss of its own)")
     height, width, channels = input_shape
     convs = []
     for block in blocks:
@@ -253,16 +267,27 @@ class ConvNet(_Network):
     self.dense = _linear(height * width * channels, hidden, rngs, init)
     self.head = _linear(hidden, num_classes, rngs, init)
     self.local_groups = local_groups
+    head_features = ([features for block in blocks for features in block] + [hidden]
+                     if self.per_layer else [block[-1] for block in blocks])
     self.local_heads = nnx.List([
-        _local_head(block[-1], num_classes, local_groups, local_group_head, rngs, init)
-        for block in blocks]) if local_heads else None
+        _local_head(features, num_classes, local_groups, local_group_head, rngs, init)
+        for features in head_features]) if local_heads else None
 
   def _blocks(self):
     convs, blocks = list(self.convs), []
     for size in self.block_sizes:
       block, convs = convs[:size], convs[size:]
-      blocks.append([step for conv in block for step in (conv, nnx.relu)] + [_pool])
-    return blocks + [[_flatten, self.dense, nnx.relu, self.head]]
+      layers = [[conv, nnx.relu] for conv in block]
+      layers[-1].append(_pool)
+      blocks += layers if self.per_layer else [[step for steps in layers for step in steps]]
+    dense = [_flatten, self.dense, nnx.relu]
+    return blocks + ([dense, [self.head]] if self.per_layer else [dense + [self.head]])
+
+
+def _check_local_loss_per(local_loss_per: str):
+  if local_loss_per not in LOCAL_LOSS_PER:
+    raise ValueError(f"unknown local_loss_per {local_loss_per!r}; choose one of "
+                     f"{LOCAL_LOSS_PER}")
 
 
 def MnistCNN(input_shape, num_classes, *, rngs, **options):
@@ -310,19 +335,22 @@ def split(module: nnx.Module) -> Model:
 
 def create_model(name: str, input_shape, num_classes: int, seed: int, init: str = "flax",
                  local_heads: bool = False, local_groups: int = 1,
-                 local_group_head: str = "separate") -> Model:
+                 local_group_head: str = "separate", local_loss_per: str = "block") -> Model:
   """Builds the registered model `name` for NHWC inputs of `input_shape` (H, W, C), with its
   parameters drawn by the initialisation `init` (one of INITS) from `seed`. `local_heads` adds a
   linear classifier to every block but the last (params["local_heads"]), for local losses; the
   other parameters stay those of the same seed without it. `local_groups` G > 1 makes each a
   group-wise head for blocks of one layer: G classifiers, each reading its own 1/G of the block's
   units (GroupedLinear), or, with `local_group_head="shared"`, one classifier whose loss each
-  group takes as its own (the parameters those of the same seed with local_groups=1)."""
+  group takes as its own (the parameters those of the same seed with local_groups=1).
+  `local_loss_per="layer"` puts a local head after every layer with parameters instead of every
+  block (one of LOCAL_LOSS_PER; the CNNs' blocks hold two conv layers, the MLP's one)."""
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
   return split(MODELS[name](tuple(input_shape), num_classes, rngs=nnx.Rngs(seed), init=init,
                             local_heads=local_heads, local_groups=local_groups,
-                            local_group_head=local_group_head))
+                            local_group_head=local_group_head,
+                            local_loss_per=local_loss_per))
 
 
 def num_params(params) -> int:

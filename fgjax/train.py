@@ -330,7 +330,7 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
                       f"training examples of {dataset.name}")
   group_size = trials_per_call(config, len(trials))
   try:
-    model = _create_model(config, dataset, int(config.seed))
+    model = create_model(config, dataset, int(config.seed))
   except ValueError as error:
     raise ConfigError(f"model {config.model!r} on {dataset.name}: {error}") from None
   loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std,
@@ -387,13 +387,15 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
   return summaries
 
 
-def _create_model(config, dataset, seed: int) -> models.Model:
-  """The config's model for the dataset; local heads for the local-loss estimator."""
+def create_model(config, dataset, seed: int) -> models.Model:
+  """The config's model for the dataset, initialised from `seed`; local heads (as the config's
+  local_* fields say) for the local-loss estimators."""
   local = config.estimator in estimators.LOCAL
   return models.create_model(config.model, dataset.image_shape, dataset.num_classes, seed,
                              init=config.init, local_heads=local,
                              local_groups=int(config.get("local_groups", 1)) if local else 1,
-                             local_group_head=config.get("local_group_head", "separate"))
+                             local_group_head=config.get("local_group_head", "separate"),
+                             local_loss_per=config.get("local_loss_per", "block"))
 
 
 def _initial_states(config, dataset, configs: Sequence, size: int):
@@ -401,7 +403,7 @@ def _initial_states(config, dataset, configs: Sequence, size: int):
   with repeats of the last (so every group has the compiled shape)."""
   states, data_rngs = [], []
   for trial_cfg in list(configs) + [configs[-1]] * (size - len(configs)):
-    params = _create_model(config, dataset, int(trial_cfg.seed)).params
+    params = create_model(config, dataset, int(trial_cfg.seed)).params
     tangent_rng, data_rng = jax.random.split(jax.random.PRNGKey(int(trial_cfg.seed)))
     tx = optimizers.build_optimizer(trial_cfg)
     states.append(jax.device_get(programs.init_state(params, tx, tangent_rng)))

@@ -50,6 +50,8 @@ BAD_FIELDS = [
      "combine 'mean' and unit_groups 1"),
     ("local_group_head", "joint", "local_group_head 'joint' is unknown; choose one of "
      "['separate', 'shared']"),
+    ("local_loss_per", "unit", "local_loss_per 'unit' is unknown; choose one of "
+     "['block', 'layer']"),
     ("eval_batch_size", -5, "eval_batch_size must be >= 1, got -5"),
     ("log_every_steps", 0, "log_every_steps must be >= 1, got 0"),
     ("checkpoint_every_steps", 0, "checkpoint_every_steps must be >= 1, got 0"),

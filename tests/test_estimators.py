@@ -300,33 +300,39 @@ def test_group_wise_local_losses_are_unbiased_from_one_jvp():
       estimators.activity_gradient(forward, params, jax.random.PRNGKey(0), **options)
 
 
-def _shared_head_problem(groups):
-  """(forward, params) of the tiny network whose local heads are shared by `groups` unit groups
-  (hidden 6 and 4 units), and the exact gradient of its plain local losses, which the groups'
-  losses leave unchanged."""
-  model = models.split(models.MLP((2, 2, 1), 3, rngs=nnx.Rngs(0), hidden=(6, 4), init="torch",
-                                  local_heads=True, local_groups=groups,
-                                  local_group_head="shared"))
+def _shared_head_problem(groups, network="mlp"):
+  """(forward, params) of a tiny network whose local heads are shared by `groups` unit groups:
+  the MLP (hidden 6 and 4 units) or a ConvNet with local losses per layer (two convs of 2
+  channels, dense 4 units)."""
+  options = dict(rngs=nnx.Rngs(0), init="torch", local_heads=True, local_groups=groups,
+                 local_group_head="shared")
+  if network == "mlp":
+    shape, module = (2, 2, 1), models.MLP((2, 2, 1), 3, hidden=(6, 4), **options)
+  else:
+    shape, module = (4, 4, 1), models.ConvNet((4, 4, 1), 3, blocks=((2, 2),), padding="SAME",
+                                              hidden=4, local_loss_per="layer", **options)
+  model = models.split(module)
   loss_fn = programs.make_loss_fn(model.apply, [127.5], [64.0], perturbed=model.perturbed)
-  images = np.random.default_rng(0).integers(0, 256, (3, 2, 2, 1)).astype(np.uint8)
+  images = np.random.default_rng(0).integers(0, 256, (3, *shape)).astype(np.uint8)
   labels = np.array([0, 2, 1], np.int32)
   forward = lambda p, perturbations, stop_inputs: loss_fn.per_group(
       p, images, labels, perturbations, stop_inputs, True)
   return forward, model.params
 
 
-def test_a_shared_local_head_gives_each_unit_group_its_derivative_from_one_jvp():
+@pytest.mark.parametrize("network", ["mlp", "conv_per_layer"])
+def test_a_shared_local_head_gives_each_unit_group_its_derivative_from_one_jvp(network):
   """Groups of one shared head: the exact gradient of all the groups' losses is that of the
   plain local losses (each block's units, its head and the model's head moved once), and the
-  estimate is unbiased for it, with less variance the more groups (6 and 4 units: G = 2 groups
-  of 3 and 2 units)."""
-  forward, params = _shared_head_problem(1)
+  estimate is unbiased for it, with less variance the more groups (G = 2: groups of 3 and 2
+  units in the MLP; of one channel, and of 2 dense units, in the ConvNet)."""
+  forward, params = _shared_head_problem(1, network)
   exact = np.asarray(_flat(estimators.local_backprop(forward, params)[1]))
   num_keys = 20000
   keys = jax.random.split(jax.random.PRNGKey(0), num_keys)
   variance = {}
   for groups in (1, 2):
-    forward, params = _shared_head_problem(groups)
+    forward, params = _shared_head_problem(groups, network)
     np.testing.assert_allclose(_flat(estimators.local_backprop(forward, params)[1]), exact,
                                rtol=1e-6, atol=1e-7)
     estimate = jax.jit(jax.vmap(lambda k, f=forward, p=params: _flat(

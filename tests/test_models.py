@@ -112,9 +112,9 @@ def test_unknown_model():
     models.create_model("resnet", (28, 28, 1), 10, seed=0)
 
 
-def _small(name, local_heads=False, seed=0):
+def _small(name, local_heads=False, seed=0, **local_options):
   """Small networks of both kinds, with non-zero biases, and a batch of 4 inputs."""
-  rngs, options = nnx.Rngs(seed), dict(init="torch", local_heads=local_heads)
+  rngs, options = nnx.Rngs(seed), dict(init="torch", local_heads=local_heads, **local_options)
   if name == "mlp":
     module = models.MLP((3, 3, 1), 4, rngs=rngs, hidden=(6, 5), **options)
     shape = (3, 3, 1)
@@ -136,6 +136,51 @@ def test_local_heads_are_extra_parameters_only(name, head_inputs):
   assert [heads[i]["kernel"].shape for i in range(len(heads))] == [
       (size, 10) for size in head_inputs]
   assert jax.tree.all(jax.tree.map(jnp.array_equal, plain, local))  # same seed, same weights
+
+
+def test_local_losses_per_layer_make_every_layer_a_block():
+  """local_loss_per="layer": a local head after every conv layer and the dense layer (the
+  parameters otherwise those of the same seed), the head the last block alone; the MLP's blocks
+  are its layers already."""
+  per_block, images, _ = _small("conv", local_heads=True)
+  per_layer = _small("conv", local_heads=True, local_loss_per="layer")[0]
+  heads = per_layer.params["local_heads"]
+  assert [heads[i]["kernel"].shape[0] for i in range(len(heads))] == [3, 3, 4, 5]
+  for part in ("convs", "dense", "head"):
+    assert jax.tree.all(jax.tree.map(jnp.array_equal, per_block.params[part],
+                                     per_layer.params[part]))
+  outputs, activations = per_layer.perturbed(per_layer.params, images, None, False, True)
+  assert [[z.shape[-1] for z in group] for group in activations] == [
+      [3, 4], [3, 4], [4, 4], [5, 4], [4]]
+  np.testing.assert_allclose(outputs[-1], per_layer.apply(per_layer.params, images), rtol=1e-6)
+  # The second conv's local loss moves the second conv and its head alone.
+  grads = jax.grad(lambda p: per_layer.perturbed(p, images, None, False, True)[0][1].sum())(
+      per_layer.params)
+  moved = {path for path, leaf in jax.tree_util.tree_leaves_with_path(grads) if np.any(leaf)}
+  assert {jax.tree_util.keystr(path) for path in moved} == {
+      "['convs'][1]['kernel']", "['convs'][1]['bias']",
+      "['local_heads'][1]['kernel']", "['local_heads'][1]['bias']"}
+  mlp_block, mlp_images, _ = _small("mlp", local_heads=True)
+  mlp_layer = _small("mlp", local_heads=True, local_loss_per="layer")[0]
+  assert jax.tree.all(jax.tree.map(jnp.array_equal, mlp_block.params, mlp_layer.params))
+  with pytest.raises(ValueError, match="unknown local_loss_per 'unit'"):
+    _small("conv", local_heads=True, local_loss_per="unit")
+
+
+def test_local_losses_per_layer_let_a_conv_net_share_a_head_by_groups():
+  """Group-wise local losses need blocks of one layer: per layer, the CNN takes them (a shared
+  head's group per channel), per block it refuses them, saying why."""
+  model = models.create_model("cnn", (28, 28, 1), 10, seed=0, local_heads=True,
+                              local_groups=64, local_group_head="shared",
+                              local_loss_per="layer")
+  images = jax.random.normal(jax.random.PRNGKey(1), (2, 28, 28, 1))
+  logits, activations = model.perturbed(model.params, images, None, False, True)
+  assert [jax.tree.map(jnp.shape, out) for out in logits] == [
+      ((2, 10), (2, 64, 10)), (2, 10)] * 5 + [(2, 10)]  # 4 convolutions, the dense layer
+  assert [len(group) for group in activations] == [1] * 11
+  with pytest.raises(ValueError, match="local_loss_per='layer' gives every layer"):
+    models.create_model("cnn", (28, 28, 1), 10, seed=0, local_heads=True, local_groups=64,
+                        local_group_head="shared")
 
 
 @pytest.mark.parametrize("name", ["mlp", "conv"])

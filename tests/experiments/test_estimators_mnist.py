@@ -47,6 +47,10 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path, tiny
       args.workdir, "mlp_sgd_local_activity_k1_s1024_2ep_2seeds", "seed_0",
       workdir_files.CONFIG_FILE))
   assert (shared["local_groups"], shared["local_group_head"]) == (1024, "shared")
+  per_layer = workdir_files.read_json(os.path.join(
+      args.workdir, "mlp_sgd_local_activity_k1_layer_s64_2ep_2seeds", "seed_0",
+      workdir_files.CONFIG_FILE))
+  assert (per_layer["local_loss_per"], per_layer["local_groups"]) == ("layer", 64)
   assert os.path.isfile(os.path.join(args.workdir, "mnist_mlp_sgd_bp_2ep_2seeds", "machine.json"))
   assert os.path.getsize(str(tmp_path / "out" / "report.png")) > 10_000
 
@@ -104,5 +108,6 @@ def test_group_wise_local_heads_are_reported_as_needing_one_layer_blocks_on_the_
   assert estimators_mnist.runs_on("mlp", "local_activity_k1_l32")
   assert not estimators_mnist.runs_on("cnn", "local_activity_k1_l32")
   assert estimators_mnist.runs_on("cnn", "local_activity_k1_g32")
+  assert estimators_mnist.runs_on("cnn", "local_activity_k1_layer_s64")  # local losses per layer
   text = estimators_mnist.report({("cnn", "sgd", "local_activity_k1_l32"): []}, {})
   assert "| CNN | SGD | local_activity_k1_l32 | needs one-layer blocks | - |" in text
