@@ -13,8 +13,8 @@ local_activity with one tangent and a derivative per group of G units (config.un
 one classifier shared by the groups (config.local_group_head = "shared"), (the conv nets) with
 local losses per layer (config.local_loss_per = "layer"), alone and with one shared head's group
 per channel, and local_backprop, the exact gradients of the local losses (the local heads' cost
-without the jvp), per block and (the MLP) group-wise or (the conv nets) per layer. The variants take
-turns over the repeats in one process (`common.time_interleaved`), so the ratio to
+without the jvp), per block and (the MLP) group-wise or (the conv nets) per layer. The variants
+take turns over the repeats in one process (`common.time_interleaved`), so the ratio to
 backprop, the median of the per-round ratios, is what this measures; absolute times depend on
 the machine and its load, printed with the table. Modes as in step_time.py.
 """

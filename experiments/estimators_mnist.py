@@ -18,9 +18,9 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
    same local losses (greedy local learning), per block, group-wise or per layer: what the
    local-loss forward gradients estimate, without their noise) start from the backprop row's
    config (`configs/mnist_<model>_<optimizer>_bp.py`: PyTorch initialisation, the plain
-   cross-entropy, no clip), and their learning rate is tuned on the validation split by `fgjax.sweep`
-   (`--tune_epochs` epochs per trial, `GRIDS[model, optimizer, estimator]` where there is one,
-   else `GRIDS[model, optimizer]`, one seed), in
+   cross-entropy, no clip), and their learning rate is tuned on the validation split by
+   `fgjax.sweep` (`--tune_epochs` epochs per trial, `GRIDS[model, optimizer, estimator]` where
+   there is one, else `GRIDS[model, optimizer]`, one seed), in
    `<workdir>/sweeps/<model>_<optimizer>_<estimator>`;
 2. the best learning rate trains `--num_seeds` seeds at the full 50 epochs, in
    `<workdir>/<model>_<optimizer>_<estimator>_<N>seeds`; if the run diverges, the next smaller

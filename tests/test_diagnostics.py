@@ -32,10 +32,10 @@ def _problem(local_heads=False, hidden=(6, 5)):
   return model.params, images, labels, loss_fn
 
 
-def _diagnose(estimator, num_draws, local_heads=False, hidden=(6, 5)):
+def _diagnose(estimator, num_draws, local_heads=False, hidden=(6, 5), model_name="mlp"):
   params, images, labels, loss_fn = _problem(local_heads, hidden)
   config = default_config.base_config()
-  config.estimator = estimator
+  config.estimator, config.model = estimator, model_name
   diagnose = jax.jit(diagnostics.make_diagnostics(loss_fn, config, num_draws))
   return {k: float(v) for k, v in diagnose(params, images, labels, jax.random.PRNGKey(3)).items()}
 
@@ -67,6 +67,17 @@ def test_activity_perturbation_is_closer_than_the_forward_gradient():
   activity = _diagnose("activity", 64, hidden=(32, 32))
   assert activity["cosine"] > 1.5 * forward["cosine"]
   assert activity["relative_variance"] < forward["relative_variance"] / 3
+
+
+def test_unrolled_draws_give_what_mapped_draws_give(monkeypatch):
+  """Where a model runs badly inside a loop (`programs.scans_well` false: conv nets on CPU) the
+  draws are unrolled instead of mapped, with the same numbers."""
+  monkeypatch.setattr(programs, "scans_well", lambda model_name: model_name != "cnn")
+  mapped = _diagnose("local_activity", 3, local_heads=True)
+  unrolled = _diagnose("local_activity", 3, local_heads=True, model_name="cnn")
+  assert set(mapped) == set(unrolled)
+  for name, value in mapped.items():
+    np.testing.assert_allclose(unrolled[name], value, rtol=1e-5, err_msg=name)
 
 
 def test_layers_are_named_by_the_params_dict():

@@ -44,7 +44,8 @@ def test_every_estimator_is_measured_and_fewer_units_per_derivative_is_less_nois
     estimator_quality.run_all(_args(tmp_path, tiny_mnist, estimators=["backprop"]))
   with pytest.raises(UserError, match="--draws=0: expected at least 1"):
     estimator_quality.run_all(_args(tmp_path, tiny_mnist, draws=0, overwrite=True))
-  with pytest.raises(UserError, match="--num_batches=2: .* holds 64 images: --num_batches=1 at most"):
+  with pytest.raises(UserError,
+                     match="--num_batches=2: .* holds 64 images: --num_batches=1 at most"):
     estimator_quality.run_all(_args(tmp_path, tiny_mnist, num_batches=2, overwrite=True))
 
 
