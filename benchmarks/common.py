@@ -69,7 +69,8 @@ def step_config(model: str, estimator: str, num_directions: int = 1, tangent: st
 def loss_and_params(model: str, seed: int = 0, **local_options):
   """`(loss_fn, params)`: the package's `loss_fn(params, images, labels)` (with the perturbation
   points the activity estimators need) and initial params; `local_options` (local_heads,
-  local_groups, local_group_head, local_loss_per) as in `models.create_model`."""
+  local_groups, local_group_head, local_loss_per, local_head_patches) as in
+  `models.create_model`."""
   net = models.create_model(model, MODEL_DATA[model][1], NUM_CLASSES, seed, **local_options)
   return programs.make_loss_fn(net.apply, 127.5, 64.0, perturbed=net.perturbed), net.params
 
@@ -79,7 +80,8 @@ def build(model: str, config, seed: int = 0):
   local = config.estimator in estimators.LOCAL
   loss_fn, params = loss_and_params(
       model, seed, local_heads=local, local_groups=config.local_groups if local else 1,
-      local_group_head=config.local_group_head, local_loss_per=config.local_loss_per)
+      local_group_head=config.local_group_head, local_loss_per=config.local_loss_per,
+      local_head_patches=config.local_head_patches if local else 1)
   tx = optimizers.build_optimizer(config)
   state = programs.init_state(params, tx, jax.random.PRNGKey(seed + 1))
   return programs.make_train_step(loss_fn, tx, config), state

@@ -11,9 +11,11 @@ the model with its local heads), the last two with K = 1, 4 and 32 tangents per 
 local_activity with one tangent and a derivative per group of G units (config.unit_groups),
 (the MLP) with group-wise local heads, a classifier per group of units (config.local_groups) or
 one classifier shared by the groups (config.local_group_head = "shared"), (the conv nets) with
-local losses per layer (config.local_loss_per = "layer"), alone and with one shared head's group
-per channel, and local_backprop, the exact gradients of the local losses (the local heads' cost
-without the jvp), per block and (the MLP) group-wise or (the conv nets) per layer. The variants
+local losses per layer (config.local_loss_per = "layer"), alone, with one shared head's group
+per channel, and with heads reading 2 x 2 patches (config.local_head_patches) and a group per
+patch and channel, and local_backprop, the exact gradients of the local losses (the local heads' cost
+without the jvp), per block and (the MLP) group-wise or (the conv nets) per layer, on the
+whole maps or on patches. The variants
 take turns over the repeats in one process (`common.time_interleaved`), so the ratio to
 backprop, the median of the per-round ratios, is what this measures; absolute times depend on
 the machine and its load, printed with the table. Modes as in step_time.py.
@@ -62,12 +64,18 @@ def variants(model: str) -> dict:
     configs[f"local_activity K=1 per layer shared local_groups={LAYER_SHARED_GROUPS}"] = (
         _config(model, "local_activity", local_loss_per="layer",
                 local_groups=LAYER_SHARED_GROUPS, local_group_head="shared"))
+    configs[f"local_activity K=1 per layer 2x2 patches shared local_groups="
+            f"{4 * LAYER_SHARED_GROUPS}"] = _config(
+                model, "local_activity", local_loss_per="layer", local_head_patches=2,
+                local_groups=4 * LAYER_SHARED_GROUPS, local_group_head="shared")
   configs["local_backprop"] = _config(model, "local_backprop")
   if model == "mlp":
     configs["local_backprop local_groups=32"] = _config(model, "local_backprop", local_groups=32)
   else:
     configs["local_backprop per layer"] = _config(model, "local_backprop",
                                                   local_loss_per="layer")
+    configs["local_backprop per layer 2x2 patches"] = _config(
+        model, "local_backprop", local_loss_per="layer", local_head_patches=2)
   return configs
 
 

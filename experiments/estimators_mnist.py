@@ -13,10 +13,13 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
    units, or one head shared by 32 or 1024 groups (of 32 units, or one unit each), each group's
    loss moved by its units alone (`local_group_head="shared"`); for the CNN, whose blocks hold
    two conv layers, local losses per layer (`local_loss_per="layer"`) under a shared head with
-   64 groups, one per channel (16 units of the dense layer); and, for reference,
-   `local_backprop`, `local_backprop_l32` and `local_backprop_layer`, the exact gradients of the
-   same local losses (greedy local learning), per block, group-wise or per layer: what the
-   local-loss forward gradients estimate, without their noise) start from the backprop row's
+   64 groups, one per channel (16 units of the dense layer), and the same with heads reading
+   the conv maps' 2 x 2 patches (`local_head_patches=2`) and 256 groups, one per patch and
+   channel (4 dense units); and, for reference, `local_backprop`, `local_backprop_l32`,
+   `local_backprop_layer` and `local_backprop_layer_p2`, the exact gradients of the same local
+   losses (greedy local learning), per block, group-wise, per layer or per layer on patches:
+   what the local-loss forward gradients estimate, without their noise) start from the backprop
+   row's
    config (`configs/mnist_<model>_<optimizer>_bp.py`: PyTorch initialisation, the plain
    cross-entropy, no clip), and their learning rate is tuned on the validation split by
    `fgjax.sweep` (`--tune_epochs` epochs per trial, `GRIDS[model, optimizer, estimator]` where
@@ -82,7 +85,12 @@ ESTIMATORS = {
     "local_backprop_l32": {"estimator": "local_backprop", "num_directions": 1,
                            "local_groups": 32},
     "local_backprop_layer": {"estimator": "local_backprop", "num_directions": 1,
-                             "local_loss_per": "layer"}}
+                             "local_loss_per": "layer"},
+    "local_activity_k1_layer_p2_s256": {"estimator": "local_activity", "num_directions": 1,
+                                        "local_loss_per": "layer", "local_head_patches": 2,
+                                        "local_groups": 256, "local_group_head": "shared"},
+    "local_backprop_layer_p2": {"estimator": "local_backprop", "num_directions": 1,
+                                "local_loss_per": "layer", "local_head_patches": 2}}
 # Learning rates tried per (model, optimizer), low:high:num. With SGD the CNN's activity
 # perturbation diverged within 200 steps at every rate from 1e-3 to 0.3 (each of its conv layers
 # perturbs about 40,000 units per example, the MLP's layers 1,024), so its grid lies lower. An
@@ -92,8 +100,11 @@ ESTIMATORS = {
 GRIDS = {("mlp", "sgd"): "1e-3:0.3:6", ("mlp", "adam"): "1e-5:3e-3:6",
          ("cnn", "sgd"): "1e-5:1e-3:6", ("cnn", "adam"): "1e-5:3e-3:6",
          ("cnn", "sgd", "local_activity_k1_layer_s64"): "1e-4:0.1:7",
-         ("cnn", "sgd", "local_backprop_layer"): "1e-3:0.3:6"}
+         ("cnn", "sgd", "local_backprop_layer"): "1e-3:0.3:6",
+         ("cnn", "sgd", "local_activity_k1_layer_p2_s256"): "1e-4:0.1:7",
+         ("cnn", "sgd", "local_backprop_layer_p2"): "1e-3:0.3:6"}
 SIDES = ("forward", *ESTIMATORS, "backprop")  # the report's order, and the figure's colours
+COLOURS = plt.get_cmap("tab20")  # one of 20 per side (matplotlib's default cycle has 10)
 TARGETS = (0.5, 0.2, 0.1)  # validation losses for "steps to target"
 # benchmarks/estimator_step_time.py's report per model, from the kind of machine it trains on:
 # the MLP's on the CPU, the CNN's on one H200 (on CPU a CNN run is days).
@@ -109,6 +120,9 @@ STEP_TIME_NAMES = {"activity_k1": "activity K=1",
                        "local_activity K=1 per layer shared local_groups=64",
                    "local_backprop_l32": "local_backprop local_groups=32",
                    "local_backprop_layer": "local_backprop per layer",
+                   "local_activity_k1_layer_p2_s256":
+                       "local_activity K=1 per layer 2x2 patches shared local_groups=256",
+                   "local_backprop_layer_p2": "local_backprop per layer 2x2 patches",
                    "forward": "forward K=1", "backprop": "backprop"}
 
 def _with_data(config, args):
@@ -246,7 +260,7 @@ def report(results: dict, step_times: dict) -> str:
               } if model in step_times else {}
     ratio = ratios.get(STEP_TIME_NAMES[name])
     if not run_list:
-      not_run = "not run" if runs_on(model, name) else "needs one-layer blocks"
+      not_run = why_not(model, name) or "not run"
       lines.append(f"| {runs.LABELS[model]} | {runs.LABELS[optimizer]} | {name} | {not_run} | "
                    + " | ".join(["-"] * (4 + len(TARGETS))) + " |")
     for run in run_list:
@@ -272,26 +286,31 @@ def plot(results: dict, path: str) -> None:
         continue
       run = run_list[-1]  # the learning rate whose run completed, if one did
       steps, losses = validation_curves(run)
-      line, = axis.plot(steps, np.nanmean(losses, 0), color=f"C{SIDES.index(name)}",
+      line, = axis.plot(steps, np.nanmean(losses, 0), color=COLOURS(SIDES.index(name)),
                         label=f"{name}, γ {run['config']['learning_rate']:g}")
       axis.fill_between(steps, np.nanmin(losses, 0), np.nanmax(losses, 0),
                         color=line.get_color(), alpha=0.2)
     axis.set(yscale="log", xlabel="training step", ylabel="validation loss",
              title=f"MNIST {runs.LABELS[model]}, {runs.LABELS[optimizer]}")
     axis.grid(True, which="major", alpha=0.3)
-    axis.legend()
+    axis.legend(fontsize="small")
   figure.tight_layout()
   figure.savefig(path, dpi=120)
   plt.close(figure)
 
 
-def runs_on(model: str, name: str) -> bool:
-  """Whether estimator `name` can train `model`: group-wise local heads need blocks of one
-  layer, which the MLP has, and any model with local losses per layer (the CNN's blocks are two
-  convolutions); reported as not run."""
+def why_not(model: str, name: str):
+  """Why estimator `name` cannot train `model` (the report's cell), or None if it can:
+  group-wise local heads need blocks of one layer, which the MLP has, and any model with local
+  losses per layer (the CNN's blocks are two convolutions); heads reading patches need conv
+  maps, which the MLP lacks."""
   options = ESTIMATORS[name]
-  return (options.get("local_groups", 1) == 1 or model == "mlp"
-          or options.get("local_loss_per") == "layer")
+  if options.get("local_head_patches", 1) > 1 and model == "mlp":
+    return "needs conv maps"
+  if (options.get("local_groups", 1) > 1 and model != "mlp"
+      and options.get("local_loss_per") != "layer"):
+    return "needs one-layer blocks"
+  return None
 
 
 def run_all(args) -> str:
@@ -320,7 +339,7 @@ def run_all(args) -> str:
     dirs = {(*setup, name): finished_runs(*setup, name, args) for setup in setups
             for name in names}
   else:
-    dirs = {(*setup, name): tuned_runs(*setup, name, args) if runs_on(setup[0], name) else []
+    dirs = {(*setup, name): tuned_runs(*setup, name, args) if not why_not(setup[0], name) else []
             for setup in setups for name in args.estimators}
     for setup in setups:
       dirs[(*setup, "forward")] = [table1_run(*setup, "fwd", args)]

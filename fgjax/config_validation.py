@@ -42,6 +42,7 @@ _CHOICES = {
 # Integer fields and their smallest allowed value.
 _INTEGERS = {
     "batch_size": 1, "num_epochs": 1, "num_directions": 1, "unit_groups": 1, "local_groups": 1,
+    "local_head_patches": 1,
     "eval_batch_size": 1,
     "log_every_steps": 1, "checkpoint_every_steps": 1, "keep_checkpoints": 1,
     "seed": None, "data.validation_size": 1, "data.split_seed": 0,
@@ -145,6 +146,9 @@ def problems(config) -> list[str]:
       or _get(config, "unit_groups") not in (1, _MISSING)):
     found.append("local_groups > 1 needs estimator 'local_activity' or 'local_backprop', "
                  "combine 'mean' and unit_groups 1")
+  if (_get(config, "local_head_patches") not in (1, _MISSING)
+      and _get(config, "estimator") not in estimators.LOCAL):
+    found.append("local_head_patches > 1 needs estimator 'local_activity' or 'local_backprop'")
   every = _get(config, "diagnostics_every_steps")
   if every is not None:
     found.append(_check_integer("diagnostics_every_steps", every, 1) if every is not _MISSING

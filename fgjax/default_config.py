@@ -27,6 +27,10 @@ def base_config() -> ml_collections.ConfigDict:
   # local_activity, local_backprop: a local loss per "block" of the model, or per "layer" with
   # parameters (models.LOCAL_LOSS_PER; the CNNs' blocks hold two conv layers, the MLP's one).
   config.local_loss_per = "block"
+  # local_activity, local_backprop on conv nets: a conv block's local head reads its output
+  # averaged over each of P x P equal patches (1: the whole map); its groups are then (patch,
+  # channel) groups, so one per channel and patch reaches local_groups = P * P * channels.
+  config.local_head_patches = 1
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
   config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"
   config.loss = "cross_entropy"  # or "clamped_cross_entropy": probabilities clamped to [eps, 1-eps]

@@ -130,18 +130,44 @@ def _pool(x):
   return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
 
 
-def _local_head_input(x):
-  """What a block's local classifier reads: a dense block's output, a conv block's output
-  averaged over space (a classifier per block stays small)."""
-  return x.mean(axis=(1, 2)) if x.ndim == 4 else x
+def _local_head_input(x, patches: int):
+  """What a block's local classifier reads: a dense block's output, or a conv block's output
+  averaged over each of patches x patches equal spatial patches (a classifier per block stays
+  small), (B, P * P * C) in (patch row, patch column, channel) order."""
+  if x.ndim == 2:
+    return x
+  batch, height, width, channels = x.shape
+  grid = x.reshape(batch, patches, height // patches, patches, width // patches, channels)
+  return grid.mean(axis=(2, 4)).reshape(batch, patches * patches * channels)
+
+
+def _to_patch_major(z, patches: int):
+  """A conv output (B, H, W, C) as (B, H / P, W / P, P * P * C): position (i, j) of patch
+  (r, c) at [i, j, (r P + c) C + channel], so that the last axis orders its units as
+  `_local_head_input` orders what it reads, and a slice of it is a slice of a head's input."""
+  if patches == 1 or z.ndim != 4:
+    return z
+  batch, height, width, channels = z.shape
+  grid = z.reshape(batch, patches, height // patches, patches, width // patches, channels)
+  return grid.transpose(0, 2, 4, 1, 3, 5).reshape(batch, height // patches, width // patches,
+                                                  patches * patches * channels)
+
+
+def _from_patch_major(z, patches: int):
+  """The inverse of `_to_patch_major`."""
+  if patches == 1 or z.ndim != 4:
+    return z
+  batch, rows, columns, units = z.shape
+  grid = z.reshape(batch, rows, columns, patches, patches, units // (patches * patches))
+  return grid.transpose(0, 3, 1, 4, 2, 5).reshape(batch, patches * rows, patches * columns, -1)
 
 
 class _Network(nnx.Module):
   """A classifier made of blocks, each a list of steps: a layer (nnx.Linear or nnx.Conv, whose
   output z is a perturbation point) or a parameter-free function (ReLU, pooling, flattening).
   The last block ends with the model's head. Subclasses build `self.local_heads` (an nnx.List of
-  local classifiers, one per block but the last, or None) and `self.local_groups`, and list their
-  blocks in `_blocks()`.
+  local classifiers, one per block but the last, or None), `self.local_groups` and
+  `self.local_head_patches`, and list their blocks in `_blocks()`.
 
   Perturbations are an explicit argument of `perturbed` rather than flax's `Module.perturb`:
   that one works through variables a capturing call creates inside the module's state, shaped by
@@ -168,7 +194,9 @@ class _Network(nnx.Module):
     whose loss each group takes as its own (`losses.per_group_losses`), and the head's group
     has the (B, C) logits, moved by the head alone.
     `stop_inputs` stop-gradients every layer's input, so that a layer's z depends on the
-    parameters through that layer alone.
+    parameters through that layer alone. With local heads reading P x P patches
+    (`local_head_patches` P > 1), a conv layer's z is listed and perturbed patch-major
+    (`_to_patch_major`), so that the unit groups of its last axis are (patch, channel) groups.
     """
     if local and self.local_heads is None:
       raise ValueError("local losses need a model created with local_heads=True")
@@ -176,11 +204,12 @@ class _Network(nnx.Module):
     blocks, logits, activations = self._blocks(), [], []
 
     def layer(module, x):
-      z = module(jax.lax.stop_gradient(x) if stop_inputs else x)
+      z = _to_patch_major(module(jax.lax.stop_gradient(x) if stop_inputs else x),
+                          self.local_head_patches)
       if perturbations is not None:
         z = z + next(given)
       activations[-1].append(z)
-      return z
+      return _from_patch_major(z, self.local_head_patches)
 
     for b, steps in enumerate(blocks):
       activations.append([])
@@ -189,7 +218,7 @@ class _Network(nnx.Module):
       for step in steps:
         x = layer(step, x) if isinstance(step, (nnx.Linear, nnx.Conv)) else step(x)
       if local and b < len(blocks) - 1:
-        head, head_input = self.local_heads[b], _local_head_input(x)
+        head, head_input = self.local_heads[b], _local_head_input(x, self.local_head_patches)
         if self.local_groups > 1 and isinstance(head, nnx.Linear):  # shared by the groups
           activations.append([])  # the head's own group: its loss alone moves it
           out = layer(head, jax.lax.stop_gradient(head_input))
@@ -212,8 +241,12 @@ class MLP(_Network):
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, hidden=(1024, 1024),
                init="flax", local_heads=False, local_groups=1, local_group_head="separate",
-               local_loss_per="block"):
+               local_loss_per="block", local_head_patches=1):
     _check_local_loss_per(local_loss_per)
+    if local_head_patches != 1:
+      raise ValueError(f"local_head_patches={local_head_patches} splits conv feature maps into "
+                       "patches; the MLP has none (leave it 1)")
+    self.local_head_patches = 1
     sizes = [_flat_size(input_shape), *hidden]
     self.hidden = nnx.List([_linear(a, b, rngs, init) for a, b in zip(sizes[:-1], sizes[1:])])
     self.head = _linear(sizes[-1], num_classes, rngs, init)
@@ -234,12 +267,15 @@ class ConvNet(_Network):
   (the VGG-style CIFAR network). The dense layer and the head form the last block.
   With local losses per layer (`local_loss_per="layer"`), every conv layer (its ReLU, and the
   pooling that closes its block) and the dense layer (its ReLU) are blocks of their own, each
-  with a local head, and the head is the last block alone.
+  with a local head, and the head is the last block alone. A conv block's local head reads its
+  output averaged over the whole map, or over each of P x P equal patches
+  (`local_head_patches`): P * P * channels inputs, so the head sees where features are, and
+  group-wise losses can give each (patch, channel) group a derivative of its own.
   """
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, blocks, padding, hidden=1024,
                init="flax", local_heads=False, local_groups=1, local_group_head="separate",
-               local_loss_per="block"):
+               local_loss_per="block", local_head_patches=1):
     _check_local_loss_per(local_loss_per)
     self.per_layer = local_heads and local_loss_per == "layer"
     if (local_heads and local_groups > 1 and not self.per_layer
@@ -249,26 +285,31 @@ class ConvNet(_Network):
                        f"{max(len(block) for block in blocks)} conv layers (local_loss_per="
                        "'layer' gives every layer a local loss of its own)")
     height, width, channels = input_shape
-    convs = []
+    convs, maps = [], []  # maps: each conv output's (H, W), and whether pooling follows
     for block in blocks:
-      for features in block:
+      for i, features in enumerate(block):
         convs.append(nnx.Conv(channels, features, kernel_size=(3, 3), padding=padding,
                               rngs=rngs, **_layer_init(init, channels * 3 * 3)))
         channels = features
         if padding == "VALID":
           height, width = height - 2, width - 2
+        maps.append((height, width, i == len(block) - 1))
       height, width = height // 2, width // 2
     if height < 1 or width < 1:
       raise ValueError(
           f"input shape {tuple(input_shape)} is too small for {len(blocks)} conv blocks "
           f"with {padding} padding")
+    if local_heads:
+      _check_patches(local_head_patches, maps)
+    self.local_head_patches = local_head_patches if local_heads else 1
     self.block_sizes = tuple(len(block) for block in blocks)
     self.convs = nnx.List(convs)
     self.dense = _linear(height * width * channels, hidden, rngs, init)
     self.head = _linear(hidden, num_classes, rngs, init)
     self.local_groups = local_groups
-    head_features = ([features for block in blocks for features in block] + [hidden]
-                     if self.per_layer else [block[-1] for block in blocks])
+    area = self.local_head_patches ** 2
+    head_features = ([area * features for block in blocks for features in block] + [hidden]
+                     if self.per_layer else [area * block[-1] for block in blocks])
     self.local_heads = nnx.List([
         _local_head(features, num_classes, local_groups, local_group_head, rngs, init)
         for features in head_features]) if local_heads else None
@@ -282,6 +323,20 @@ class ConvNet(_Network):
       blocks += layers if self.per_layer else [[step for steps in layers for step in steps]]
     dense = [_flatten, self.dense, nnx.relu]
     return blocks + ([dense, [self.head]] if self.per_layer else [dense + [self.head]])
+
+
+def _check_patches(patches: int, maps) -> None:
+  """Raises unless P x P equal patches tile every conv output map of `maps` ((H, W, pooled)
+  each) and, where 2x2 pooling follows, the pooled map along the same lines: each unit then
+  reaches only its own patch's part of a local head's input."""
+  if not isinstance(patches, int) or patches < 1:
+    raise ValueError(f"local_head_patches must be a positive integer, got {patches!r}")
+  tiled = lambda size, pooled: size % (2 * patches if pooled else patches) == 0
+  if not all(tiled(height, pooled) and tiled(width, pooled) for height, width, pooled in maps):
+    raise ValueError(
+        f"local_head_patches={patches} does not split this network's conv output maps "
+        f"{[(height, width) for height, width, _ in maps]} into equal patches (pooled maps "
+        "too); choose a divisor of every size")
 
 
 def _check_local_loss_per(local_loss_per: str):
@@ -335,7 +390,8 @@ def split(module: nnx.Module) -> Model:
 
 def create_model(name: str, input_shape, num_classes: int, seed: int, init: str = "flax",
                  local_heads: bool = False, local_groups: int = 1,
-                 local_group_head: str = "separate", local_loss_per: str = "block") -> Model:
+                 local_group_head: str = "separate", local_loss_per: str = "block",
+                 local_head_patches: int = 1) -> Model:
   """Builds the registered model `name` for NHWC inputs of `input_shape` (H, W, C), with its
   parameters drawn by the initialisation `init` (one of INITS) from `seed`. `local_heads` adds a
   linear classifier to every block but the last (params["local_heads"]), for local losses; the
@@ -344,13 +400,16 @@ def create_model(name: str, input_shape, num_classes: int, seed: int, init: str 
   units (GroupedLinear), or, with `local_group_head="shared"`, one classifier whose loss each
   group takes as its own (the parameters those of the same seed with local_groups=1).
   `local_loss_per="layer"` puts a local head after every layer with parameters instead of every
-  block (one of LOCAL_LOSS_PER; the CNNs' blocks hold two conv layers, the MLP's one)."""
+  block (one of LOCAL_LOSS_PER; the CNNs' blocks hold two conv layers, the MLP's one).
+  `local_head_patches` P > 1 has a conv block's local head read its output averaged over each of
+  P x P patches instead of the whole map (conv nets only)."""
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
   return split(MODELS[name](tuple(input_shape), num_classes, rngs=nnx.Rngs(seed), init=init,
                             local_heads=local_heads, local_groups=local_groups,
                             local_group_head=local_group_head,
-                            local_loss_per=local_loss_per))
+                            local_loss_per=local_loss_per,
+                            local_head_patches=local_head_patches))
 
 
 def num_params(params) -> int:

@@ -395,7 +395,9 @@ def create_model(config, dataset, seed: int) -> models.Model:
                              init=config.init, local_heads=local,
                              local_groups=int(config.get("local_groups", 1)) if local else 1,
                              local_group_head=config.get("local_group_head", "separate"),
-                             local_loss_per=config.get("local_loss_per", "block"))
+                             local_loss_per=config.get("local_loss_per", "block"),
+                             local_head_patches=int(config.get("local_head_patches", 1))
+                             if local else 1)
 
 
 def _initial_states(config, dataset, configs: Sequence, size: int):

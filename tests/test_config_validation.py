@@ -52,6 +52,9 @@ BAD_FIELDS = [
      "['separate', 'shared']"),
     ("local_loss_per", "unit", "local_loss_per 'unit' is unknown; choose one of "
      "['block', 'layer']"),
+    ("local_head_patches", 0, "local_head_patches must be >= 1, got 0"),
+    ("local_head_patches", 2, "local_head_patches > 1 needs estimator 'local_activity' or "
+     "'local_backprop'"),
     ("eval_batch_size", -5, "eval_batch_size must be >= 1, got -5"),
     ("log_every_steps", 0, "log_every_steps must be >= 1, got 0"),
     ("checkpoint_every_steps", 0, "checkpoint_every_steps must be >= 1, got 0"),

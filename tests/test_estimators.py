@@ -303,14 +303,18 @@ def test_group_wise_local_losses_are_unbiased_from_one_jvp():
 def _shared_head_problem(groups, network="mlp"):
   """(forward, params) of a tiny network whose local heads are shared by `groups` unit groups:
   the MLP (hidden 6 and 4 units) or a ConvNet with local losses per layer (two convs of 2
-  channels, dense 4 units)."""
+  channels, dense 4 units; with "conv_patches", heads reading 2 x 2 patches, dense 8 units)."""
   options = dict(rngs=nnx.Rngs(0), init="torch", local_heads=True, local_groups=groups,
                  local_group_head="shared")
   if network == "mlp":
     shape, module = (2, 2, 1), models.MLP((2, 2, 1), 3, hidden=(6, 4), **options)
-  else:
+  elif network == "conv_per_layer":
     shape, module = (4, 4, 1), models.ConvNet((4, 4, 1), 3, blocks=((2, 2),), padding="SAME",
                                               hidden=4, local_loss_per="layer", **options)
+  else:
+    shape, module = (4, 4, 1), models.ConvNet((4, 4, 1), 3, blocks=((2, 2),), padding="SAME",
+                                              hidden=8, local_loss_per="layer",
+                                              local_head_patches=2, **options)
   model = models.split(module)
   loss_fn = programs.make_loss_fn(model.apply, [127.5], [64.0], perturbed=model.perturbed)
   images = np.random.default_rng(0).integers(0, 256, (3, *shape)).astype(np.uint8)
@@ -320,18 +324,20 @@ def _shared_head_problem(groups, network="mlp"):
   return forward, model.params
 
 
-@pytest.mark.parametrize("network", ["mlp", "conv_per_layer"])
-def test_a_shared_local_head_gives_each_unit_group_its_derivative_from_one_jvp(network):
+@pytest.mark.parametrize("network, many", [("mlp", 2), ("conv_per_layer", 2),
+                                            ("conv_patches", 8)])
+def test_a_shared_local_head_gives_each_unit_group_its_derivative_from_one_jvp(network, many):
   """Groups of one shared head: the exact gradient of all the groups' losses is that of the
   plain local losses (each block's units, its head and the model's head moved once), and the
   estimate is unbiased for it, with less variance the more groups (G = 2: groups of 3 and 2
-  units in the MLP; of one channel, and of 2 dense units, in the ConvNet)."""
+  units in the MLP; of one channel, and of 2 dense units, in the ConvNet; G = 8 under heads
+  reading 2 x 2 patches: a group per patch and channel, and per dense unit)."""
   forward, params = _shared_head_problem(1, network)
   exact = np.asarray(_flat(estimators.local_backprop(forward, params)[1]))
   num_keys = 20000
   keys = jax.random.split(jax.random.PRNGKey(0), num_keys)
   variance = {}
-  for groups in (1, 2):
+  for groups in (1, many):
     forward, params = _shared_head_problem(groups, network)
     np.testing.assert_allclose(_flat(estimators.local_backprop(forward, params)[1]), exact,
                                rtol=1e-6, atol=1e-7)
@@ -341,7 +347,7 @@ def test_a_shared_local_head_gives_each_unit_group_its_derivative_from_one_jvp(n
     standard_error = samples.std(0) / np.sqrt(num_keys)
     assert np.all(np.abs(samples.mean(0) - exact) < 5 * standard_error + 1e-6), groups
     variance[groups] = samples.var(0).sum()
-  assert variance[2] < 0.7 * variance[1], variance
+  assert variance[many] < 0.7 * variance[1], variance
 
 
 @pytest.mark.parametrize("problem", ["local", "group_wise"])

@@ -167,6 +167,34 @@ def test_local_losses_per_layer_make_every_layer_a_block():
     _small("conv", local_heads=True, local_loss_per="unit")
 
 
+def test_local_heads_can_read_patches_of_the_conv_maps():
+  """local_head_patches=2: a conv layer's local head reads its output averaged over each of
+  2 x 2 patches (4 x channels inputs; the other parameters those of the same seed), its
+  activation comes patch-major (a unit of patch (r, c) at [i, j, (2 r + c) C + channel]), and
+  the model computes what it did."""
+  whole, images, _ = _small("conv", local_heads=True, local_loss_per="layer")
+  patched = _small("conv", local_heads=True, local_loss_per="layer", local_head_patches=2)[0]
+  heads = patched.params["local_heads"]
+  assert [heads[i]["kernel"].shape[0] for i in range(len(heads))] == [12, 12, 16, 5]
+  for part in ("convs", "dense", "head"):
+    assert jax.tree.all(jax.tree.map(jnp.array_equal, whole.params[part], patched.params[part]))
+  logits = whole.apply(whole.params, images)
+  np.testing.assert_allclose(patched.apply(patched.params, images), logits, rtol=1e-6)
+  outputs, activations = patched.perturbed(patched.params, images, None, False, True)
+  np.testing.assert_allclose(outputs[-1], logits, rtol=1e-6)
+  z = whole.perturbed(whole.params, images, None, False, True)[1][0][0]  # (4, 8, 8, 3)
+  patch_major = activations[0][0]
+  assert patch_major.shape == (4, 4, 4, 12)
+  np.testing.assert_array_equal(patch_major[:, 1, 2, (2 * 1 + 0) * 3 + 2], z[:, 4 + 1, 2, 2])
+  patch_means = jax.nn.relu(z).reshape(4, 2, 4, 2, 4, 3).mean(axis=(2, 4)).reshape(4, 12)
+  np.testing.assert_allclose(outputs[0], patch_means @ heads[0]["kernel"] + heads[0]["bias"],
+                             rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match=r"local_head_patches=3 does not split .* \(8, 8\)"):
+    _small("conv", local_heads=True, local_head_patches=3)
+  with pytest.raises(ValueError, match="the MLP has none"):
+    _small("mlp", local_heads=True, local_head_patches=2)
+
+
 def test_local_losses_per_layer_let_a_conv_net_share_a_head_by_groups():
   """Group-wise local losses need blocks of one layer: per layer, the CNN takes them (a shared
   head's group per channel), per block it refuses them, saying why."""

@@ -370,6 +370,9 @@ BAD_INPUTS = [
     ("model_too_big_for_the_images", lambda tmp: digits_config("forward", model="cnn"),
      ConfigError, "model 'cnn' on digits: input shape (8, 8, 1) is too small for 2 conv blocks "
      "with VALID padding"),
+    ("patches_on_the_mlp", lambda tmp: digits_config("local_activity", local_head_patches=2),
+     ConfigError, "model 'mlp' on digits: local_head_patches=2 splits conv feature maps into "
+     "patches; the MLP has none"),
     ("batch_larger_than_the_data", lambda tmp: digits_config("forward", batch_size=5000),
      ConfigError, "batch_size 5000 exceeds the 1078 training examples of digits"),
     ("missing_data_file", lambda tmp: npz_config(str(tmp / "absent.npz")), DataError,

@@ -30,6 +30,9 @@ def test_every_estimator_is_measured_and_fewer_units_per_derivative_is_less_nois
   assert [name for _, name in rows] == list(estimator_quality.ESTIMATORS)
   mean = lambda name, column: float(rows["MLP", name][column].split(" +- ")[0])
   for name in estimator_quality.ESTIMATORS:
+    if name == "local_activity_k1_layer_p2_s256":  # heads on patches of conv maps
+      assert rows["MLP", name][0].startswith("does not apply: local_head_patches=2 splits conv")
+      continue
     assert -1 <= mean(name, 0) <= 1 and -1 <= mean(name, 1) <= 1 and mean(name, 2) > 0, name
   # Weight perturbation of 1.1M parameters is almost orthogonal to the gradient; one derivative
   # per unit under a shared local head is far closer to it.
@@ -59,8 +62,10 @@ def test_a_model_that_cannot_take_an_estimator_is_a_row_saying_so(tmp_path):
                                                                   dtype=np.uint8),
            y_test=rng.integers(0, 10, 64))
   args = _args(tmp_path, path, models=["cnn"], num_batches=1, draws=1,
-               estimators=["local_activity_k1_l32", "local_activity_k1_layer_s64"])
+               estimators=["local_activity_k1_l32", "local_activity_k1_layer_s64",
+                           "local_activity_k1_layer_p2_s256"])
   rows = _rows(estimator_quality.run_all(args))
   assert rows["CNN", "local_activity_k1_l32"][0].startswith(
       "does not apply: local_groups=32 needs blocks of one layer")
-  assert 0 < float(rows["CNN", "local_activity_k1_layer_s64"][0].split(" +- ")[0]) <= 1
+  for name in ("local_activity_k1_layer_s64", "local_activity_k1_layer_p2_s256"):
+    assert 0 < float(rows["CNN", name][0].split(" +- ")[0]) <= 1

@@ -30,7 +30,10 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path, tiny
   text = estimators_mnist.run_all(args)
   rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| MLP | SGD |")]
   assert [row[2] for row in rows] == ["forward", *estimators_mnist.ESTIMATORS, "backprop"]
-  assert all(row[4] == "2" and "+-" in row[5] and row[-1] == "- |" for row in rows)
+  trained = [row for row in rows if row[3] != "needs conv maps"]
+  assert [row[2] for row in rows if row not in trained] == [
+      "local_activity_k1_layer_p2_s256", "local_backprop_layer_p2"]
+  assert all(row[4] == "2" and "+-" in row[5] and row[-1] == "- |" for row in trained)
   tuned = os.path.join(args.workdir, "mlp_sgd_local_activity_k1_g32_2ep_2seeds")
   config = workdir_files.read_json(os.path.join(tuned, "seed_0", workdir_files.CONFIG_FILE))
   assert (config["estimator"], config["unit_groups"], config["num_epochs"]) == (
@@ -104,10 +107,14 @@ def test_diverged_seeds_are_reported_with_where_they_stopped():
       "diverged: 2 of 3 seeds, at step 19,135-19,691 | -")
 
 
-def test_group_wise_local_heads_are_reported_as_needing_one_layer_blocks_on_the_cnn():
-  assert estimators_mnist.runs_on("mlp", "local_activity_k1_l32")
-  assert not estimators_mnist.runs_on("cnn", "local_activity_k1_l32")
-  assert estimators_mnist.runs_on("cnn", "local_activity_k1_g32")
-  assert estimators_mnist.runs_on("cnn", "local_activity_k1_layer_s64")  # local losses per layer
-  text = estimators_mnist.report({("cnn", "sgd", "local_activity_k1_l32"): []}, {})
+def test_estimators_a_model_cannot_take_are_reported_with_the_reason():
+  assert estimators_mnist.why_not("mlp", "local_activity_k1_l32") is None
+  assert estimators_mnist.why_not("cnn", "local_activity_k1_l32") == "needs one-layer blocks"
+  assert estimators_mnist.why_not("cnn", "local_activity_k1_g32") is None
+  assert estimators_mnist.why_not("cnn", "local_activity_k1_layer_s64") is None  # per layer
+  assert estimators_mnist.why_not("cnn", "local_activity_k1_layer_p2_s256") is None
+  assert estimators_mnist.why_not("mlp", "local_backprop_layer_p2") == "needs conv maps"
+  text = estimators_mnist.report({("cnn", "sgd", "local_activity_k1_l32"): [],
+                                  ("mlp", "sgd", "local_backprop_layer_p2"): []}, {})
   assert "| CNN | SGD | local_activity_k1_l32 | needs one-layer blocks | - |" in text
+  assert "| MLP | SGD | local_backprop_layer_p2 | needs conv maps | - |" in text
