@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fgjax import estimators
 from fgjax import models
 from fgjax import optimizers
 from fgjax import paper
 from fgjax import programs
+from fgjax import train
 from fgjax import workdir
 
 MODEL_DATA = {"mlp": ("mnist", (28, 28, 1)), "cnn": ("mnist", (28, 28, 1)),
@@ -68,20 +68,15 @@ def step_config(model: str, estimator: str, num_directions: int = 1, tangent: st
 
 def loss_and_params(model: str, seed: int = 0, **local_options):
   """`(loss_fn, params)`: the package's `loss_fn(params, images, labels)` (with the perturbation
-  points the activity estimators need) and initial params; `local_options` (local_heads,
-  local_groups, local_group_head, local_loss_per, local_head_patches) as in
-  `models.create_model`."""
+  points the activity estimators need) and initial params; `local_options` as in
+  `models.create_model` (`fgjax.train.local_options` gives a config's)."""
   net = models.create_model(model, MODEL_DATA[model][1], NUM_CLASSES, seed, **local_options)
   return programs.make_loss_fn(net.apply, 127.5, 64.0, perturbed=net.perturbed), net.params
 
 
 def build(model: str, config, seed: int = 0):
   """`(train_step, state)`: the package's own step for `config` and a fresh state."""
-  local = config.estimator in estimators.LOCAL
-  loss_fn, params = loss_and_params(
-      model, seed, local_heads=local, local_groups=config.local_groups if local else 1,
-      local_group_head=config.local_group_head, local_loss_per=config.local_loss_per,
-      local_head_patches=config.local_head_patches if local else 1)
+  loss_fn, params = loss_and_params(model, seed, **train.local_options(config))
   tx = optimizers.build_optimizer(config)
   state = programs.init_state(params, tx, jax.random.PRNGKey(seed + 1))
   return programs.make_train_step(loss_fn, tx, config), state

@@ -13,10 +13,10 @@ local_activity with one tangent and a derivative per group of G units (config.un
 one classifier shared by the groups (config.local_group_head = "shared"), (the conv nets) with
 local losses per layer (config.local_loss_per = "layer"), alone, with one shared head's group
 per channel, and with heads reading 2 x 2 patches (config.local_head_patches) and a group per
-patch and channel, and local_backprop, the exact gradients of the local losses (the local heads' cost
-without the jvp), per block and (the MLP) group-wise or (the conv nets) per layer, on the
-whole maps or on patches. The variants
-take turns over the repeats in one process (`common.time_interleaved`), so the ratio to
+patch and channel, and local_backprop, the exact gradients of the local losses (the local
+heads' cost without the jvp), per block and (the MLP) group-wise or (the conv nets) per layer,
+on the whole maps or on patches. The variants take turns over the repeats in one process
+(`common.time_interleaved`), so the ratio to
 backprop, the median of the per-round ratios, is what this measures; absolute times depend on
 the machine and its load, printed with the table. Modes as in step_time.py.
 """
@@ -34,6 +34,7 @@ UNIT_GROUPS = (8, 32, 128)  # local_activity with K = 1
 LOCAL_GROUPS = (32, 128)  # local_activity with K = 1 and group-wise local heads (the MLP)
 SHARED_GROUPS = (32, 128, 1024)  # ... and a local head shared by the groups (the MLP)
 LAYER_SHARED_GROUPS = 64  # conv nets, local losses per layer: one group per channel
+PATCH_SHARED_GROUPS = 4 * LAYER_SHARED_GROUPS  # ... on 2 x 2 patches: per patch and channel
 
 
 def _config(model: str, estimator: str, **fields):
@@ -65,9 +66,9 @@ def variants(model: str) -> dict:
         _config(model, "local_activity", local_loss_per="layer",
                 local_groups=LAYER_SHARED_GROUPS, local_group_head="shared"))
     configs[f"local_activity K=1 per layer 2x2 patches shared local_groups="
-            f"{4 * LAYER_SHARED_GROUPS}"] = _config(
+            f"{PATCH_SHARED_GROUPS}"] = _config(
                 model, "local_activity", local_loss_per="layer", local_head_patches=2,
-                local_groups=4 * LAYER_SHARED_GROUPS, local_group_head="shared")
+                local_groups=PATCH_SHARED_GROUPS, local_group_head="shared")
   configs["local_backprop"] = _config(model, "local_backprop")
   if model == "mlp":
     configs["local_backprop local_groups=32"] = _config(model, "local_backprop", local_groups=32)

@@ -130,15 +130,19 @@ def _pool(x):
   return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
 
 
+def _patch_grid(x, patches: int):
+  """A feature map (B, H, W, C) viewed as (B, patch row, H / P, patch column, W / P, C)."""
+  batch, height, width, channels = x.shape
+  return x.reshape(batch, patches, height // patches, patches, width // patches, channels)
+
+
 def _local_head_input(x, patches: int):
   """What a block's local classifier reads: a dense block's output, or a conv block's output
   averaged over each of patches x patches equal spatial patches (a classifier per block stays
   small), (B, P * P * C) in (patch row, patch column, channel) order."""
   if x.ndim == 2:
     return x
-  batch, height, width, channels = x.shape
-  grid = x.reshape(batch, patches, height // patches, patches, width // patches, channels)
-  return grid.mean(axis=(2, 4)).reshape(batch, patches * patches * channels)
+  return _patch_grid(x, patches).mean(axis=(2, 4)).reshape(x.shape[0], -1)
 
 
 def _to_patch_major(z, patches: int):
@@ -147,10 +151,9 @@ def _to_patch_major(z, patches: int):
   `_local_head_input` orders what it reads, and a slice of it is a slice of a head's input."""
   if patches == 1 or z.ndim != 4:
     return z
-  batch, height, width, channels = z.shape
-  grid = z.reshape(batch, patches, height // patches, patches, width // patches, channels)
-  return grid.transpose(0, 2, 4, 1, 3, 5).reshape(batch, height // patches, width // patches,
-                                                  patches * patches * channels)
+  batch, height, width, _ = z.shape
+  return _patch_grid(z, patches).transpose(0, 2, 4, 1, 3, 5).reshape(
+      batch, height // patches, width // patches, -1)
 
 
 def _from_patch_major(z, patches: int):

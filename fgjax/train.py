@@ -387,17 +387,21 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
   return summaries
 
 
-def create_model(config, dataset, seed: int) -> models.Model:
-  """The config's model for the dataset, initialised from `seed`; local heads (as the config's
-  local_* fields say) for the local-loss estimators."""
+def local_options(config) -> dict:
+  """The `models.create_model` keyword arguments for the config's local heads: heads (as the
+  config's local_* fields say) for the local-loss estimators, none for the others."""
   local = config.estimator in estimators.LOCAL
+  return {"local_heads": local,
+          "local_groups": int(config.get("local_groups", 1)) if local else 1,
+          "local_group_head": config.get("local_group_head", "separate"),
+          "local_loss_per": config.get("local_loss_per", "block"),
+          "local_head_patches": int(config.get("local_head_patches", 1)) if local else 1}
+
+
+def create_model(config, dataset, seed: int) -> models.Model:
+  """The config's model for the dataset, initialised from `seed`, with `local_options`."""
   return models.create_model(config.model, dataset.image_shape, dataset.num_classes, seed,
-                             init=config.init, local_heads=local,
-                             local_groups=int(config.get("local_groups", 1)) if local else 1,
-                             local_group_head=config.get("local_group_head", "separate"),
-                             local_loss_per=config.get("local_loss_per", "block"),
-                             local_head_patches=int(config.get("local_head_patches", 1))
-                             if local else 1)
+                             init=config.init, **local_options(config))
 
 
 def _initial_states(config, dataset, configs: Sequence, size: int):
