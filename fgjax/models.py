@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from fgjax import convolution
+
 INITS = ("flax", "torch")
 
 
@@ -127,7 +129,20 @@ def _flatten(x):
 
 
 def _pool(x):
-  return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+  """2x2 max-pooling with stride 2 (an odd last row or column dropped, as VALID pooling does),
+  written as a max over a reshape: XLA differentiates it elementwise, where `reduce_window`'s
+  gradient (select-and-scatter) is slow on CPU. Both agree in value, gradient and jvp."""
+  batch, height, width, channels = x.shape
+  x = x[:, :height // 2 * 2, :width // 2 * 2]
+  return x.reshape(batch, height // 2, 2, width // 2, 2, channels).max(axis=(2, 4))
+
+
+def _apply_layer(layer, x):
+  """A Dense or Conv layer's output; a Conv's through `convolution.conv2d`, the formulation that
+  suits the backend, from the kernel and bias that `nnx.Conv` keeps."""
+  if isinstance(layer, nnx.Conv):
+    return convolution.conv2d(x, layer.kernel[...], layer.padding) + layer.bias[...]
+  return layer(x)
 
 
 def _patch_grid(x, patches: int):
@@ -207,8 +222,8 @@ class _Network(nnx.Module):
     blocks, logits, activations = self._blocks(), [], []
 
     def layer(module, x):
-      z = _to_patch_major(module(jax.lax.stop_gradient(x) if stop_inputs else x),
-                          self.local_head_patches)
+      inputs = jax.lax.stop_gradient(x) if stop_inputs else x
+      z = _to_patch_major(_apply_layer(module, inputs), self.local_head_patches)
       if perturbations is not None:
         z = z + next(given)
       activations[-1].append(z)
