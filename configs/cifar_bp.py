@@ -9,7 +9,7 @@ As the paper's code ran it:
 - Trained on the plain cross-entropy (nn.CrossEntropyLoss).
 - The paper leaves the dense part unsaid; the code's CifarNet, followed here, has
   Dense 4096 -> ReLU -> Dense 10.
-CIFAR-10 must be prepared once with tfds on a networked machine (see README).
+CIFAR-10 must be prepared once with tfds on a networked machine (see docs/running.md).
 """
 
 from fgjax import paper

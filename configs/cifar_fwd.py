@@ -11,7 +11,7 @@ As the paper's code ran it:
   names no gradient-norm bound, so grad_clip_norm stays off.
 - The paper leaves the dense part unsaid; the code's CifarNet, followed here, has
   Dense 4096 -> ReLU -> Dense 10.
-CIFAR-10 must be prepared once with tfds on a networked machine (see README).
+CIFAR-10 must be prepared once with tfds on a networked machine (see docs/running.md).
 """
 
 from fgjax import paper

@@ -1,8 +1,8 @@
 """How far a data-parallel run drifts from a one-device run, against the drift that rounding
 alone causes: two one-device runs whose initial parameters differ by one float ulp.
 
-  python -m experiments.drift                      # the default forward config, 4 CPU devices
-  python -m experiments.drift --config=configs/default.py:backprop --epochs=5
+  python -m experiments.drift --config=configs/default.py:forward    # 4 CPU devices
+  python -m experiments.drift --config=configs/default.py:backprop --config.num_epochs=5
 
 The devices are XLA's simulated CPU devices (`--xla_force_host_platform_device_count`), so this
 runs on any machine. Prints, per epoch, the test loss of the reference run and the absolute
@@ -10,7 +10,6 @@ differences |reference - one ulp| and |reference - data parallel|; when both gro
 data-parallel difference is rounding amplified by the training dynamics, not a defect.
 """
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -20,12 +19,16 @@ NUM_DEVICES = 4
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + f" --xla_force_host_platform_device_count={NUM_DEVICES}")
 
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from fgjax import config_loading  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import workdir as workdir_files  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+FLAGS = flags.FLAGS
 
 
 def _test_losses(config, workdir: str) -> list[float]:
@@ -44,14 +47,9 @@ def _one_ulp_up(create_model):
   return create
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--config", default="configs/default.py:forward")
-  parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
-  args = parser.parse_args()
-  config = config_loading.load_config(args.config)
-  if args.epochs:
-    config.num_epochs = args.epochs
+def main(argv):
+  del argv  # cli.run refuses positional arguments
+  config = FLAGS.config
   with tempfile.TemporaryDirectory() as tmp:
     reference = _test_losses(config, os.path.join(tmp, "reference"))
     create_model = models.create_model
@@ -63,7 +61,8 @@ def main():
     config.sharding.data_parallel = True
     config.sharding.num_devices = NUM_DEVICES
     parallel = _test_losses(config, os.path.join(tmp, "parallel"))
-  print(f"{args.config}: test loss per epoch, and how far each run is from the reference, on "
+  print(f"{config_flags.get_config_filename(FLAGS['config'])}: test loss per epoch, and how far "
+        f"each run is from the reference, on "
         f"{workdir_files.format_machine(workdir_files.describe_machine())}\n")
   print("| epoch | reference | one ulp apart | 4 devices |\n|---:|---:|---:|---:|")
   for epoch, (r, u, p) in enumerate(zip(reference, ulp, parallel), start=1):
@@ -72,4 +71,6 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  config_flags.DEFINE_config_file("config", None, "The config to run (configs/*.py[:arg]).")
+  flags.mark_flag_as_required("config")
+  cli.run(main)

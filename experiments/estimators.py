@@ -14,20 +14,21 @@ n = 1.1M parameters, while backprop's are 1 (its variance, 0, is off the scale).
 the figure (`--out` with the suffix .md). Neither file is replaced unless `--overwrite`.
 """
 
-import argparse
 import os
-import sys
 
+from absl import flags
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from fgjax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import config_loading  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import workdir as workdir_files  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIDES = ("forward", "forward_projection", "activity", "local_activity", "backprop")
 
@@ -82,37 +83,39 @@ def table(results: dict) -> str:
   return "\n".join(lines)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--epochs", type=int, default=None, help="default: the configs' 50")
-  parser.add_argument("--every", type=int, default=16, help="steps between diagnostic rows")
-  parser.add_argument("--workdir", default=os.path.join("runs", "estimators"))
-  parser.add_argument("--out", default=os.path.join("experiments", "results",
-                                                    "estimator_diagnostics.png"))
-  parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-  args = parser.parse_args()
-  if args.every < 1:
-    parser.error("--every must be a positive number of steps")
-  markdown = os.path.splitext(args.out)[0] + ".md"
-  existing = [path for path in (args.out, markdown) if os.path.exists(path)]
-  if existing and not args.overwrite:
-    sys.exit(f"{', '.join(existing)}: already there; pass --overwrite to replace")
-  results = {side: run_side(side, args.epochs, args.every, args.workdir) for side in SIDES}
+def _define_flags():
+  """The command line (defined only when run, so that the module imports without it)."""
+  flags.DEFINE_integer("epochs", None, "Epochs per side (default: the configs' 50).")
+  flags.DEFINE_integer("every", 16, "Steps between diagnostic rows.", lower_bound=1)
+  flags.DEFINE_string("workdir", os.path.join("runs", "estimators"), "Parent of the runs.")
+  flags.DEFINE_string("out", os.path.join("experiments", "results", "estimator_diagnostics.png"),
+                      "The figure; the table goes beside it with the suffix .md.")
+  flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
+
+
+def main(argv):
+  del argv  # cli.run refuses positional arguments
+  markdown = os.path.splitext(FLAGS.out)[0] + ".md"
+  existing = [path for path in (FLAGS.out, markdown) if os.path.exists(path)]
+  if existing and not FLAGS.overwrite:
+    raise cli.UserError(f"{', '.join(existing)}: already there; pass --overwrite to replace")
+  results = {side: run_side(side, FLAGS.epochs, FLAGS.every, FLAGS.workdir) for side in SIDES}
   command = "python -m experiments.estimators" + (
-      f" --epochs={args.epochs}" if args.epochs else "") + f" --every={args.every}"
+      f" --epochs={FLAGS.epochs}" if FLAGS.epochs else "") + f" --every={FLAGS.every}"
   text = (f"# Gradient estimators against the true gradient while training\n\n"
           f"Made by `{command}`: configs/default.py's sides on the embedded digits, "
           f"{results['backprop']['epochs']} epoch(s), diagnostics (fgjax.diagnostics: 8 draws "
-          f"on the first training batch) every {args.every} steps, on "
+          f"on the first training batch) every {FLAGS.every} steps, on "
           f"{workdir_files.format_machine(workdir_files.describe_machine())}.\n\n"
           f"{table(results)}\n")
   print(text)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  plot(results, args.out)
+  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+  plot(results, FLAGS.out)
   with open(markdown, "w", encoding="utf-8") as f:
     f.write(text)
-  print(f"wrote {args.out} and {markdown}")
+  print(f"wrote {FLAGS.out} and {markdown}")
 
 
 if __name__ == "__main__":
-  main()
+  _define_flags()
+  cli.run(main)

@@ -28,7 +28,6 @@ import math
 import os
 from typing import Optional
 
-from absl import app
 from absl import flags
 import matplotlib
 
@@ -39,6 +38,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from experiments import runs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import paper  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -255,8 +255,7 @@ def _define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.run refuses positional arguments
   os.makedirs(FLAGS.out_dir, exist_ok=True)
   suffix = "" if FLAGS.variant == "paper" else "_tuned"
   out = lambda name: os.path.join(FLAGS.out_dir, f"{name}{suffix}.png")
@@ -277,4 +276,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

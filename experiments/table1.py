@@ -42,15 +42,14 @@ random 16-image subset (`subset_means`), and where the paper's value falls in it
 
 import math
 import os
-import sys
 from typing import Optional, Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 
 from experiments import runs
+from fgjax import cli
 from fgjax import default_config
 from fgjax import paper
 from fgjax import train
@@ -593,17 +592,15 @@ def _define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
+  del argv  # cli.run refuses positional arguments
   unknown = [row for row in FLAGS.rows if row not in paper.TABLE_I_ROWS]
   if unknown:
-    raise app.UsageError(f"unknown rows {unknown}; choose from {list(paper.TABLE_I_ROWS)}")
+    raise cli.UserError(f"unknown rows {unknown}; choose from {list(paper.TABLE_I_ROWS)}")
   if FLAGS.num_seeds < 1:
-    raise app.UsageError(f"--num_seeds must be at least 1, not {FLAGS.num_seeds}")
+    raise cli.UserError(f"--num_seeds must be at least 1, not {FLAGS.num_seeds}")
   datasets = {runs.row_config(row).data.name for row in FLAGS.rows}
   if FLAGS.data_path and len(datasets) > 1 and not FLAGS.report_only:
-    raise app.UsageError(f"the rows use {sorted(datasets)}: one --data_path cannot serve them "
+    raise cli.UserError(f"the rows use {sorted(datasets)}: one --data_path cannot serve them "
                          "all; run each dataset's rows in its own call")
   if not FLAGS.report_only:
     run_rows(FLAGS.rows, "tuned" if FLAGS.tuned else "paper", FLAGS)
@@ -613,4 +610,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  sys.exit(app.run(main))
+  cli.run(main)

@@ -16,7 +16,6 @@ from fgjax import losses
 from fgjax import models
 from fgjax import optimizers
 from fgjax import tangents
-from fgjax import programs
 from fgjax.config_loading import ConfigError
 from fgjax.data import embedded
 
@@ -111,6 +110,36 @@ def _check_optional_positive(name, value):
   return None
 
 
+def _either(names) -> str:
+  """The names quoted and joined as a sentence says them: 'a', 'b' or 'c'."""
+  quoted = [repr(name) for name in names]
+  return " or ".join(filter(None, [", ".join(quoted[:-1]), quoted[-1]]))
+
+
+def _estimator_problems(config) -> list[str]:
+  """What the config's estimator cannot do with its other fields, from its registry record."""
+  if _get(config, "estimator") not in estimators.ESTIMATORS:
+    return []  # reported as an unknown choice
+  estimator = estimators.get(_get(config, "estimator"))
+  grouped = _either([name for name, other in estimators.REGISTRY.items()
+                     if "unit_groups" in other.options])
+  local = _either(estimators.LOCAL)
+  found = []
+  if not estimator.data_parallel and _get(config, "sharding.data_parallel") is True:
+    found.append(f"estimator {estimator.name!r} trains on one device: set "
+                 "sharding.data_parallel=False")
+  if _get(config, "unit_groups") not in (1, _MISSING) and (
+      "unit_groups" not in estimator.options or _get(config, "combine") != "mean"):
+    found.append(f"unit_groups > 1 needs estimator {grouped} and combine 'mean'")
+  if _get(config, "local_groups") not in (1, _MISSING) and (
+      not estimator.local_heads or _get(config, "combine") != "mean"
+      or _get(config, "unit_groups") not in (1, _MISSING)):
+    found.append(f"local_groups > 1 needs estimator {local}, combine 'mean' and unit_groups 1")
+  if _get(config, "local_head_patches") not in (1, _MISSING) and not estimator.local_heads:
+    found.append(f"local_head_patches > 1 needs estimator {local}")
+  return found
+
+
 def problems(config) -> list[str]:
   """Every problem of `config`, one short phrase each; empty when the config is valid."""
   checks = ([(name, _check_choice, (options,)) for name, options in _CHOICES.items()]
@@ -132,23 +161,7 @@ def problems(config) -> list[str]:
   if not isinstance(_get(config, "sharding.data_parallel"), bool):
     found.append(f"sharding.data_parallel must be True or False, got "
                  f"{_get(config, 'sharding.data_parallel')!r}")
-  if (_get(config, "estimator") in estimators.PER_GROUP
-      and _get(config, "sharding.data_parallel") is True):
-    found.append(f"estimator {_get(config, 'estimator')!r} trains on one device: set "
-                 "sharding.data_parallel=False")
-  if _get(config, "unit_groups") not in (1, _MISSING) and (
-      _get(config, "estimator") not in ("activity", "local_activity")
-      or _get(config, "combine") != "mean"):
-    found.append("unit_groups > 1 needs estimator 'activity' or 'local_activity' and combine "
-                 "'mean'")
-  if _get(config, "local_groups") not in (1, _MISSING) and (
-      _get(config, "estimator") not in estimators.LOCAL or _get(config, "combine") != "mean"
-      or _get(config, "unit_groups") not in (1, _MISSING)):
-    found.append("local_groups > 1 needs estimator 'local_activity' or 'local_backprop', "
-                 "combine 'mean' and unit_groups 1")
-  if (_get(config, "local_head_patches") not in (1, _MISSING)
-      and _get(config, "estimator") not in estimators.LOCAL):
-    found.append("local_head_patches > 1 needs estimator 'local_activity' or 'local_backprop'")
+  found += _estimator_problems(config)
   every = _get(config, "diagnostics_every_steps")
   if every is not None:
     found.append(_check_integer("diagnostics_every_steps", every, 1) if every is not _MISSING

@@ -45,16 +45,13 @@ def make_diagnostics(loss_fn: Callable, config, num_draws: int = 8) -> Callable:
   leading trial axis of `params` and `key`.
   """
   gradient = programs.make_gradient_fn(config)
-  local = config.estimator in estimators.LOCAL
-  activity = config.estimator in estimators.PER_GROUP
+  estimator = estimators.get(config.estimator)
+  objective_of = programs.make_objective(loss_fn, estimator)
 
   def diagnose(params, images, labels, key):
-    if activity:
-      objective = lambda p, perturbations, stop_inputs: loss_fn.per_group(
-          p, images, labels, perturbations, stop_inputs, local)
+    objective = target = objective_of(images, labels)
+    if estimator.consumes == estimators.PERTURBED_FORWARD:
       target = lambda p: estimators.local_objective(objective(p, None, False)[0])
-    else:
-      objective = target = lambda p: loss_fn(p, images, labels)[0]
     names = layer_names(params)
     layers = list(dict.fromkeys(names))
 

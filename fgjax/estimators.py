@@ -22,8 +22,14 @@ ceiling of any local-loss forward gradient.
 Both forward-mode estimators combine K tangents either by their mean or by projecting the gradient
 onto the tangents' span (`combine`), as in Flügel et al., "Beyond Backpropagation: Optimization
 with Multi-Tangent Forward Gradients".
+
+`REGISTRY`, at the end, holds one `Estimator` record per estimator a run config may name: what it
+consumes, what it needs and supports, and how to build its gradient function from the config. It
+is the one place that knows the estimators by name.
 """
 
+import dataclasses
+import functools
 from typing import Callable, Optional
 
 import jax
@@ -31,12 +37,6 @@ import jax.numpy as jnp
 
 from fgjax import tangents
 
-# The estimators a run config may name (`config.estimator`).
-ESTIMATORS = ("forward", "backprop", "activity", "local_activity", "local_backprop")
-# The estimators that train each block on its own local loss (a model with local heads), and
-# those that take `activity_gradient`'s forward function rather than a loss.
-LOCAL = ("local_activity", "local_backprop")
-PER_GROUP = ("activity", *LOCAL)
 # How K directional derivatives d = V^T grad f make one estimate (`config.combine`): "mean" is
 # V d / K, unbiased; "projection" is V (V^T V)^+ d, the projection of grad f onto the span of V:
 # exact once V spans the space, but (K / n) grad f in expectation for isotropic tangents in n
@@ -313,3 +313,112 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
                        for u in group])
   (grads,) = pullback(cotangents)
   return losses[-1][0].mean(), grads
+
+
+# The registry of the estimators a run config may name (`config.estimator`). A new estimator is
+# its function above and one record below; config validation, the train step, the diagnostics
+# and the docs' table (docs/estimators.md, checked by tests/test_docs.py) read the record.
+
+# What an estimator takes as its objective: a scalar loss of the parameters, or the model's
+# forward function with perturbation points (`activity_gradient`'s `forward`).
+LOSS = "loss"
+PERTURBED_FORWARD = "perturbed forward"
+
+# `gradient(objective, params, key) -> (loss, grads, grads_finite)`.
+GradientFn = Callable[[Callable, PyTree, jax.Array], tuple[jax.Array, PyTree, jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+  """One estimator a run config may name, and what a run must provide for it.
+
+  Attributes:
+    name: the value of `config.estimator`.
+    summary: what it computes, in a few words.
+    consumes: LOSS or PERTURBED_FORWARD, the objective its gradient function takes.
+    local_heads: whether it trains each block on its own local loss: the model needs local heads.
+    exact: whether its gradient is exact (deterministic) rather than a stochastic estimate.
+    data_parallel: whether it runs data-parallel (`config.sharding.data_parallel`); every
+      estimator runs on one device.
+    options: the config fields `make` takes as keyword arguments.
+    make: `make(**options)` builds the GradientFn; `grads_finite` says whether every entry of
+      `grads` is finite.
+  """
+  name: str
+  summary: str
+  consumes: str
+  local_heads: bool
+  exact: bool
+  data_parallel: bool
+  options: tuple[str, ...]
+  make: Callable[..., GradientFn]
+
+
+def _all_finite(tree) -> jax.Array:
+  return functools.reduce(jnp.logical_and,
+                          [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)])
+
+
+def _forward(num_directions, tangent, jvp_clip, combine) -> GradientFn:
+  """`forward_gradient`. Combined by their mean, the K directional derivatives tell whether the
+  estimate is finite, so that the step's update stays one fused pass that computes each tangent
+  entry where it is used; any other estimate is read."""
+  def gradient(loss_fn, params, key):
+    loss, grads, derivatives = forward_gradient_and_derivatives(
+        loss_fn, params, key, num_directions=int(num_directions), tangent=tangent,
+        jvp_clip=jvp_clip, combine=combine)
+    if combine != "mean":
+      return loss, grads, _all_finite(grads)
+    return loss, grads, forward_gradient_is_finite(derivatives, params, tangent)
+
+  return gradient
+
+
+def _activity(num_directions, tangent, jvp_clip, combine, unit_groups) -> GradientFn:
+  """`activity_gradient`, of the model's loss or of the local losses (as `forward` gives)."""
+  def gradient(forward, params, key):
+    loss, grads = activity_gradient(forward, params, key, num_directions=int(num_directions),
+                                    tangent=tangent, jvp_clip=jvp_clip, combine=combine,
+                                    unit_groups=int(unit_groups))
+    return loss, grads, _all_finite(grads)
+
+  return gradient
+
+
+def _exact(estimate: Callable) -> GradientFn:
+  """`estimate(objective, params) -> (loss, grads)`, which takes no key, as a GradientFn."""
+  def gradient(objective, params, key):
+    del key  # deterministic
+    loss, grads = estimate(objective, params)
+    return loss, grads, _all_finite(grads)
+
+  return gradient
+
+
+_TANGENT_OPTIONS = ("num_directions", "tangent", "jvp_clip", "combine")
+REGISTRY = {estimator.name: estimator for estimator in (
+    Estimator("forward", "weight perturbation: `forward_gradient`, one `jax.jvp` per tangent",
+              LOSS, local_heads=False, exact=False, data_parallel=True,
+              options=_TANGENT_OPTIONS, make=_forward),
+    Estimator("backprop", "the exact gradient: `jax.grad`", LOSS, local_heads=False, exact=True,
+              data_parallel=True, options=(), make=functools.partial(_exact, backprop)),
+    Estimator("activity", "activity perturbation of the model's loss: `activity_gradient`",
+              PERTURBED_FORWARD, local_heads=False, exact=False, data_parallel=False,
+              options=(*_TANGENT_OPTIONS, "unit_groups"), make=_activity),
+    Estimator("local_activity", "activity perturbation of each block's local loss",
+              PERTURBED_FORWARD, local_heads=True, exact=False, data_parallel=False,
+              options=(*_TANGENT_OPTIONS, "unit_groups"), make=_activity),
+    Estimator("local_backprop", "the exact gradient of the local losses: `local_backprop`",
+              PERTURBED_FORWARD, local_heads=True, exact=True, data_parallel=False,
+              options=(), make=functools.partial(_exact, local_backprop)),
+)}
+ESTIMATORS = tuple(REGISTRY)
+# The estimators that train each block on its own local loss: a model with local heads.
+LOCAL = tuple(name for name, estimator in REGISTRY.items() if estimator.local_heads)
+
+
+def get(name: str) -> Estimator:
+  """The registry's record of estimator `name`; ValueError naming the choices if none."""
+  if name not in REGISTRY:
+    raise ValueError(f"unknown estimator {name!r}; choose one of {ESTIMATORS}")
+  return REGISTRY[name]

@@ -8,6 +8,7 @@ The tangent key of step t is `fold_in(state.rng, t)`, so a run is reproducible f
 alone and a resumed run draws exactly the tangents an uninterrupted one would.
 """
 
+import dataclasses
 import functools
 from typing import Callable, Optional
 
@@ -39,17 +40,29 @@ def init_state(params, tx: optax.GradientTransformation, rng: jax.Array) -> Trai
                     first_loss=jnp.zeros((), jnp.float32))
 
 
-def make_loss_fn(apply: Callable, pixel_mean, pixel_std, loss: str = "cross_entropy",
-                 perturbed: Optional[Callable] = None) -> Callable:
-  """`loss_fn(params, images_uint8, labels) -> (mean loss, logits)`; `loss` names a per-example
-  loss of fgjax.losses.
+@dataclasses.dataclass(frozen=True)
+class LossFn:
+  """A model's loss on a batch, in the forms the estimators consume (`estimators.Estimator`);
+  `make_loss_fn` builds it.
 
-  With `perturbed` (a `models.Model`'s), `loss_fn.per_group(params, images, labels,
-  perturbations, stop_inputs, local) -> (losses, activations)` is also there: each group's (B,)
-  per-example losses (or (B, G), one per local classifier of a group-wise local head, or per
-  unit group of a shared one) and its pre-activations, the forward function the activity
-  estimators take.
+  Attributes:
+    mean: `mean(params, images_uint8, labels) -> (mean loss, logits)`; calling the LossFn calls it.
+    per_group: None, or `per_group(params, images, labels, perturbations, stop_inputs, local) ->
+      (losses, activations)`: each group's (B,) per-example losses (or (B, G), one per local
+      classifier of a group-wise local head, or per unit group of a shared one) and its
+      pre-activations, the forward function the activity estimators take.
   """
+  mean: Callable
+  per_group: Optional[Callable] = None
+
+  def __call__(self, params, images, labels):
+    return self.mean(params, images, labels)
+
+
+def make_loss_fn(apply: Callable, pixel_mean, pixel_std, loss: str = "cross_entropy",
+                 perturbed: Optional[Callable] = None) -> LossFn:
+  """The LossFn of a model's `apply`; `loss` names a per-example loss of fgjax.losses. With
+  `perturbed` (a `models.Model`'s) it has `per_group`, which the activity estimators take."""
   mean = np.asarray(pixel_mean, np.float32)
   inv_std = 1.0 / np.asarray(pixel_std, np.float32)
   per_example = losses.per_example_loss(loss)
@@ -59,68 +72,56 @@ def make_loss_fn(apply: Callable, pixel_mean, pixel_std, loss: str = "cross_entr
     logits = apply(params, normalize(images))
     return per_example(logits, labels).mean(), logits
 
-  if perturbed is not None:
-    def group_losses(group, labels):
-      """A group's per-example losses from its logits: (B, C); (B, G, C) of G classifiers; or
-      a shared head's (logits, each unit group's contribution)."""
-      if isinstance(group, tuple):
-        return losses.per_group_losses(per_example, *group, labels)
-      if group.ndim == 3:
-        labels = jnp.broadcast_to(labels[:, None], group.shape[:-1])
-      return per_example(group, labels)
+  if perturbed is None:
+    return LossFn(loss_fn)
 
-    def per_group(params, images, labels, perturbations, stop_inputs, local):
-      logits, activations = perturbed(params, normalize(images), perturbations, stop_inputs,
-                                      local)
-      return [group_losses(group, labels) for group in logits], activations
+  def group_losses(group, labels):
+    """A group's per-example losses from its logits: (B, C); (B, G, C) of G classifiers; or
+    a shared head's (logits, each unit group's contribution)."""
+    if isinstance(group, tuple):
+      return losses.per_group_losses(per_example, *group, labels)
+    if group.ndim == 3:
+      labels = jnp.broadcast_to(labels[:, None], group.shape[:-1])
+    return per_example(group, labels)
 
-    loss_fn.per_group = per_group
-  return loss_fn
+  def per_group(params, images, labels, perturbations, stop_inputs, local):
+    logits, activations = perturbed(params, normalize(images), perturbations, stop_inputs,
+                                    local)
+    return [group_losses(group, labels) for group in logits], activations
 
-
-def _all_finite(tree) -> jax.Array:
-  return functools.reduce(jnp.logical_and,
-                          [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)])
+  return LossFn(loss_fn, per_group)
 
 
-def make_gradient_fn(config) -> Callable:
-  """`gradient(objective, params, key) -> (loss, grads, grads_finite)` for the estimator.
+def make_gradient_fn(config) -> estimators.GradientFn:
+  """`gradient(objective, params, key) -> (loss, grads, grads_finite)` for `config.estimator`,
+  built by its registry record (`estimators.get`) from the config fields the record names.
 
-  `objective` is the loss of the parameters, except for the per-group estimators
-  (`estimators.PER_GROUP`), which take the forward function of `estimators.activity_gradient`
-  (`make_train_step` binds it to the batch).
-  `grads_finite` says whether every entry of `grads` is finite. A forward gradient combined by
-  its mean knows it from its K directional derivatives, so that the step's update stays one
-  fused pass that computes each tangent entry where it is used; every other estimate is read.
+  `objective` is what the estimator consumes (`make_objective` gives it for a batch);
+  `grads_finite` says whether every entry of `grads` is finite.
   """
-  options = dict(num_directions=int(config.num_directions), tangent=config.tangent,
-                 jvp_clip=config.jvp_clip, combine=config.combine)
-  if config.estimator == "forward":
-    def forward(loss_of_params, params, key):
-      loss, grads, derivatives = estimators.forward_gradient_and_derivatives(
-          loss_of_params, params, key, **options)
-      if config.combine != "mean":
-        return loss, grads, _all_finite(grads)
-      return loss, grads, estimators.forward_gradient_is_finite(derivatives, params,
-                                                                config.tangent)
+  estimator = estimators.get(config.estimator)
+  return estimator.make(**{name: config[name] for name in estimator.options})
 
-    return forward
-  if config.estimator in ("activity", "local_activity"):
-    def activity(forward, params, key):
-      loss, grads = estimators.activity_gradient(forward, params, key, **options,
-                                                 unit_groups=int(config.unit_groups))
-      return loss, grads, _all_finite(grads)
 
-    return activity
-  exact = {"backprop": estimators.backprop, "local_backprop": estimators.local_backprop}
-  if config.estimator in exact:
-    def exact_gradient(objective, params, key):
-      del key  # deterministic
-      loss, grads = exact[config.estimator](objective, params)
-      return loss, grads, _all_finite(grads)
+def make_objective(loss_fn: Callable, estimator: estimators.Estimator) -> Callable:
+  """`objective(images, labels)`: a batch's objective in the form `estimator` consumes, the
+  scalar loss of the parameters or `activity_gradient`'s forward function.
 
-    return exact_gradient
-  raise ValueError(f"unknown estimator {config.estimator!r}; choose one of {estimators.ESTIMATORS}")
+  `loss_fn` is `(params, images, labels) -> (mean loss, logits)`. The forward function needs a
+  LossFn with `per_group` (`make_loss_fn(..., perturbed=model.perturbed)`), which a
+  data-parallel loss (`sharding.data_parallel_loss`) is not: ValueError if it is missing.
+  """
+  if estimator.consumes == estimators.LOSS:
+    return lambda images, labels: lambda params: loss_fn(params, images, labels)[0]
+  if not isinstance(loss_fn, LossFn) or loss_fn.per_group is None:
+    raise ValueError(f"estimator {estimator.name!r} needs the loss of make_loss_fn(..., "
+                     "perturbed=model.perturbed), on one device")
+
+  def objective(images, labels):
+    return lambda params, perturbations, stop_inputs: loss_fn.per_group(
+        params, images, labels, perturbations, stop_inputs, estimator.local_heads)
+
+  return objective
 
 
 def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config) -> Callable:
@@ -131,25 +132,17 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config)
   when its loss exceeds `config.max_loss_ratio` times the first finite loss (None: no guard):
   a divergence that clipping the directional derivative keeps finite. A diverged state is frozen.
 
-  The per-group estimators need `loss_fn` from `make_loss_fn(..., perturbed=model.perturbed)`,
-  the local ones a model created with `local_heads=True`.
+  The estimators that consume the perturbed forward need `loss_fn` from `make_loss_fn(...,
+  perturbed=model.perturbed)` (`make_objective`), the local ones a model created with
+  `local_heads=True`.
   """
   gradient = make_gradient_fn(config)
+  objective_of = make_objective(loss_fn, estimators.get(config.estimator))
   stop_on_nonfinite = config.on_nonfinite == "stop"
   max_loss_ratio = config.max_loss_ratio
-  local = config.estimator in estimators.LOCAL
-  activity = config.estimator in estimators.PER_GROUP
-  if activity and not hasattr(loss_fn, "per_group"):
-    raise ValueError(f"estimator {config.estimator!r} needs the loss of make_loss_fn(..., "
-                     "perturbed=model.perturbed); data-parallel runs support 'forward' and "
-                     "'backprop' only")
 
   def train_step(state: TrainState, images, labels):
-    if activity:
-      objective = lambda params, perturbations, stop_inputs: loss_fn.per_group(
-          params, images, labels, perturbations, stop_inputs, local)
-    else:
-      objective = lambda params: loss_fn(params, images, labels)[0]
+    objective = objective_of(images, labels)
     key = jax.random.fold_in(state.rng, state.step)
     loss, grads, grads_finite = gradient(objective, state.params, key)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -390,7 +390,7 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
 def local_options(config) -> dict:
   """The `models.create_model` keyword arguments for the config's local heads: heads (as the
   config's local_* fields say) for the local-loss estimators, none for the others."""
-  local = config.estimator in estimators.LOCAL
+  local = estimators.get(config.estimator).local_heads
   return {"local_heads": local,
           "local_groups": int(config.get("local_groups", 1)) if local else 1,
           "local_group_head": config.get("local_group_head", "separate"),

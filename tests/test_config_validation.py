@@ -9,6 +9,7 @@ import pytest
 from fgjax import config_loading
 from fgjax import config_validation
 from fgjax import default_config
+from fgjax import estimators
 from fgjax.config_loading import ConfigError
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
@@ -108,6 +109,15 @@ def test_embedded_and_npz_sources_need_their_dataset():
   config.data.source, config.data.path = "npz", ""
   with pytest.raises(ConfigError, match="data.source 'npz' needs data.path"):
     config_validation.validate(config)
+
+
+def test_data_parallel_runs_only_the_estimators_whose_record_allows_it():
+  config = digits_config()
+  config.sharding.data_parallel = True
+  for name, estimator in estimators.REGISTRY.items():
+    config.estimator = name
+    refused = f"estimator {name!r} trains on one device: set sharding.data_parallel=False"
+    assert (refused in config_validation.problems(config)) != estimator.data_parallel, name
 
 
 def test_paper_choices_are_valid():

@@ -424,3 +424,16 @@ def test_each_estimator_trains_the_digits_mlp(side, tmp_path):
   assert summary["status"] == "completed" and summary["steps"] == 96
   epochs = [row["epoch_train_loss"] for row in read_metrics(str(tmp_path)) if "epoch" in row]
   assert len(epochs) == 6 and epochs[-1] < epochs[0] - 0.05, epochs
+
+
+def test_the_registry_holds_one_consistent_record_per_estimator():
+  assert estimators.ESTIMATORS == tuple(estimators.REGISTRY)
+  for name, estimator in estimators.REGISTRY.items():
+    assert estimators.get(name) is estimator and estimator.name == name
+    assert estimator.consumes in (estimators.LOSS, estimators.PERTURBED_FORWARD)
+    # Local heads reach their losses only through the perturbed forward, which runs on one device.
+    if estimator.local_heads:
+      assert estimator.consumes == estimators.PERTURBED_FORWARD and not estimator.data_parallel
+  assert estimators.LOCAL == ("local_activity", "local_backprop")
+  with pytest.raises(ValueError, match=r"unknown estimator 'reverse'; choose one of \('forward'"):
+    estimators.get("reverse")

@@ -99,3 +99,26 @@ def test_convolutional_models_leave_the_scan_on_cpu():
   assert jax.default_backend() == "cpu"
   assert programs.scans_well("mlp")
   assert not programs.scans_well("cnn") and not programs.scans_well("vgg")
+
+
+def test_a_new_estimator_is_one_record(monkeypatch):
+  """A record in the registry is all the train step needs: here signSGD's gradient."""
+  def make():
+    def gradient(loss_fn, params, key):
+      del key
+      loss, grads = estimators.backprop(loss_fn, params)
+      return loss, jax.tree.map(jnp.sign, grads), jnp.array(True)
+
+    return gradient
+
+  monkeypatch.setitem(estimators.REGISTRY, "sign", estimators.Estimator(
+      "sign", "the gradient's sign", estimators.LOSS, local_heads=False, exact=True,
+      data_parallel=True, options=(), make=make))
+  config = default_config.base_config()
+  config.estimator, config.learning_rate = "sign", 0.5
+  tx = optimizers.build_optimizer(config)
+  params = {"w": jnp.array([3.0, -2.0, 0.0])}
+  loss_fn = lambda p, images, labels: (jnp.sum(p["w"] ** 2), None)
+  step = jax.jit(programs.make_train_step(loss_fn, tx, config))
+  state, _ = step(programs.init_state(params, tx, jax.random.PRNGKey(0)), None, None)
+  np.testing.assert_allclose(state.params["w"], [2.5, -1.5, 0.0])

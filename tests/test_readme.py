@@ -1,4 +1,5 @@
-"""The README's promises: its quick start is what CI runs, and its code example runs."""
+"""The README's promises: its quick start is what CI runs, and its code examples (and that of
+the estimators' guide, moved from it) run."""
 
 import os
 import re
@@ -8,8 +9,8 @@ import sys
 REPO = os.path.join(os.path.dirname(__file__), "..")
 
 
-def _readme():
-  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+def _readme(page="README.md"):
+  with open(os.path.join(REPO, page), encoding="utf-8") as f:
     return f.read()
 
 
@@ -26,9 +27,10 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second():
   assert commands[1] in ci_lines
 
 
-def _run_example(section_title: str, tmp_path) -> str:
-  """Runs the one Python block of a README section; returns what it printed."""
-  section = _readme().split(f"## {section_title}", 1)[1].split("\n## ", 1)[0]
+def _run_example(section_title: str, tmp_path, page="README.md") -> str:
+  """Runs the one Python block of a section of the README (or of another page); returns what it
+  printed."""
+  section = _readme(page).split(f"## {section_title}", 1)[1].split("\n## ", 1)[0]
   (code,) = re.findall(r"```python\n(.*?)\n```", section, re.S)
   script = tmp_path / "example.py"
   script.write_text(code)
@@ -46,7 +48,8 @@ def test_estimator_example_runs(tmp_path):
 
 
 def test_activity_perturbation_example_runs_and_beats_weight_perturbation(tmp_path):
-  stdout = _run_example("Estimators that scale", tmp_path)
+  stdout = _run_example("Example: activity against weight perturbation", tmp_path,
+                        page="docs/estimators.md")
   weight, activity = map(float, re.search(
       r"weight perturbation (-?[\d.]+), activity perturbation (-?[\d.]+)", stdout).groups())
   assert activity > weight and activity > 0.1
