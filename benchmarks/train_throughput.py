@@ -8,7 +8,8 @@ dataset's size and shape), the epoch's permutation from `epoch_order`, `make_tra
 `--chunk` steps (each gathering its batches by the permutation inside the compiled scan, with the
 state donated), and after each chunk the host work of the loop: the losses fetched, the
 divergence flag read, a metrics row written (JSON lines and TensorBoard, `MetricWriter`).
-"bare" is the same step on pre-gathered batches in one `lax.scan` (as `step_time.py` times it).
+"bare" is the same step on pre-gathered batches, run as training runs it (`programs.scans_well`:
+in one `lax.scan`, or, for the conv nets on CPU, one jitted call per step).
 Both run `--steps` steps per sample; the variants take turns over `--repeats` rounds.
 """
 
@@ -33,7 +34,8 @@ ESTIMATORS = {"forward gradient (K=1, normal)": "forward", "backprop": "backprop
 def _loop_call(model, config, batch_size, steps, chunk, workdir):
   """One sample of the full loop: `steps` steps from the start of a fresh epoch."""
   train_step, state = common.build(model, config)
-  train_chunk = programs.make_train_chunk(train_step, batch_size)
+  train_chunk = programs.make_train_chunk(train_step, batch_size,
+                                         scan=programs.scans_well(model))
   images, labels = common.synthetic_batches(model, 1, TRAIN_SIZE[model])
   images, labels = images[0], labels[0]
   data_rng = jax.random.PRNGKey(3)
@@ -60,7 +62,7 @@ def _loop_call(model, config, batch_size, steps, chunk, workdir):
 def _bare_call(model, config, batch_size, steps, chunk):
   """One sample of the bare step: `steps` steps on pre-gathered batches, `chunk` per call."""
   train_step, state = common.build(model, config)
-  run = common.make_runner(train_step)
+  run = common.make_runner(train_step, "scan" if programs.scans_well(model) else "jit")
   images, labels = common.synthetic_batches(model, chunk, batch_size)
   held = {"state": state}
 
