@@ -180,8 +180,8 @@ def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True
 
   With `scan` (the default) the steps run inside one jitted `lax.scan`: no per-step dispatch.
   Without it, each step is one jitted call from a host loop: the way to run convolutional models
-  on XLA:CPU, whose fast convolution kernels are chosen only outside loop bodies (backprop's
-  weight-gradient convolutions inside a scan ran 8-45x slower there; benchmarks/README.md).
+  on XLA:CPU, which runs backprop's convolutions slower inside a loop body than outside one
+  (`scans_well`; benchmarks/README.md).
   """
 
   def one_batch(state, images, labels, order, batch_index):
@@ -215,7 +215,11 @@ def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True
 
 def scans_well(model_name: str) -> bool:
   """Whether `make_train_chunk(scan=True)` suits `model_name` on the default backend: not for
-  convolutional models on CPU (see make_train_chunk)."""
+  convolutional models on CPU, where a backprop step costs more inside a `lax.scan` than in a
+  jitted call of its own (with XLA's own convolutions, whose kernel gradient XLA:CPU compiles
+  into a far slower kernel in a loop body, many times more), and where trials vmapped in one
+  program cost more than the same trials one call each (benchmarks/README.md, "Conv nets on
+  CPU")."""
   return not (jax.default_backend() == "cpu" and model_name in ("cnn", "vgg"))
 
 
