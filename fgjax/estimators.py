@@ -134,7 +134,8 @@ def _projection(gram: jax.Array, derivatives: jax.Array) -> jax.Array:
 def _projection_from_tangents(flat: jax.Array, derivatives: jax.Array) -> jax.Array:
   """`_projection`'s weights from the tangents themselves, `flat` (..., K, n) holding V^T: with
   V^T = U S W^T, G^+ = U S^-2 U^T. The singular values of V are cut at the resolution of V's
-  dtype (float32 at least), not of G's, so the weights stay exact whenever the tangents span the space (K >= n)."""
+  dtype (float32 at least), not of G's, so the weights stay exact whenever the tangents span the
+  space (K >= n)."""
   u, s, _ = jnp.linalg.svd(flat.astype(jnp.promote_types(flat.dtype, jnp.float32)),
                           full_matrices=False)
   cutoff = jnp.max(s, axis=-1, keepdims=True) * max(flat.shape[-2:]) * jnp.finfo(s.dtype).eps
