@@ -461,6 +461,7 @@ def measurements(root: str, sweep_root: str) -> list[str]:
       forward.append(f"{_row_label(row, run)} {run['summary']['test_loss']:.3f} against "
                      f"{paper.PAPER_TEST_LOSS[row]:.3f}")
   tuning = tuning_lines(root, sweep_root)
+  nesterov = nesterov_lines(root, sweep_root)
   verdicts = [(f"- **Verdict per pair, {label}** (difference of the mean over seeds ± its "
                f"standard error; a method is ahead when it leads by more than {PAIR_MARGIN:g} "
                "standard errors in both test loss and accuracy):", lines)
@@ -479,7 +480,45 @@ def measurements(root: str, sweep_root: str) -> list[str]:
          + "; ".join(forward) + "."] if forward else []),
       *(["- **Full-length tuned rows against the paper's setting**, the paper's setting "
          "first:", *tuning] if tuning else []),
-      *(line for heading, lines in verdicts for line in (heading, *lines)), ""]
+      *(line for heading, lines in verdicts for line in (heading, *lines)),
+      *(["- **Where the Nesterov runs evaluated the model.** Our parameters hold the look-ahead "
+         "point theta + mu v, where the gradient is taken. The paper's forward-gradient code held "
+         "theta and evaluated its validation and test losses there; torch.optim.SGD(nesterov="
+         "True), in its backprop rows, holds and evaluates the look-ahead point. Training is the "
+         "same either way; only the validation and test numbers move (config.nesterov_evaluate, "
+         "\"base\" for theta). Runs from before that field evaluated the look-ahead point:",
+         *nesterov] if nesterov else []), ""]
+
+
+# How the report names a Nesterov run's evaluation point (config.nesterov_evaluate).
+NESTEROV_POINTS = {"lookahead": "the look-ahead point theta + mu v (the parameters held)",
+                   "base": "theta = parameters - mu v"}
+
+
+def evaluation_point(config: dict) -> str:
+  """Where a Nesterov run evaluated its model, from its saved config: "base" or "lookahead" (a
+  run from before `nesterov_evaluate` existed evaluated the look-ahead point)."""
+  return config.get("nesterov_evaluate", "lookahead")
+
+
+def nesterov_lines(root: str, sweep_root: str) -> list[str]:
+  """Where each Nesterov run in the tables evaluated its model, next to where its config now says
+  (the paper's code: theta for the forward-gradient rows, torch's parameters, the look-ahead
+  point, for backprop's)."""
+  lines = []
+  for row in paper.TABLE_I_ROWS:
+    if runs.row_config(row).optimizer != "nesterov":
+      continue
+    now = runs.row_config(row).nesterov_evaluate
+    for variant in runs.VARIANTS:
+      workdir = runs.find_variant_run(root, sweep_root, row, variant)
+      if workdir is None or (variant == "tuned" and runs.tuned_is_paper(sweep_root, row)):
+        continue
+      ran = evaluation_point(runs.load_run(workdir)["config"])
+      lines.append(f"  - {row} ({variant}): evaluated at {NESTEROV_POINTS[ran]}"
+                   + ("" if ran == now else f"; configs/{row}.py now evaluates at "
+                      f"{NESTEROV_POINTS[now]}"))
+  return lines
 
 
 def sweep_lines(sweep_root: str) -> list[str]:

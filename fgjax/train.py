@@ -199,8 +199,10 @@ class _Group:
                                            vmapped=self.vmapped)
     over_trials = lambda f, axes: jax.jit(jax.vmap(f, in_axes=axes) if self.vmapped else f)
     self._orders = over_trials(programs.epoch_order, (0, None, None))
-    self._evaluate = over_trials(evaluate, (0, None, None, None))
-    self._example_losses = over_trials(example_losses, (0, None, None, None))
+    point = optimizers.evaluation_point(config)
+    at_point = lambda f: lambda state, *split: f(point(state.params, state.opt_state), *split)
+    self._evaluate = over_trials(at_point(evaluate), (0, None, None, None))
+    self._example_losses = over_trials(at_point(example_losses), (0, None, None, None))
     keyed = lambda params, images, labels, seed, step: diagnose(
         params, images, labels, jax.random.fold_in(jax.random.PRNGKey(seed), step))
     self._diagnose = over_trials(keyed, (0, None, None, 0, None))
@@ -216,11 +218,14 @@ class _Group:
   def orders(self, data_rngs, epoch, labels):
     return self._orders(self.held(data_rngs), epoch, labels)
 
-  def evaluate(self, params, split) -> dict:
-    return self.stacked(self._evaluate(params, *split))
+  def evaluate(self, states, split) -> dict:
+    """The metrics of `split` for each trial, at its evaluation point
+    (`optimizers.evaluation_point`)."""
+    return self.stacked(self._evaluate(states, *split))
 
-  def example_losses(self, params, split) -> dict:
-    return self.stacked(self._example_losses(params, *split))
+  def example_losses(self, states, split) -> dict:
+    """Every example's losses of `split` for each trial, at its evaluation point."""
+    return self.stacked(self._example_losses(states, *split))
 
   def diagnose(self, params, arrays, seeds: Sequence[int], step: int) -> dict:
     """`fgjax.diagnostics` of every trial on the first batch of the training split, the trial of
@@ -493,7 +498,7 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
         break
       log.update(step, epoch, alive_losses)
       if first_batch + num_steps == steps_per_epoch:
-        metrics = {name: group.evaluate(states.params, split)
+        metrics = {name: group.evaluate(states, split)
                    for name, split in eval_splits.items()}
         for i in range(num):
           if not stopped[i]:
@@ -511,7 +516,7 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
     for writer in writers:
       writer.close()
     if "test" in eval_splits and not all(stopped):
-      example_losses = group.example_losses(states.params, eval_splits["test"])
+      example_losses = group.example_losses(states, eval_splits["test"])
       weights = np.asarray(eval_splits["test"][2])
       for i in range(num):
         if not stopped[i]:
