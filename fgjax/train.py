@@ -31,6 +31,7 @@ the trial ends with status "diverged" (its parameters frozen at the last good st
 group's other trials go on); with "skip" the step is not applied and counted.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -65,6 +66,32 @@ TRIAL_FILES = (files.CONFIG_FILE, files.METRICS_FILE, files.SUMMARY_FILE, files.
 NON_RESULT_FIELDS = ("checkpoint_every_steps", "keep_checkpoints", "data.tfds_data_dir",
                      "data.download", "diagnostics_every_steps")
 SUMMARY_STATISTICS = ("test_loss", "test_accuracy", "validation_loss", "validation_accuracy")
+
+
+class Stopped(BaseException):
+  """Training reached the deadline of `stopping_by` and stopped after checkpointing; the same call
+  resumes it. A BaseException, like KeyboardInterrupt, so that handlers of a failed run (which
+  log it and go on with the next) let it through."""
+
+
+_deadline = [None]  # the time.time() by which training stops (`stopping_by`); None: never
+
+
+@contextlib.contextmanager
+def stopping_by(deadline: Optional[float]):
+  """Within this context, training that would run a chunk of steps past `deadline` (a
+  time.time(); None: no deadline) checkpoints and raises `Stopped` instead. A chunk is assumed
+  to last as long as the longest one so far. The first chunk of a call always runs, so that
+  every call makes progress; it and an epoch's evaluation may overrun the deadline."""
+  before, _deadline[0] = _deadline[0], deadline
+  try:
+    yield
+  finally:
+    _deadline[0] = before
+
+
+def _past_deadline(longest_chunk: float) -> bool:
+  return _deadline[0] is not None and time.time() + longest_chunk > _deadline[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -454,8 +481,18 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
     log = _Log(total_steps, num)
     start = time.time() - progress["elapsed_seconds"]
     order_epoch, orders, step = None, None, start_step
+    longest_chunk, saved_step = 0.0, start_step
     for epoch, first_batch, num_steps in chunks(start_step, steps_per_epoch, total_steps,
                                                 config.log_every_steps):
+      if step > start_step and _past_deadline(longest_chunk):
+        if step > saved_step:
+          checkpoints.save(group.stacked(states), progress)
+        for writer in writers:
+          writer.close()
+        logging.info("%s: stopped at step %d of %d by the deadline; the same command resumes "
+                     "it", checkpoint_dir, step, total_steps)
+        raise Stopped(step)
+      iteration_start = time.time()
       if epoch != order_epoch:
         order_epoch, orders = epoch, group.orders(data_rngs, epoch, arrays[1])
       first_step = epoch * steps_per_epoch + first_batch
@@ -513,6 +550,8 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
       if (step // config.checkpoint_every_steps > first_step // config.checkpoint_every_steps
           or step == total_steps):
         checkpoints.save(group.stacked(states), progress)
+        saved_step = step
+      longest_chunk = max(longest_chunk, time.time() - iteration_start)
     for writer in writers:
       writer.close()
     if "test" in eval_splits and not all(stopped):

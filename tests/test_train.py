@@ -668,3 +668,17 @@ def test_nesterov_evaluate_moves_the_evaluation_alone(tmp_path):
   assert [r.get("train_loss") for r in lookahead_rows] == [r.get("train_loss") for r in base_rows]
   for name in ("validation_loss", "test_loss"):
     assert abs(lookahead[name] - base[name]) > 1e-4, name
+
+
+def test_a_deadline_checkpoints_and_stops_and_the_same_call_resumes(reference, tmp_path):
+  """A deadline already past: one chunk runs (every call makes progress), its state is
+  checkpointed and the run stops; run again, it ends exactly as an uninterrupted run."""
+  workdir = str(tmp_path / "run")
+  with train.stopping_by(time.time()), pytest.raises(train.Stopped):
+    train.train_and_evaluate(digits_config("backprop"), workdir)
+  assert checkpoint_steps(workdir) == [4]
+  assert [row["step"] for row in metrics_rows(workdir)] == [4]
+  assert not os.path.exists(os.path.join(workdir, "summary.json"))
+  with train.stopping_by(time.time() + 3600):
+    assert train.train_and_evaluate(digits_config("backprop"), workdir)["status"] == "completed"
+  assert_same_run(reference["backprop"], workdir)
