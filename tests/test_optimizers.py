@@ -81,15 +81,16 @@ def _look_ahead_nesterov(gamma, mu, decay, steps):
   return np.array(thetas), np.array(phis)
 
 
-def _descend(tx, steps):
-  """`tx` run on the quadratic, each gradient taken at its own parameters."""
+def _descend(tx, steps, point=lambda params, state: params):
+  """`tx` run on the quadratic, each gradient taken at its own parameters; after each step, the
+  `point(params, state)` (the parameters, or where a run evaluates its model)."""
   params = jnp.asarray(THETA0, jnp.float32)
   state = tx.init(params)
   trajectory = []
   for _ in range(steps):
     updates, state = tx.update(_quadratic_grad(params).astype(jnp.float32), state, params)
     params = params + updates
-    trajectory.append(np.asarray(params))
+    trajectory.append(np.asarray(point(params, state)))
   return np.array(trajectory)
 
 
@@ -145,15 +146,7 @@ def _pytorch_nesterov_evaluated(gamma, mu, steps):
 
 def _evaluated(config, steps):
   """The points a run of `config` on the quadratic evaluates its model at after each step."""
-  tx, point = optimizers.build_optimizer(config), optimizers.evaluation_point(config)
-  params = jnp.asarray(THETA0, jnp.float32)
-  state = tx.init(params)
-  evaluated = []
-  for _ in range(steps):
-    updates, state = tx.update(_quadratic_grad(params).astype(jnp.float32), state, params)
-    params = params + updates
-    evaluated.append(np.asarray(point(params, state)))
-  return np.array(evaluated)
+  return _descend(optimizers.build_optimizer(config), steps, optimizers.evaluation_point(config))
 
 
 @pytest.mark.parametrize("decay", [0.0, 0.2])
