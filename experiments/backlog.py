@@ -70,11 +70,11 @@ STATES = ("done", "partial", "to do")
 @dataclasses.dataclass(frozen=True)
 class Item:
   """One piece of the backlog: what it is, the command that runs it alone, where it stands
-  (`state(args)`, one of STATES) and how to run it (`run(args)`)."""
+  (`state()`, one of STATES) and how to run it (`run()`)."""
   name: str
   command: str
-  state: Callable
-  run: Callable
+  state: Callable[[], str]
+  run: Callable[[], object]
 
 
 def _path(path: str) -> str:
@@ -94,9 +94,9 @@ def _flags(args, *names) -> str:
   return " ".join(given)
 
 
-def _tune_args(args, epochs=None):
+def _tune_args(args):
   """The namespace `experiments.tune_table1` reads."""
-  return types.SimpleNamespace(epochs=epochs or args.epochs, data_source=args.data_source,
+  return types.SimpleNamespace(epochs=args.epochs, data_source=args.data_source,
                                data_path=args.data_path, sweep_root=args.sweep_root)
 
 
@@ -119,30 +119,28 @@ def _refine_dir(row: str, args) -> str:
   return _lr_sweep_dir(row, args) + "".join(f"_{name}" for name in names)
 
 
-def _factors(texts) -> list[float]:
-  return [float(text) for text in texts]
-
-
 def lr_sweep_item(row: str, args) -> Item:
-  def run(args):
-    tune_table1.row_sweep(row, _factors(args.factors), _tune_args(args))
-
   return Item(f"{row}: learning-rate sweep, {_epochs(row, args)}-epoch trials",
               f"python -m experiments.tune_table1 --rows={row} "
               + _flags(args, "sweep_root", *DATA),
-              lambda args: _sweep_state(_lr_sweep_dir(row, args)), run)
+              lambda: _sweep_state(_lr_sweep_dir(row, args)),
+              lambda: tune_table1.row_sweep(row, _factors(args, "factors"), _tune_args(args)))
 
 
 def refine_item(row: str, args) -> Item:
   """The refining sweep, which first runs the row's learning-rate sweep if that is not done."""
-  def run(args):
-    first = tune_table1.row_sweep(row, _factors(args.factors), _tune_args(args))
+  def run():
+    first = tune_table1.row_sweep(row, _factors(args, "factors"), _tune_args(args))
     if first["best"]:
-      tune_table1.refine_sweep(row, first, _factors(args.refine_factors), _tune_args(args))
+      tune_table1.refine_sweep(row, first, _factors(args, "refine_factors"), _tune_args(args))
 
   return Item(f"{row}: refining sweep", f"python -m experiments.tune_table1 --refine "
               f"--rows={row} " + _flags(args, "sweep_root", *DATA),
-              lambda args: _sweep_state(_refine_dir(row, args)), run)
+              lambda: _sweep_state(_refine_dir(row, args)), run)
+
+
+def _factors(args, flag: str) -> list[float]:
+  return tune_table1.parse_factors(flag, getattr(args, flag))
 
 
 def _table1_args(args, num_seeds: int):
@@ -155,25 +153,23 @@ def _table1_args(args, num_seeds: int):
 def tuned_item(row: str, args) -> Item:
   """The row with its refining sweep's best setting and TUNED_SEEDS seeds (the paper's run
   with as many seeds, where the sweep chose the paper's setting)."""
-  def variant(args):
+  def variant():
     return "paper" if runs.tuned_is_paper(args.sweep_root, row) else "tuned"
 
-  def state(args):
+  def state():
     if _sweep_state(_refine_dir(row, args)) != "done":
       return "to do"
-    found = runs.find_variant_run(args.workdir_root, args.sweep_root, row, variant(args))
+    found = runs.find_variant_run(args.workdir_root, args.sweep_root, row, variant())
     seeds = found and (runs.load_run(found)["aggregate"] or {}).get("num_seeds", 1)
     if found and seeds >= TUNED_SEEDS:
       return "done"
-    config, workdir = table1.configure(row, variant(args), _table1_args(args, TUNED_SEEDS))
+    config, workdir = table1.configure(row, variant(), _table1_args(args, TUNED_SEEDS))
     return "partial" if config is not None and os.path.isdir(workdir) else "to do"
-
-  def run(args):
-    table1.run_rows([row], variant(args), _table1_args(args, TUNED_SEEDS))
 
   return Item(f"{row}: tuned, {TUNED_SEEDS} seeds (after its refining sweep)",
               f"python -m experiments.table1 --tuned --rows={row} --num_seeds={TUNED_SEEDS} "
-              + _flags(args, "sweep_root", "workdir_root", *DATA), state, run)
+              + _flags(args, "sweep_root", "workdir_root", *DATA), state,
+              lambda: table1.run_rows([row], variant(), _table1_args(args, TUNED_SEEDS)))
 
 
 def _study_args(args):
@@ -187,7 +183,7 @@ def _study_args(args):
 
 
 def study_item(args) -> Item:
-  def state(args):
+  def state():
     if os.path.isfile(args.study_out):
       return "done"
     return "partial" if os.path.isdir(args.study_workdir) else "to do"
@@ -201,7 +197,7 @@ def study_item(args) -> Item:
       "CNN estimator study", f"python -m experiments.estimators_mnist "
       f"--models={','.join(study.models)} --optimizers={','.join(study.optimizers)} "
       f"--estimators={','.join(study.estimators)} {options} {roots} " + _flags(args, *DATA),
-      state, lambda args: estimators_mnist.run_all(_study_args(args)))
+      state, lambda: estimators_mnist.run_all(study))
 
 
 def items(args) -> list[Item]:
@@ -211,42 +207,42 @@ def items(args) -> list[Item]:
           + [tuned_item(row, args) for row in TUNED_ROWS] + [study_item(args)])
 
 
-def status_lines(backlog: list[Item], args) -> list[str]:
+def status_lines(backlog: list[Item]) -> list[str]:
   """One line per item: its state, what it is, and its command."""
   width = max(len(state) for state in STATES)
-  return [f"{item.state(args):<{width}}  {item.name}: {item.command.strip()}"
-          for item in backlog]
+  return [f"{item.state():<{width}}  {item.name}: {item.command.strip()}" for item in backlog]
 
 
-def run_backlog(args, clock=time.time) -> list[str]:
+def run_backlog(args) -> list[str]:
   """Runs the items not done, in order, within `args.budget_s` seconds (module docstring);
   returns the status lines after it. An item that ends without being done (a failure the
   item's own command logged) is left for a later call, and the next one goes on."""
   backlog = items(args)
-  start = clock()
-  deadline = start + args.budget_s
+  deadline = time.time() + args.budget_s
   for item in backlog:
-    if item.state(args) == "done":
+    if item.state() == "done":
       continue
-    left = deadline - clock()
+    left = deadline - time.time()
     if left < START_SHARE * args.budget_s:
       logging.info("%.0f s of the budget left: %s waits for the next call", left, item.name)
       break
     logging.info("backlog: %s (%.0f s left)", item.name, left)
     try:
       with train.stopping_by(deadline):
-        item.run(args)
+        item.run()
     except train.Stopped:
       logging.info("backlog: %s stopped at the budget; the same command goes on", item.name)
       break
-  return status_lines(backlog, args)
+  return status_lines(backlog)
 
 
 def main(argv):
   del argv  # cli.run refuses extra arguments
   if FLAGS.budget_s <= 0:
     raise cli.UserError(f"--budget_s={FLAGS.budget_s}: expected a positive number of seconds")
-  lines = (status_lines(items(FLAGS), FLAGS) if FLAGS.status_only else run_backlog(FLAGS))
+  for flag in ("factors", "refine_factors"):
+    _factors(FLAGS, flag)  # a bad list stops here, before any training
+  lines = status_lines(items(FLAGS)) if FLAGS.status_only else run_backlog(FLAGS)
   print("\n".join(lines))
 
 

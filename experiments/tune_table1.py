@@ -121,8 +121,8 @@ def main(argv):
       os.path.join(runs.CONFIG_DIR, f"{row}.py"))]
   if unknown:
     raise cli.UserError(f"--rows: no config for {', '.join(unknown)} under configs/")
-  factors = _factors("factors", FLAGS.factors)
-  refine_factors = _factors("refine_factors", FLAGS.refine_factors)
+  factors = parse_factors("factors", FLAGS.factors)
+  refine_factors = parse_factors("refine_factors", FLAGS.refine_factors)
   logging.set_verbosity(logging.INFO)
   for i, row in enumerate(FLAGS.rows, 1):
     results = row_sweep(row, factors, FLAGS)
@@ -134,7 +134,8 @@ def main(argv):
              f"{best['validation_loss']:.4f}" if best else "every setting diverged"), flush=True)
 
 
-def _factors(flag: str, texts: list[str]) -> list[float]:
+def parse_factors(flag: str, texts: list[str]) -> list[float]:
+  """The numbers of the list flag `--<flag>`; UserError unless they are positive numbers."""
   try:
     factors = [float(factor) for factor in texts]
   except ValueError:
