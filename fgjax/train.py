@@ -23,7 +23,9 @@ what the loop carries between chunks (CRC-checked), data order depends only on (
 tangents only on (seed, step). Metrics rows past the restored step are dropped and written again;
 rows missing before it stop the run. A finished trial (one with `summary.json`) is not trained
 again. Saved configs must match in every field but `NON_RESULT_FIELDS`; `restart=True` deletes the
-run's files and starts over. A run holds a lock on its workdir while it writes.
+run's files and starts over. A run holds a lock on its workdir while it writes. Within
+`stopping_by(deadline)`, a run that would train past the deadline checkpoints at a chunk's end
+and raises `Stopped`, to be resumed the same way.
 
 Failing safely. The config and workdir are validated and the data loaded before anything is
 written. A non-finite loss or gradient never reaches the parameters: with `on_nonfinite="stop"`
