@@ -8,7 +8,8 @@ As the paper's code ran it:
 - PyTorch's default initialisation (init="torch"), as the code's nn.Linear and nn.Conv2d had.
 - Trained on the plain cross-entropy (nn.CrossEntropyLoss).
 - torch.optim.SGD(nesterov=True) at a constant step size, where it equals the
-  look-ahead form.
+  look-ahead form; its parameters are the look-ahead point, where it also evaluated
+  the model (nesterov_evaluate="lookahead").
 """
 
 from fgjax import paper
@@ -19,4 +20,5 @@ def get_config():
   config.learning_rate = 0.1
   config.decay = 0
   config.momentum = 0.5
+  config.nesterov_evaluate = "lookahead"
   return config

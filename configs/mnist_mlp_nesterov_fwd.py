@@ -11,6 +11,8 @@ As the paper's code ran it:
   names no gradient-norm bound, so grad_clip_norm stays off.
 - Nesterov in the code's look-ahead form, v <- mu v - gamma_t g(theta + mu v); the
   parameters hold the look-ahead point theta + mu v.
+- Evaluated at theta, as the code's optimizer class holds it (nesterov_evaluate="base"):
+  validation and test losses of theta = parameters - mu v, not of the look-ahead point.
 - decay 1e-6, where Table I prints 1e-5: the code passed no decay, so its
   optimizer's default 1e-6 applied.
 """
@@ -23,4 +25,5 @@ def get_config():
   config.learning_rate = 0.00032
   config.decay = 1e-06
   config.momentum = 0.367
+  config.nesterov_evaluate = "base"
   return config

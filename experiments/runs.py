@@ -154,13 +154,18 @@ def read_test_losses(trial_dir: str) -> Optional[dict]:
 
 def load_sweep(sweep_root: str, row: str) -> Optional[dict]:
   """The results.json of the row's sweep, `<sweep_root>/<row>`, `<sweep_root>/<row>_<E>ep` or
-  `<sweep_root>/<row>_<E>ep_<names>` (a sweep of more hyperparameters than the learning rate):
-  of several, the one with the most epochs per trial, then of the most hyperparameters searched;
-  None if there is none."""
+  `<sweep_root>/<row>_<E>ep_<names>` (a sweep of more hyperparameters than the learning rate),
+  or its published copy `<sweep_root>/<that name>.json` (experiments.records): of several, the
+  one with the most epochs per trial, then of the most hyperparameters searched; None if there
+  is none."""
   name = re.compile(re.escape(row) + r"(?:_\d+ep(?:_[a-z][a-z0-9_]*)?)?")
-  found = [workdir_files.read_json(os.path.join(sweep_root, entry, sweep.RESULTS_FILE))
-           for entry in (os.listdir(sweep_root) if os.path.isdir(sweep_root) else [])
-           if name.fullmatch(entry)]
+  found = []
+  for entry in os.listdir(sweep_root) if os.path.isdir(sweep_root) else []:
+    stem, extension = os.path.splitext(entry)
+    if extension == ".json" and name.fullmatch(stem):
+      found.append(workdir_files.read_json(os.path.join(sweep_root, entry)))
+    elif name.fullmatch(entry):
+      found.append(workdir_files.read_json(os.path.join(sweep_root, entry, sweep.RESULTS_FILE)))
   return max((results for results in found if results),
              key=lambda results: (results["epochs_per_trial"], len(results["space"])),
              default=None)

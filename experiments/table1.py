@@ -21,9 +21,12 @@ takes each row's searched hyperparameters from its sweep (`python -m fgjax.sweep
 tables the report lists the numbers the findings in experiments/README.md rest on, computed from
 the runs.
 
-The report's default place is the published one, so that a report of the published runs updates
-it in place; a report with fewer rows run than the file it would replace (a fresh clone has the
-published report but not its runs) stops with one line instead, unless `--overwrite`.
+The report reads the runs' and sweeps' records in the repository (`experiments.records`:
+experiments/results/runs/ and experiments/results/sweeps/), after exporting to them the runs and
+sweeps under `--workdir_root` and `--sweep_root`, so that `--report_only` in a fresh clone, whose
+runs/ is empty, rebuilds the published table from the records alone. The report's default place
+is the published one, so that a report of the published runs updates it in place; a report with
+fewer rows run than the file it would replace stops with one line instead, unless `--overwrite`.
 
 Steps to target: the first step at which the run's validation loss (measured after every epoch,
 so the count is a whole number of epochs) is at or below the row's target, which is the lowest
@@ -42,12 +45,14 @@ random 16-image subset (`subset_means`), and where the paper's value falls in it
 
 import math
 import os
+import types
 from typing import Optional, Sequence
 
 from absl import flags
 from absl import logging
 import numpy as np
 
+from experiments import records
 from experiments import runs
 from fgjax import cli
 from fgjax import default_config
@@ -460,6 +465,7 @@ def measurements(root: str, sweep_root: str) -> list[str]:
       forward.append(f"{_row_label(row, run)} {run['summary']['test_loss']:.3f} against "
                      f"{paper.PAPER_TEST_LOSS[row]:.3f}")
   tuning = tuning_lines(root, sweep_root)
+  nesterov = nesterov_lines(root, sweep_root)
   verdicts = [(f"- **Verdict per pair, {label}** (difference of the mean over seeds ± its "
                f"standard error; a method is ahead when it leads by more than {PAIR_MARGIN:g} "
                "standard errors in both test loss and accuracy):", lines)
@@ -478,7 +484,45 @@ def measurements(root: str, sweep_root: str) -> list[str]:
          + "; ".join(forward) + "."] if forward else []),
       *(["- **Full-length tuned rows against the paper's setting**, the paper's setting "
          "first:", *tuning] if tuning else []),
-      *(line for heading, lines in verdicts for line in (heading, *lines)), ""]
+      *(line for heading, lines in verdicts for line in (heading, *lines)),
+      *(["- **Where the Nesterov runs evaluated the model.** Our parameters hold the look-ahead "
+         "point theta + mu v, where the gradient is taken. The paper's forward-gradient code held "
+         "theta and evaluated its validation and test losses there; torch.optim.SGD(nesterov="
+         "True), in its backprop rows, holds and evaluates the look-ahead point. Training is the "
+         "same either way; only the validation and test numbers move (config.nesterov_evaluate, "
+         "\"base\" for theta). Runs from before that field evaluated the look-ahead point:",
+         *nesterov] if nesterov else []), ""]
+
+
+# How the report names a Nesterov run's evaluation point (config.nesterov_evaluate).
+NESTEROV_POINTS = {"lookahead": "the look-ahead point theta + mu v (the parameters held)",
+                   "base": "theta = parameters - mu v"}
+
+
+def evaluation_point(config: dict) -> str:
+  """Where a Nesterov run evaluated its model, from its saved config: "base" or "lookahead" (a
+  run from before `nesterov_evaluate` existed evaluated the look-ahead point)."""
+  return config.get("nesterov_evaluate", "lookahead")
+
+
+def nesterov_lines(root: str, sweep_root: str) -> list[str]:
+  """Where each Nesterov run in the tables evaluated its model, next to where its config now says
+  (the paper's code: theta for the forward-gradient rows, torch's parameters, the look-ahead
+  point, for backprop's)."""
+  lines = []
+  for row in paper.TABLE_I_ROWS:
+    if runs.row_config(row).optimizer != "nesterov":
+      continue
+    now = runs.row_config(row).nesterov_evaluate
+    for variant in runs.VARIANTS:
+      workdir = runs.find_variant_run(root, sweep_root, row, variant)
+      if workdir is None or (variant == "tuned" and runs.tuned_is_paper(sweep_root, row)):
+        continue
+      ran = evaluation_point(runs.load_run(workdir)["config"])
+      lines.append(f"  - {row} ({variant}): evaluated at {NESTEROV_POINTS[ran]}"
+                   + ("" if ran == now else f"; configs/{row}.py now evaluates at "
+                      f"{NESTEROV_POINTS[now]}"))
+  return lines
 
 
 def sweep_lines(sweep_root: str) -> list[str]:
@@ -541,8 +585,8 @@ def report(args) -> str:
           "", "Each row's searched hyperparameters come from `python -m fgjax.sweep` (settings "
           "ranked by final validation loss after the sweep's budget; `experiments.tune_table1` "
           "sweeps the learning rate at the full budget, then with `--refine` the other "
-          "hyperparameters the paper tuned; details in "
-          f"`{os.path.relpath(args.sweep_root, runs.REPO)}/<row>[_<E>ep[_<names>]]/results.md`); "
+          "hyperparameters the paper tuned; details in each sweep's results.md, kept as "
+          "`experiments/results/sweeps/<row>[_<E>ep[_<names>]].md`); "
           "the row then trains with them like the paper's row. Sweeps (of several for a row, "
           "the one that counts):", ""]
   out += sweep_lines(args.sweep_root) or ["No sweep yet."]
@@ -586,6 +630,10 @@ def _define_flags():
   flags.DEFINE_string("sweep_root", os.path.join(runs.REPO, "runs", "sweeps"),
                       "Parent of the sweeps' workdirs, one per row: <sweep_root>/<row>.")
   flags.DEFINE_bool("report_only", False, "Train nothing; just write the table.")
+  flags.DEFINE_string("records_root", records.RUNS_RECORDS,
+                      "The runs' records, which the report reads (experiments.records).")
+  flags.DEFINE_string("sweep_records", records.SWEEP_RECORDS,
+                      "The sweeps' records, which the report reads (experiments.records).")
   flags.DEFINE_string("out", os.path.join(runs.REPO, "experiments", "results", "table1.md"),
                       "The table to write.")
   flags.DEFINE_bool("overwrite", False, "Replace --out even if it shows more rows run.")
@@ -604,8 +652,18 @@ def main(argv):
                          "all; run each dataset's rows in its own call")
   if not FLAGS.report_only:
     run_rows(FLAGS.rows, "tuned" if FLAGS.tuned else "paper", FLAGS)
-  write_report(FLAGS)
+  write_report(export_records(FLAGS))
   print(f"wrote {FLAGS.out}")
+
+
+def export_records(args) -> types.SimpleNamespace:
+  """Exports the runs and sweeps under `args.workdir_root` and `args.sweep_root` to the records
+  (`experiments.records`: `args.records_root`, `args.sweep_records`), and returns `args` for a
+  report that reads the records, which a fresh clone holds too."""
+  records.export_sweeps(args.sweep_root, args.sweep_records)
+  records.export_runs(args.workdir_root, args.sweep_root, args.records_root)
+  return types.SimpleNamespace(workdir_root=args.records_root, sweep_root=args.sweep_records,
+                               out=args.out, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

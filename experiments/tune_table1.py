@@ -32,6 +32,7 @@ from experiments import runs
 from fgjax import cli
 from fgjax import paper
 from fgjax import sweep
+from fgjax import workdir as workdir_files
 
 FLAGS = flags.FLAGS
 
@@ -65,8 +66,22 @@ def _row_config(row: str, args):
   return config, overrides
 
 
+def finished(workdir: str, space: dict, epochs: int):
+  """The results.json in `workdir` if it is that of a finished sweep over `space` at `epochs` per
+  trial, else None. Read as it is, so that a sweep made before a config field changed (e.g. where
+  a Nesterov row evaluates its model) still serves the next stage."""
+  results = workdir_files.read_json(os.path.join(workdir, sweep.RESULTS_FILE))
+  if results is None or results["epochs_per_trial"] != epochs:
+    return None
+  return results if results["space"] == {n: list(v) for n, v in space.items()} else None
+
+
 def _sweep(row: str, config, overrides: dict, space: dict, suffix: str, args) -> dict:
   workdir = os.path.join(args.sweep_root, f"{row}_{config.num_epochs}ep{suffix}")
+  results = finished(workdir, space, config.num_epochs)
+  if results is not None:
+    logging.info("%s: the sweep in %s has finished; read, not run again", row, workdir)
+    return results
   logging.info("sweeping %s: %s, %d epochs each, in %s", row, "; ".join(
       f"{name} {', '.join(f'{value:g}' for value in values)}" for name, values in space.items()),
                config.num_epochs, workdir)
@@ -106,8 +121,8 @@ def main(argv):
       os.path.join(runs.CONFIG_DIR, f"{row}.py"))]
   if unknown:
     raise cli.UserError(f"--rows: no config for {', '.join(unknown)} under configs/")
-  factors = _factors("factors", FLAGS.factors)
-  refine_factors = _factors("refine_factors", FLAGS.refine_factors)
+  factors = parse_factors("factors", FLAGS.factors)
+  refine_factors = parse_factors("refine_factors", FLAGS.refine_factors)
   logging.set_verbosity(logging.INFO)
   for i, row in enumerate(FLAGS.rows, 1):
     results = row_sweep(row, factors, FLAGS)
@@ -119,7 +134,8 @@ def main(argv):
              f"{best['validation_loss']:.4f}" if best else "every setting diverged"), flush=True)
 
 
-def _factors(flag: str, texts: list[str]) -> list[float]:
+def parse_factors(flag: str, texts: list[str]) -> list[float]:
+  """The numbers of the list flag `--<flag>`; UserError unless they are positive numbers."""
   try:
     factors = [float(factor) for factor in texts]
   except ValueError:

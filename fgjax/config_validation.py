@@ -30,6 +30,7 @@ _CHOICES = {
     "estimator": estimators.ESTIMATORS,
     "combine": estimators.COMBINES,
     "optimizer": optimizers.OPTIMIZERS,
+    "nesterov_evaluate": optimizers.NESTEROV_EVALUATE,
     "tangent": tuple(tangents.SAMPLERS),
     "on_nonfinite": NONFINITE_POLICIES,
     "data.source": data.SOURCES,

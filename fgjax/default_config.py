@@ -40,6 +40,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.learning_rate = 0.1
   config.decay = 0.0
   config.momentum = 0.0  # nesterov only
+  # nesterov only: evaluate the model at the parameters as held, the look-ahead point where the
+  # gradients are taken ("lookahead"), or at theta = parameters - momentum x velocity ("base",
+  # the paper's forward-gradient code); see fgjax.optimizers.
+  config.nesterov_evaluate = "lookahead"
   config.b1 = 0.9  # adam only
   config.b2 = 0.999  # adam only
   config.eps = 1e-8  # adam only: added to sqrt(v)

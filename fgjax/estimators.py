@@ -42,6 +42,11 @@ from fgjax import tangents
 # exact once V spans the space, but (K / n) grad f in expectation for isotropic tangents in n
 # dimensions (V^T V ~ n I when K << n), so it asks for about n / K times the mean's learning rate.
 COMBINES = ("mean", "projection")
+# The projection's weights come from the Gram matrix V^T V while K <= GRAM_MAX_RATIO * n: isotropic
+# tangents are then nearly orthogonal (the Gram matrix's condition number is below 9), and the
+# Gram matrix is summed leaf by leaf with no copy of the tangents. Closer to K = n it squares V's
+# condition number past what float32 resolves, so the weights come from the SVD of V itself.
+GRAM_MAX_RATIO = 0.25
 
 PyTree = object
 LossFn = Callable[[PyTree], jax.Array]
@@ -126,6 +131,23 @@ def _projection(gram: jax.Array, derivatives: jax.Array) -> jax.Array:
   return jnp.einsum("...km,m...->k...", jnp.linalg.pinv(gram, hermitian=True), derivatives)
 
 
+def _projection_from_tangents(flat: jax.Array, derivatives: jax.Array) -> jax.Array:
+  """`_projection`'s weights from the tangents themselves, `flat` (..., K, n) holding V^T: with
+  V^T = U S W^T, G^+ = U S^-2 U^T. The singular values of V are cut at the resolution of V's
+  dtype (float32 at least), not of G's, so the weights stay exact whenever the tangents span the
+  space (K >= n)."""
+  u, s, _ = jnp.linalg.svd(flat.astype(jnp.promote_types(flat.dtype, jnp.float32)),
+                          full_matrices=False)
+  cutoff = jnp.max(s, axis=-1, keepdims=True) * max(flat.shape[-2:]) * jnp.finfo(s.dtype).eps
+  inverse = jnp.where(s > cutoff, 1.0 / jnp.where(s > cutoff, s, 1.0) ** 2, 0.0)
+  return jnp.einsum("...kr,...r,...mr,m...->k...", u, inverse, u, derivatives)
+
+
+def _uses_gram(num_directions: int, size: int) -> bool:
+  """Whether K tangents of `size` entries are projected through their Gram matrix."""
+  return num_directions <= GRAM_MAX_RATIO * size
+
+
 def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.Array, *,
                                      num_directions: int = 1, tangent: str = "normal",
                                      jvp_clip: Optional[float] = None, combine: str = "mean"
@@ -156,11 +178,15 @@ def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.A
   losses, derivatives = jax.vmap(directional_derivative, in_axes=(axes,))(vs)
   if combine == "mean":
     coefficients = derivatives / num_directions
-  else:
+  elif _uses_gram(num_directions, sum(leaf.size for leaf in jax.tree.leaves(params))):
     gram = sum(jnp.tensordot(t, t, axes=2 * ([d for d in range(t.ndim) if d != axis],),
                              preferred_element_type=jnp.float32)
                for t, axis in zip(jax.tree.leaves(vs), jax.tree.leaves(axes)))
     coefficients = _projection(gram, derivatives)
+  else:
+    flat = jnp.concatenate([jnp.moveaxis(t, axis, 0).reshape(num_directions, -1)
+                            for t, axis in zip(jax.tree.leaves(vs), jax.tree.leaves(axes))], 1)
+    coefficients = _projection_from_tangents(flat, derivatives)
 
   def combined(t, axis):
     shape = [1] * t.ndim
@@ -305,10 +331,15 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
       continue
     if combine == "mean":
       coefficients = derivatives[g] / num_directions
-    else:  # one Gram matrix per example
-      gram = sum(jnp.einsum("kbn,mbn->bkm", flat, flat, preferred_element_type=jnp.float32)
-                 for flat in (u.reshape(u.shape[:2] + (-1,)) for u in group))
-      coefficients = _projection(gram, derivatives[g])
+    else:  # per example: its K tangents, (K, B, units) per layer
+      flats = [u.reshape(u.shape[:2] + (-1,)) for u in group]
+      if _uses_gram(num_directions, sum(flat.shape[-1] for flat in flats)):
+        gram = sum(jnp.einsum("kbn,mbn->bkm", flat, flat, preferred_element_type=jnp.float32)
+                   for flat in flats)
+        coefficients = _projection(gram, derivatives[g])
+      else:
+        coefficients = _projection_from_tangents(
+            jnp.moveaxis(jnp.concatenate(flats, axis=-1), 0, 1), derivatives[g])
     cotangents.append([(jnp.einsum("kb,kb...->b...", coefficients, u) / batch_size).astype(u.dtype)
                        for u in group])
   (grads,) = pullback(cotangents)

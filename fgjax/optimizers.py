@@ -8,17 +8,26 @@ phi <- phi + u + mu v. That is `optax.trace(nesterov=True)` applied to the alrea
 so the step size enters the velocity when the gradient does; the schedule therefore comes first.
 (Scaling after the trace, PyTorch's order, gives the same iterates only at a constant step size.)
 
+Where a Nesterov run evaluates its model (validation and test) is `config.nesterov_evaluate`:
+"lookahead", the parameters as held (phi, where the gradients are taken); or "base", theta =
+phi - mu v, the iterate of the paper's recursion. torch.optim.SGD(nesterov=True), in the paper's
+backprop rows, holds and evaluates phi (its parameters are the look-ahead point); the paper's
+forward-gradient class holds theta, takes its gradients at theta + mu v and evaluates theta.
+
 Every numeric hyperparameter is held in the optimizer state (`optax.inject_hyperparams`), not baked
 into the compiled program, so one compiled step serves a whole vmapped sweep over them.
 """
 
 import functools
-from typing import Optional
+from typing import Callable, Optional
 
+import jax
 import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("sgd", "nesterov", "adam")
+# Where a Nesterov run's model is evaluated (module docstring); other optimizers ignore it.
+NESTEROV_EVALUATE = ("lookahead", "base")
 
 
 def _chain(optimizer: str, grad_clip_norm: Optional[float], learning_rate, decay,
@@ -61,3 +70,18 @@ def build_optimizer(config) -> optax.GradientTransformation:
   factory = functools.partial(_chain, config.optimizer,
                               None if clip is None else float(clip))
   return optax.inject_hyperparams(factory)(**hyperparameters(config))
+
+
+def evaluation_point(config) -> Callable:
+  """`point(params, opt_state) -> params` at which to evaluate the model: `params` itself, except
+  for Nesterov with `nesterov_evaluate="base"`, which gives theta = params - mu v (mu and the
+  velocity v read from the optimizer state, so a sweep's per-trial momentum counts)."""
+  if config.optimizer != "nesterov" or config.get("nesterov_evaluate", "lookahead") == "lookahead":
+    return lambda params, opt_state: params
+
+  def base(params, opt_state):
+    momentum = opt_state.hyperparams["momentum"]
+    velocity = optax.tree_utils.tree_get(opt_state, "trace")
+    return jax.tree.map(lambda p, v: (p - momentum * v).astype(p.dtype), params, velocity)
+
+  return base

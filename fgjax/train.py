@@ -23,7 +23,9 @@ what the loop carries between chunks (CRC-checked), data order depends only on (
 tangents only on (seed, step). Metrics rows past the restored step are dropped and written again;
 rows missing before it stop the run. A finished trial (one with `summary.json`) is not trained
 again. Saved configs must match in every field but `NON_RESULT_FIELDS`; `restart=True` deletes the
-run's files and starts over. A run holds a lock on its workdir while it writes.
+run's files and starts over. A run holds a lock on its workdir while it writes. Within
+`stopping_by(deadline)`, a run that would train past the deadline checkpoints at a chunk's end
+and raises `Stopped`, to be resumed the same way.
 
 Failing safely. The config and workdir are validated and the data loaded before anything is
 written. A non-finite loss or gradient never reaches the parameters: with `on_nonfinite="stop"`
@@ -31,6 +33,7 @@ the trial ends with status "diverged" (its parameters frozen at the last good st
 group's other trials go on); with "skip" the step is not applied and counted.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -65,6 +68,32 @@ TRIAL_FILES = (files.CONFIG_FILE, files.METRICS_FILE, files.SUMMARY_FILE, files.
 NON_RESULT_FIELDS = ("checkpoint_every_steps", "keep_checkpoints", "data.tfds_data_dir",
                      "data.download", "diagnostics_every_steps")
 SUMMARY_STATISTICS = ("test_loss", "test_accuracy", "validation_loss", "validation_accuracy")
+
+
+class Stopped(BaseException):
+  """Training reached the deadline of `stopping_by` and stopped after checkpointing; the same call
+  resumes it. A BaseException, like KeyboardInterrupt, so that handlers of a failed run (which
+  log it and go on with the next) let it through."""
+
+
+_deadline = [None]  # the time.time() by which training stops (`stopping_by`); None: never
+
+
+@contextlib.contextmanager
+def stopping_by(deadline: Optional[float]):
+  """Within this context, training that would run a chunk of steps past `deadline` (a
+  time.time(); None: no deadline) checkpoints and raises `Stopped` instead. A chunk is assumed
+  to last as long as the longest one so far. The first chunk of a call always runs, so that
+  every call makes progress; it and an epoch's evaluation may overrun the deadline."""
+  before, _deadline[0] = _deadline[0], deadline
+  try:
+    yield
+  finally:
+    _deadline[0] = before
+
+
+def _past_deadline(longest_chunk: float) -> bool:
+  return _deadline[0] is not None and time.time() + longest_chunk > _deadline[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,8 +228,10 @@ class _Group:
                                            vmapped=self.vmapped)
     over_trials = lambda f, axes: jax.jit(jax.vmap(f, in_axes=axes) if self.vmapped else f)
     self._orders = over_trials(programs.epoch_order, (0, None, None))
-    self._evaluate = over_trials(evaluate, (0, None, None, None))
-    self._example_losses = over_trials(example_losses, (0, None, None, None))
+    point = optimizers.evaluation_point(config)
+    at_point = lambda f: lambda state, *split: f(point(state.params, state.opt_state), *split)
+    self._evaluate = over_trials(at_point(evaluate), (0, None, None, None))
+    self._example_losses = over_trials(at_point(example_losses), (0, None, None, None))
     keyed = lambda params, images, labels, seed, step: diagnose(
         params, images, labels, jax.random.fold_in(jax.random.PRNGKey(seed), step))
     self._diagnose = over_trials(keyed, (0, None, None, 0, None))
@@ -216,11 +247,14 @@ class _Group:
   def orders(self, data_rngs, epoch, labels):
     return self._orders(self.held(data_rngs), epoch, labels)
 
-  def evaluate(self, params, split) -> dict:
-    return self.stacked(self._evaluate(params, *split))
+  def evaluate(self, states, split) -> dict:
+    """The metrics of `split` for each trial, at its evaluation point
+    (`optimizers.evaluation_point`)."""
+    return self.stacked(self._evaluate(states, *split))
 
-  def example_losses(self, params, split) -> dict:
-    return self.stacked(self._example_losses(params, *split))
+  def example_losses(self, states, split) -> dict:
+    """Every example's losses of `split` for each trial, at its evaluation point."""
+    return self.stacked(self._example_losses(states, *split))
 
   def diagnose(self, params, arrays, seeds: Sequence[int], step: int) -> dict:
     """`fgjax.diagnostics` of every trial on the first batch of the training split, the trial of
@@ -449,8 +483,18 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
     log = _Log(total_steps, num)
     start = time.time() - progress["elapsed_seconds"]
     order_epoch, orders, step = None, None, start_step
+    longest_chunk, saved_step = 0.0, start_step
     for epoch, first_batch, num_steps in chunks(start_step, steps_per_epoch, total_steps,
                                                 config.log_every_steps):
+      if step > start_step and _past_deadline(longest_chunk):
+        if step > saved_step:
+          checkpoints.save(group.stacked(states), progress)
+        for writer in writers:
+          writer.close()
+        logging.info("%s: stopped at step %d of %d by the deadline; the same command resumes "
+                     "it", checkpoint_dir, step, total_steps)
+        raise Stopped(step)
+      iteration_start = time.time()
       if epoch != order_epoch:
         order_epoch, orders = epoch, group.orders(data_rngs, epoch, arrays[1])
       first_step = epoch * steps_per_epoch + first_batch
@@ -493,7 +537,7 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
         break
       log.update(step, epoch, alive_losses)
       if first_batch + num_steps == steps_per_epoch:
-        metrics = {name: group.evaluate(states.params, split)
+        metrics = {name: group.evaluate(states, split)
                    for name, split in eval_splits.items()}
         for i in range(num):
           if not stopped[i]:
@@ -508,10 +552,12 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
       if (step // config.checkpoint_every_steps > first_step // config.checkpoint_every_steps
           or step == total_steps):
         checkpoints.save(group.stacked(states), progress)
+        saved_step = step
+      longest_chunk = max(longest_chunk, time.time() - iteration_start)
     for writer in writers:
       writer.close()
     if "test" in eval_splits and not all(stopped):
-      example_losses = group.example_losses(states.params, eval_splits["test"])
+      example_losses = group.example_losses(states, eval_splits["test"])
       weights = np.asarray(eval_splits["test"][2])
       for i in range(num):
         if not stopped[i]:

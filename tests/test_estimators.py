@@ -14,6 +14,7 @@ from fgjax import config_loading
 from fgjax import estimators
 from fgjax import models
 from fgjax import programs
+from fgjax import tangents
 from fgjax import train
 from fgjax.workdir import read_metrics
 
@@ -186,13 +187,49 @@ def test_bad_arguments_are_rejected(kwargs, message):
 
 @pytest.mark.parametrize("num_directions, seed", [(8, 0), (8, 1), (20, 2), (20, 3)])
 def test_projection_is_exact_once_the_tangents_span_the_parameters(num_directions, seed):
-  """8 tangents of the 8 parameters span the space, and so do 20 (dependent ones). The Gram
-  matrix squares the condition number of the tangents, so in float32 a square draw (K = n) may be
-  too ill-conditioned to be exact: the seeds of the square case avoid such a draw."""
+  """8 tangents of the 8 parameters span the space, and so do 20 (dependent ones)."""
   params = _params()
   _, g = estimators.forward_gradient(_loss, params, jax.random.PRNGKey(seed),
                                      num_directions=num_directions, combine="projection")
   np.testing.assert_allclose(_flat(g), _flat(jax.grad(_loss)(params)), rtol=1e-4, atol=1e-5)
+
+
+def _net_params():
+  """A 14-13 tanh layer: 195 parameters, enough for the Gram matrix of 195 tangents to be too
+  ill-conditioned for float32 (its pseudo-inverse missed the gradient by 8-27 %)."""
+  return {"w": 0.3 * jax.random.normal(jax.random.PRNGKey(5), (13, 14)),
+          "b": jnp.linspace(-1.0, 1.0, 13)}
+
+
+def _net_loss(params):
+  h = jnp.tanh(params["w"] @ jnp.linspace(-1.0, 1.0, 14) + params["b"])
+  return jnp.sum(h ** 2) + 0.1 * jnp.sum(params["w"] ** 3)
+
+
+def _drawn_tangents(key, params, num_directions):
+  """The K tangents the estimator draws for `key`, as the columns of an (n, K) float64 matrix."""
+  axes = jax.tree.map(lambda leaf: max(leaf.ndim - 1, 0), params)
+  vs = tangents.get_sampler("normal").stacked(jax.random.split(key, num_directions), params, axes)
+  return np.concatenate([np.moveaxis(np.asarray(t, np.float64), axis, -1).reshape(-1,
+                                                                                 num_directions)
+                         for t, axis in zip(jax.tree.leaves(vs), jax.tree.leaves(axes))])
+
+
+@pytest.mark.parametrize("num_directions", [40, 100, 195, 215])
+def test_projection_of_many_tangents_is_the_projection_onto_their_span(num_directions):
+  """K = 40 of n = 195 (through the Gram matrix), 100 (through the SVD of the tangents), K = n and
+  K > n (the exact gradient): the estimate is V (V^T V)^+ V^T grad f, computed in float64."""
+  params, key = _net_params(), jax.random.PRNGKey(0)
+  grad = np.asarray(_flat(jax.grad(_net_loss)(params)), np.float64)
+  _, g = estimators.forward_gradient(_net_loss, params, key, num_directions=num_directions,
+                                     combine="projection")
+  v = _drawn_tangents(key, params, num_directions)
+  expected = v @ np.linalg.lstsq(v, grad, rcond=None)[0]
+  if num_directions >= grad.size:
+    np.testing.assert_allclose(expected, grad, rtol=1e-9, atol=1e-12)
+  else:
+    assert np.linalg.norm(expected - grad) > 0.2 * np.linalg.norm(grad)
+  np.testing.assert_allclose(_flat(g), expected, rtol=1e-3, atol=1e-4 * np.abs(grad).max())
 
 
 @pytest.mark.parametrize("num_directions", [1, 3])

@@ -81,15 +81,16 @@ def _look_ahead_nesterov(gamma, mu, decay, steps):
   return np.array(thetas), np.array(phis)
 
 
-def _descend(tx, steps):
-  """`tx` run on the quadratic, each gradient taken at its own parameters."""
+def _descend(tx, steps, point=lambda params, state: params):
+  """`tx` run on the quadratic, each gradient taken at its own parameters; after each step, the
+  `point(params, state)` (the parameters, or where a run evaluates its model)."""
   params = jnp.asarray(THETA0, jnp.float32)
   state = tx.init(params)
   trajectory = []
   for _ in range(steps):
     updates, state = tx.update(_quadratic_grad(params).astype(jnp.float32), state, params)
     params = params + updates
-    trajectory.append(np.asarray(params))
+    trajectory.append(np.asarray(point(params, state)))
   return np.array(trajectory)
 
 
@@ -116,6 +117,62 @@ def test_nesterov_tracks_the_look_ahead_point_of_the_papers_recursion(decay):
     np.testing.assert_allclose(pytorch, phis, rtol=1e-5, atol=1e-6)
   else:
     assert np.abs(pytorch - phis).max() > 1e-2
+
+
+def _authors_forward_nesterov_evaluated(gamma, mu, decay, steps):
+  """The paper's forward-gradient class, written as it runs: it holds theta, takes the gradient
+  at the look-ahead theta + mu v, and its notebooks evaluate the model at the theta it holds.
+  Returns the points it evaluated after each step."""
+  theta, v, evaluated = THETA0.copy(), np.zeros(2), []
+  for t in range(steps):
+    look_ahead = theta + mu * v
+    v = mu * v - _lr(gamma, decay, t) * _quadratic_grad(look_ahead)
+    theta = theta + v
+    evaluated.append(theta.copy())
+  return np.array(evaluated)
+
+
+def _pytorch_nesterov_evaluated(gamma, mu, steps):
+  """torch.optim.SGD(nesterov=True), the paper's backprop rows: it holds p, takes the gradient at
+  p (buf <- mu buf + g; p <- p - gamma (g + mu buf)) and evaluates the model at p."""
+  p, buf, evaluated = THETA0.copy(), np.zeros(2), []
+  for _ in range(steps):
+    g = _quadratic_grad(p)
+    buf = mu * buf + g
+    p = p - gamma * (g + mu * buf)
+    evaluated.append(p.copy())
+  return np.array(evaluated)
+
+
+def _evaluated(config, steps):
+  """The points a run of `config` on the quadratic evaluates its model at after each step."""
+  return _descend(optimizers.build_optimizer(config), steps, optimizers.evaluation_point(config))
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.2])
+def test_nesterov_evaluates_where_the_papers_code_did(decay):
+  gamma, mu, steps = 0.1, 0.9, 20
+  nesterov = dict(optimizer="nesterov", learning_rate=gamma, momentum=mu, decay=decay)
+  base = _evaluated(_config(nesterov_evaluate="base", **nesterov), steps)
+  lookahead = _evaluated(_config(nesterov_evaluate="lookahead", **nesterov), steps)
+  # The forward-gradient rows: theta, mu v behind the parameters (which are the look-ahead).
+  np.testing.assert_allclose(base, _authors_forward_nesterov_evaluated(gamma, mu, decay, steps),
+                             rtol=1e-5, atol=1e-6)
+  assert np.abs(base - lookahead).max() > 1e-2
+  if decay == 0.0:  # the backprop rows: torch's own parameters, our look-ahead point
+    np.testing.assert_allclose(lookahead, _pytorch_nesterov_evaluated(gamma, mu, steps),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_only_nesterov_moves_the_evaluation_point(optimizer):
+  config = _config(optimizer=optimizer, nesterov_evaluate="base", momentum=0.9)
+  tx = optimizers.build_optimizer(config)
+  params = jnp.asarray(THETA0, jnp.float32)
+  state = tx.init(params)
+  updates, state = tx.update(jnp.ones(2), state, params)
+  params = params + updates
+  np.testing.assert_array_equal(optimizers.evaluation_point(config)(params, state), params)
 
 
 def test_adam_with_bias_correction():

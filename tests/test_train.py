@@ -650,3 +650,35 @@ def test_skipped_steps_are_reported_by_the_exit_status(tmp_path):
   assert summary["num_skipped_steps"] >= STEPS_PER_EPOCH - 1
   assert result.stdout.startswith("completed: ") and (
       f"; {summary['num_skipped_steps']} steps skipped (non-finite)" in result.stdout)
+
+
+def test_nesterov_evaluate_moves_the_evaluation_alone(tmp_path):
+  """"base" evaluates theta = parameters - mu v: the same training (train losses), other
+  validation and test losses, and per-example test losses that match the test loss."""
+  runs = {}
+  for point in ("lookahead", "base"):
+    config = digits_config("backprop", num_epochs=1, optimizer="nesterov", momentum=0.9,
+                           nesterov_evaluate=point)
+    workdir = str(tmp_path / point)
+    runs[point] = (train.train_and_evaluate(config, workdir), metrics_rows(workdir))
+    with np.load(os.path.join(workdir, files.TEST_LOSSES_FILE)) as saved:
+      np.testing.assert_allclose(saved["cross_entropy"].mean(), runs[point][0]["test_loss"],
+                                 rtol=1e-5)
+  (lookahead, lookahead_rows), (base, base_rows) = runs["lookahead"], runs["base"]
+  assert [r.get("train_loss") for r in lookahead_rows] == [r.get("train_loss") for r in base_rows]
+  for name in ("validation_loss", "test_loss"):
+    assert abs(lookahead[name] - base[name]) > 1e-4, name
+
+
+def test_a_deadline_checkpoints_and_stops_and_the_same_call_resumes(reference, tmp_path):
+  """A deadline already past: one chunk runs (every call makes progress), its state is
+  checkpointed and the run stops; run again, it ends exactly as an uninterrupted run."""
+  workdir = str(tmp_path / "run")
+  with train.stopping_by(time.time()), pytest.raises(train.Stopped):
+    train.train_and_evaluate(digits_config("backprop"), workdir)
+  assert checkpoint_steps(workdir) == [4]
+  assert [row["step"] for row in metrics_rows(workdir)] == [4]
+  assert not os.path.exists(os.path.join(workdir, "summary.json"))
+  with train.stopping_by(time.time() + 3600):
+    assert train.train_and_evaluate(digits_config("backprop"), workdir)["status"] == "completed"
+  assert_same_run(reference["backprop"], workdir)

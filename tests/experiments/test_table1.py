@@ -342,6 +342,28 @@ def test_a_run_of_an_earlier_config_is_named_field_by_field():
       "init 'flax' (now 'torch')", "jvp_clip 1.0 (now None)"]
 
 
+def test_report_says_where_each_nesterov_run_evaluated_its_model(tmp_path):
+  args = args_for(tmp_path)
+  root = args.workdir_root
+  for row in ("mnist_mlp_nesterov_fwd", "mnist_cnn_nesterov_fwd", "mnist_cnn_nesterov_bp"):
+    write_run(os.path.join(root, row), row, epochs=50, test_loss=0.5, test_accuracy=0.8,
+              val_losses=[0.5])
+  config_path = os.path.join(root, "mnist_mlp_nesterov_fwd", workdir_files.CONFIG_FILE)
+  with open(config_path, encoding="utf-8") as f:
+    saved = json.load(f)
+  del saved["nesterov_evaluate"]  # a run from before the field: it evaluated the look-ahead
+  with open(config_path, "w", encoding="utf-8") as f:
+    json.dump(saved, f)
+  text = table1.report(args)
+  assert ("  - mnist_mlp_nesterov_fwd (paper): evaluated at the look-ahead point theta + mu v "
+          "(the parameters held); configs/mnist_mlp_nesterov_fwd.py now evaluates at theta = "
+          "parameters - mu v\n"
+          "  - mnist_cnn_nesterov_fwd (paper): evaluated at theta = parameters - mu v\n"
+          "  - mnist_cnn_nesterov_bp (paper): evaluated at the look-ahead point theta + mu v "
+          "(the parameters held)\n") in text
+  assert "nesterov_evaluate 'lookahead' (now 'base')" in text  # the row's note, too
+
+
 def test_a_tuned_run_is_compared_with_its_rows_config_and_its_searched_setting():
   saved = runs.row_config("mnist_mlp_sgd_bp").to_dict()
   saved["learning_rate"] = 0.025

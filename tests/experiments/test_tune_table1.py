@@ -1,12 +1,16 @@
 """Tests of experiments/tune_table1.py: a learning-rate sweep per Table I row, around the paper's."""
 
+import json
 import os
 import subprocess
 import sys
 import types
 
+import pytest
+
 from experiments import runs
 from experiments import tune_table1
+from fgjax import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,6 +47,17 @@ def test_refine_crosses_rates_around_the_best_with_the_papers_other_axes(tmp_pat
                                sweep_root=str(tmp_path / "sweeps"))
   row = "mnist_mlp_nesterov_fwd"  # the paper's learning rate 0.00032, momentum 0.367
   first = tune_table1.row_sweep(row, [1.0, 8.0], args)
+  # A sweep saved by an earlier config (the look-ahead evaluation) is read, not run again.
+  for directory, _, names in os.walk(os.path.join(args.sweep_root, f"{row}_1ep")):
+    if "config.json" in names:
+      path = os.path.join(directory, "config.json")
+      with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+      with open(path, "w", encoding="utf-8") as f:
+        json.dump({**saved, "nesterov_evaluate": "lookahead"}, f)
+  assert tune_table1.row_sweep(row, [1.0, 8.0], args) == first
+  with pytest.raises(sweep.SweepError, match="holds another sweep"):
+    tune_table1.row_sweep(row, [1.0, 4.0], args)
   first["best"]["hyperparameters"] = {"learning_rate": 0.00256}  # as if 8x had won
   results = tune_table1.refine_sweep(row, first, [0.5, 1.0], args)
   assert results["space"] == {"learning_rate": [0.00128, 0.00256],

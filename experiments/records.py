@@ -1,0 +1,99 @@
+"""Compact records of the runs and sweeps behind experiments/results/table1.md, kept in the
+repository so that `python -m experiments.table1 --report_only` rebuilds the table in a fresh
+clone, whose `runs/` is empty.
+
+A run's record is what the report reads of it, laid out as the run itself (`experiments.runs`):
+
+  experiments/results/runs/[tuned/]<run name>/   summary.json, config.json, machine.json
+      [seed_<s>/]                                 summary.json, config.json, metrics.jsonl (the
+                                                  epoch rows only), test_losses.npz (the row's
+                                                  own loss, compressed)
+
+and a sweep's record is its results.json and results.md as `experiments/results/sweeps/<sweep
+name>.json` and `.md`, which `runs.load_sweep` reads as it reads a sweep's workdir. Exporting
+copies, for every Table I row and variant, the run the report would show from the runs there
+are; records of runs not there stay, so records from several machines add up.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+
+from experiments import runs
+from fgjax import paper
+from fgjax import sweep
+from fgjax import workdir as workdir_files
+
+RUNS_RECORDS = os.path.join(runs.REPO, "experiments", "results", "runs")
+SWEEP_RECORDS = os.path.join(runs.REPO, "experiments", "results", "sweeps")
+_RUN_FILES = (workdir_files.SUMMARY_FILE, workdir_files.CONFIG_FILE, runs.MACHINE_FILE)
+
+
+def _copy(source_dir: str, target_dir: str, names) -> None:
+  for name in names:
+    if os.path.isfile(os.path.join(source_dir, name)):
+      shutil.copyfile(os.path.join(source_dir, name), os.path.join(target_dir, name))
+
+
+def _export_trial(trial_dir: str, target: str) -> None:
+  """A trial's summary and config as they are, its epoch rows and the test losses of its loss."""
+  os.makedirs(target, exist_ok=True)
+  _copy(trial_dir, target, _RUN_FILES[:2])
+  epochs = [row for row in workdir_files.read_metrics(trial_dir) if "epoch" in row]
+  with open(os.path.join(target, workdir_files.METRICS_FILE), "w", encoding="utf-8") as f:
+    f.writelines(json.dumps(row) + "\n" for row in epochs)
+  losses = runs.read_test_losses(trial_dir)
+  if losses:
+    loss = workdir_files.read_json(os.path.join(trial_dir, workdir_files.CONFIG_FILE)).get("loss")
+    kept = {loss: losses[loss]} if loss in losses else losses
+    np.savez_compressed(os.path.join(target, workdir_files.TEST_LOSSES_FILE), **kept)
+
+
+def export_run(workdir: str, record: str) -> None:
+  """Writes the record of the finished run in `workdir` to the directory `record`, replacing
+  the record there once the new one is whole."""
+  run = runs.load_run(workdir)
+  partial = record + ".partial"
+  shutil.rmtree(partial, ignore_errors=True)
+  os.makedirs(partial)
+  _copy(workdir, partial, _RUN_FILES)
+  for trial_dir in runs.trial_dirs(run).values():
+    _export_trial(trial_dir, os.path.join(partial, os.path.relpath(trial_dir, workdir)))
+  shutil.rmtree(record, ignore_errors=True)
+  os.replace(partial, record)
+
+
+def _copy_as(source: str, target: str) -> None:
+  if os.path.isfile(source):
+    shutil.copyfile(source, target)
+
+
+def export_sweeps(sweep_root: str, records: str) -> list[str]:
+  """Copies each finished sweep's results.json and results.md under `sweep_root` to
+  `<records>/<sweep name>.json` and `.md`; returns the names."""
+  names = []
+  for entry in sorted(os.listdir(sweep_root)) if os.path.isdir(sweep_root) else []:
+    results = os.path.join(sweep_root, entry, sweep.RESULTS_FILE)
+    if os.path.isfile(results):
+      os.makedirs(records, exist_ok=True)
+      shutil.copyfile(results, os.path.join(records, f"{entry}.json"))
+      _copy_as(os.path.join(sweep_root, entry, "results.md"), os.path.join(records, f"{entry}.md"))
+      names.append(entry)
+  return names
+
+
+def export_runs(root: str, sweep_root: str, records: str) -> list[str]:
+  """Exports, for every Table I row and variant, the run the report shows (runs.find_variant_run
+  under `root`, its setting judged by the sweeps under `sweep_root`) to its place under
+  `records`; returns the runs' paths relative to `root`."""
+  exported = []
+  for row in paper.TABLE_I_ROWS:
+    for variant in runs.VARIANTS:
+      found = runs.find_variant_run(root, sweep_root, row, variant)
+      name = found and os.path.relpath(found, root)
+      if name and name not in exported:
+        export_run(found, os.path.join(records, name))
+        exported.append(name)
+  return exported

@@ -1,0 +1,92 @@
+"""experiments/records.py: the records of the runs and sweeps behind Table I, from which a fresh
+clone's `python -m experiments.table1 --report_only` rebuilds the table byte for byte."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+
+import numpy as np
+
+from experiments import records
+from experiments import runs
+from experiments import table1
+from fgjax import workdir as workdir_files
+
+
+def _write_sweep(sweep_root: str, row: str, learning_rate: float) -> None:
+  """A finished 1-epoch learning-rate sweep's results.json and results.md, by hand."""
+  settings = [{"hyperparameters": {"learning_rate": lr}, "status": "completed",
+               "validation_loss": loss} for lr, loss in ((learning_rate, 0.1), (0.2, 0.3))]
+  results = {"space": {"learning_rate": [learning_rate, 0.2]}, "search": "grid",
+             "num_settings": 2, "seeds": 1, "epochs_per_trial": 1, "wall_clock_seconds": 9.0,
+             "machine": None, "settings": settings,
+             "best": {"hyperparameters": {"learning_rate": learning_rate},
+                      "validation_loss": 0.1}}
+  workdir = os.path.join(sweep_root, f"{row}_1ep")
+  os.makedirs(workdir)
+  workdir_files.write_json(os.path.join(workdir, "results.json"), results)
+  workdir_files.write_text(os.path.join(workdir, "results.md"), "# the sweep\n")
+
+
+def test_a_fresh_clone_rebuilds_the_table_from_the_records_alone(tmp_path, tiny_mnist):
+  args = types.SimpleNamespace(
+      workdir_root=str(tmp_path / "runs"), sweep_root=str(tmp_path / "sweeps"),
+      records_root=str(tmp_path / "records" / "runs"),
+      sweep_records=str(tmp_path / "records" / "sweeps"), out=str(tmp_path / "table1.md"),
+      epochs=1, num_seeds=2, data_source="npz", data_path=tiny_mnist, tfds_data_dir=None,
+      overwrite=False)
+  table1.run_rows(["mnist_mlp_sgd_bp"], "paper", args)
+  _write_sweep(args.sweep_root, "mnist_mlp_sgd_bp", 0.05)
+  table1.run_rows(["mnist_mlp_sgd_bp"], "tuned", args)
+  args.num_seeds = 1
+  table1.run_rows(["mnist_mlp_sgd_fwd"], "paper", args)
+  from_runs = table1.report(args)
+  assert table1.rows_run(from_runs) == 3
+
+  published = table1.write_report(table1.export_records(args))
+  assert published == from_runs
+  assert sorted(os.listdir(args.sweep_records)) == ["mnist_mlp_sgd_bp_1ep.json",
+                                                     "mnist_mlp_sgd_bp_1ep.md"]
+  # Compact: a seed's epoch rows only, and only the test losses of the row's own loss.
+  seed = os.path.join(args.records_root, "tuned", "mnist_mlp_sgd_bp_1ep_2seeds", "seed_1")
+  assert sorted(os.listdir(seed)) == ["config.json", "metrics.jsonl", "summary.json",
+                                      "test_losses.npz"]
+  assert all("epoch" in row for row in workdir_files.read_metrics(seed))
+  with np.load(os.path.join(seed, "test_losses.npz")) as saved:
+    assert saved.files == ["cross_entropy"]
+
+  # A fresh clone: the records, and no runs or sweeps.
+  shutil.rmtree(args.workdir_root)
+  shutil.rmtree(args.sweep_root)
+  before = os.path.getmtime(args.out)
+  command = [sys.executable, "-m", "experiments.table1", "--report_only", f"--out={args.out}",
+             *(f"--{name}={getattr(args, name)}" for name in
+               ("workdir_root", "sweep_root", "records_root", "sweep_records"))]
+  result = subprocess.run(command, cwd=runs.REPO, capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr
+  assert os.path.getmtime(args.out) > before
+  with open(args.out, encoding="utf-8") as f:
+    assert f.read() == published
+
+
+def test_exporting_again_replaces_a_record_and_keeps_the_others(tmp_path):
+  root, record_root = tmp_path / "runs", tmp_path / "records"
+  for name, loss in (("mnist_mlp_sgd_bp", 0.07), ("mnist_mlp_sgd_fwd", 0.5)):
+    workdir = root / name
+    workdir.mkdir(parents=True)
+    config = runs.row_config(name).to_dict()
+    (workdir / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (workdir / "summary.json").write_text(json.dumps({"test_loss": loss}), encoding="utf-8")
+    (workdir / "metrics.jsonl").write_text('{"step": 1, "train_loss": 1.0}\n', encoding="utf-8")
+  assert records.export_runs(str(root), str(tmp_path / "sweeps"), str(record_root)) == [
+      "mnist_mlp_sgd_fwd", "mnist_mlp_sgd_bp"]
+  shutil.rmtree(root / "mnist_mlp_sgd_fwd")
+  (root / "mnist_mlp_sgd_bp" / "summary.json").write_text('{"test_loss": 0.06}', encoding="utf-8")
+  assert records.export_runs(str(root), str(tmp_path / "sweeps"), str(record_root)) == [
+      "mnist_mlp_sgd_bp"]
+  assert sorted(os.listdir(record_root)) == ["mnist_mlp_sgd_bp", "mnist_mlp_sgd_fwd"]
+  assert runs.load_run(str(record_root / "mnist_mlp_sgd_bp"))["summary"] == {"test_loss": 0.06}
+  assert (record_root / "mnist_mlp_sgd_fwd" / "metrics.jsonl").read_text(encoding="utf-8") == ""
