@@ -5,8 +5,10 @@ codes, and config overrides (`--config.<field>=<value>`, `None` included, for an
 - a flag that cannot be parsed (a misspelt config field, a config file that is missing or does
   not load, a malformed value) prints `error: ...` and exits with status 2;
 - a `UserError` raised by `main` prints `error: <message>` and exits with status 2;
-- Ctrl-C prints one line and exits with status 130 (a run resumes from its last checkpoint when
-  the same command runs again).
+- SIGTERM (a preemption) or Ctrl-C (SIGINT) stops a training run at the end of its current chunk
+  of steps, after a checkpoint: one line says so, and the exit status is 143 for SIGTERM
+  (`preemption.EXIT_PREEMPTED`) or 130 for Ctrl-C (`preemption.EXIT_INTERRUPTED`); the same
+  command resumes the run. A second signal stops the process at once, with the same status.
 """
 
 import ast
@@ -19,6 +21,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fgjax import preemption
 from fgjax.errors import ConfigError, UserError
 
 _OVERRIDE = re.compile(r"--config\.(?P<name>[A-Za-z_][\w.]*)=(?P<value>.*)", re.DOTALL)
@@ -106,13 +109,17 @@ def run(main: Callable[..., int], *, separate_overrides: bool = False) -> None:
       _fail(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
     try:
-      return main(argv, overrides) if separate_overrides else main(argv)
+      with preemption.handle_signals():
+        return main(argv, overrides) if separate_overrides else main(argv)
     except UserError as error:
       print(f"error: {error}", file=sys.stderr)
       return 2
+    except preemption.Stopped as stopped:
+      print(stopped, file=sys.stderr)
+      return stopped.exit_status
     except KeyboardInterrupt:
       print("interrupted: run the same command again to resume from the last checkpoint",
             file=sys.stderr)
-      return 130
+      return preemption.EXIT_INTERRUPTED
 
   app.run(wrapped, flags_parser=_parse_flags)
