@@ -25,8 +25,8 @@ the next older one is tried.
 While a `Checkpoints` is open, orbax's own log records stay out of the terminal: its INFO records
 (about twenty per save) are dropped, and its warnings and errors (a failed save logs a page of
 tracebacks from each of its threads) go to the log file it is given, if any; a program importing
-fgjax keeps its logging otherwise. The tracebacks a failed restore leaves behind are
-dropped from the first failed restore on (they arrive after it, at no predictable time).
+fgjax keeps its logging otherwise. The tracebacks a failed restore or save leaves behind are
+dropped from the first failure on (they arrive after it, at no predictable time).
 """
 
 import errno
@@ -91,18 +91,18 @@ def _not_a_directory(path: str) -> Optional[str]:
   return None
 
 
-def _drop_abandoned_restore_callbacks() -> None:
-  """Installs an unraisable-exception hook that drops the tracebacks a failed orbax restore leaves
-  behind (idempotent).
+def _drop_abandoned_callbacks() -> None:
+  """Installs an unraisable-exception hook that drops the tracebacks a failed orbax restore or
+  save leaves behind (idempotent).
 
-  When one read of a restore fails, orbax closes its asyncio event loop while tensorstore's other
-  reads are still in flight; as they finish, their callbacks find the loop closed and Python
+  When one read or write fails, orbax closes its asyncio event loop while tensorstore's other
+  reads or writes are still in flight; as they finish, their callbacks find the loop closed and Python
   prints each `RuntimeError: Event loop is closed` as an unraisable exception, a page of stack
   traces after our one-line warning. Only those are dropped; every other unraisable exception
   reaches the previous hook.
   """
   previous = sys.unraisablehook
-  if getattr(previous, "drops_abandoned_restore_callbacks", False):
+  if getattr(previous, "drops_abandoned_callbacks", False):
     return
 
   def hook(unraisable):
@@ -110,7 +110,7 @@ def _drop_abandoned_restore_callbacks() -> None:
             and str(unraisable.exc_value) == "Event loop is closed"):
       previous(unraisable)
 
-  hook.drops_abandoned_restore_callbacks = True
+  hook.drops_abandoned_callbacks = True
   sys.unraisablehook = hook
 
 
@@ -191,6 +191,7 @@ class Checkpoints:
 
   def _failure(self, error: Exception) -> str:
     """One line for the failed save of step `self._saving`: the cause, and what is kept."""
+    _drop_abandoned_callbacks()
     kept = [step for step in self._manager.all_steps() if step != self._saving]
     kept = f"checkpoints up to step {max(kept)} are kept" if kept else "no checkpoint is kept"
     if _no_space(error):
@@ -245,7 +246,7 @@ class Checkpoints:
       except Exception as error:  # pylint: disable=broad-except
         # Whatever a damaged checkpoint makes orbax or tensorstore raise, the answer is the same:
         # report it in one line and fall back to the next older checkpoint.
-        _drop_abandoned_restore_callbacks()
+        _drop_abandoned_callbacks()
         logging.warning("checkpoint %d in %s is unreadable or corrupted (%s)", step,
                         self.directory, _first_line(error))
         invalid.append(step)
