@@ -2,9 +2,9 @@
 
 TensorBoard events are written with tensorboardX's protocol buffers, without TensorFlow (clu's
 default writer imports TensorFlow, which fgjax does not otherwise need), synchronously and by one
-writer: each session of a run writes its own event file (named with its time and process id), so
-no two writers ever share a file and a kill can cut only the last record of the file it was
-writing, which TensorBoard's reader skips. Only process 0 of a multi-host run writes.
+writer: each session of a run writes its own event file (named with its start time), so no two
+writers ever share a file and a kill can cut only the last record of the file it was writing,
+which TensorBoard's reader skips. Only process 0 of a multi-host run writes.
 """
 
 import json
@@ -48,7 +48,9 @@ class MetricWriter:
     try:
       self._jsonl = open(self._path, "a", encoding="utf-8")
       os.makedirs(events_dir, exist_ok=True)
-      self._events = EventsWriter(os.path.join(events_dir, "events"), f".{os.getpid()}")
+      # tensorboardX names the file with its start second; the nanoseconds keep two sessions
+      # apart and in order within one second
+      self._events = EventsWriter(os.path.join(events_dir, "events"), f".{time.time_ns()}")
     except OSError as error:
       raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
     if start_step:
