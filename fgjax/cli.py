@@ -6,9 +6,10 @@ codes, and config overrides (`--config.<field>=<value>`, `None` included, for an
   not load, a malformed value) prints `error: ...` and exits with status 2;
 - a `UserError` raised by `main` prints `error: <message>` and exits with status 2;
 - SIGTERM (a preemption) or Ctrl-C (SIGINT) stops a training run at the end of its current chunk
-  of steps, after a checkpoint: one line says so, and the exit status is 143 for SIGTERM
-  (`preemption.EXIT_PREEMPTED`) or 130 for Ctrl-C (`preemption.EXIT_INTERRUPTED`); the same
-  command resumes the run. A second signal stops the process at once, with the same status.
+  of steps, after a checkpoint (`fgjax.preemption`): one line says so, and the exit status is 143
+  for SIGTERM (`preemption.EXIT_PREEMPTED`) or 130 for Ctrl-C (`preemption.EXIT_INTERRUPTED`);
+  the same command resumes the run. A second signal stops the process at once, with the same
+  status; Ctrl-C outside training prints one line and exits with status 130.
 """
 
 import ast
@@ -147,8 +148,7 @@ def run(main: Callable[..., int], *, separate_overrides: bool = False) -> None:
       _fail(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
     try:
-      with preemption.handle_signals():
-        return main(argv, overrides) if separate_overrides else main(argv)
+      return main(argv, overrides) if separate_overrides else main(argv)
     except UserError as error:
       print(f"error: {error}", file=sys.stderr)
       return 2

@@ -20,6 +20,8 @@ from tensorboardX.proto.event_pb2 import Event, SessionLog
 from fgjax import workdir as workdir_files
 from fgjax.errors import WorkdirError
 
+# TensorBoard events are written through to the disk at least this often (and at checkpoints).
+FLUSH_SECONDS = 10.0
 # The metrics TensorBoard's HParams dashboard shows beside each run's config.
 HPARAMS_METRICS = ("validation_loss", "validation_accuracy", "test_loss", "test_accuracy",
                    "epoch_train_loss")
@@ -33,7 +35,8 @@ class MetricWriter:
   wrote after its last checkpoint and will write again: from the JSON lines, and from TensorBoard
   by a purge event (TensorBoard's reader discards the earlier events from that step on). Rows at
   `start_step` itself are kept. `last_step` is the step of the last row kept (None if there is
-  none), which the caller checks against its checkpoint. `flush()` before each checkpoint makes
+  none), which the caller checks against its checkpoint. Events reach the disk every
+  FLUSH_SECONDS, for a TensorBoard that watches the run; `flush()` before each checkpoint makes
   every row up to its step durable.
   """
 
@@ -41,6 +44,7 @@ class MetricWriter:
     self._path = os.path.join(run_dir, workdir_files.METRICS_FILE)
     self._jsonl = self._events = None
     self.last_step = None
+    self._flushed = time.time()
     if not workdir_files.is_writer():
       return
     self.last_step = _drop_rows_after(self._path, start_step)
@@ -53,10 +57,9 @@ class MetricWriter:
       self._events = EventsWriter(os.path.join(events_dir, "events"), f".{time.time_ns()}")
     except OSError as error:
       raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
-    if start_step:
-      self._write_event(Event(step=start_step + 1, session_log=SessionLog(
-          status=SessionLog.START)))
-    elif hparams:
+    # Also at step 0: a run killed before its first checkpoint starts over after its rows.
+    self._write_event(Event(step=start_step + 1, session_log=SessionLog(status=SessionLog.START)))
+    if hparams and not start_step:
       experiment, session_start, _ = tb_summary.hparams(hparams, dict.fromkeys(HPARAMS_METRICS))
       self._write_event(Event(step=0, summary=experiment))
       self._write_event(Event(step=0, summary=session_start))
@@ -73,6 +76,8 @@ class MetricWriter:
     for name, value in row.items():
       if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
         self._write_event(Event(step=row["step"], summary=tb_summary.scalar(name, value)))
+    if time.time() - self._flushed > FLUSH_SECONDS:
+      self.flush()
 
   def _write_event(self, event: Event) -> None:
     event.wall_time = time.time()
@@ -85,6 +90,7 @@ class MetricWriter:
   def flush(self) -> None:
     """Writes the buffered TensorBoard events through to the disk."""
     if self._events is not None:
+      self._flushed = time.time()
       try:
         self._events.flush()
       except OSError as error:

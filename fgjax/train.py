@@ -455,8 +455,8 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
     log = _Log(total_steps, num)
     start = time.time() - progress["elapsed_seconds"]
     order_epoch, orders, step = None, None, start_step
-    for epoch, first_batch, num_steps in chunks(start_step, steps_per_epoch, total_steps,
-                                                config.log_every_steps):
+    for number, (epoch, first_batch, num_steps) in enumerate(
+        chunks(start_step, steps_per_epoch, total_steps, config.log_every_steps), 1):
       if epoch != order_epoch:
         order_epoch, orders = epoch, group.orders(data_rngs, epoch, arrays[1])
       first_step = epoch * steps_per_epoch + first_batch
@@ -511,7 +511,7 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
         for i in range(num):
           if not stopped[i]:
             writers[i].write({"step": step, **{k: float(v[i]) for k, v in values.items()}})
-      stop = preemption.stop_requested(step)
+      stop = preemption.stop_requested(number)
       if (step // config.checkpoint_every_steps > first_step // config.checkpoint_every_steps
           or step == total_steps or stop):
         for writer in writers:

@@ -71,3 +71,16 @@ def test_a_resumed_writer_replaces_the_events_past_its_checkpoint(tmp_path):
   assert tensorboard_scalars(str(tmp_path))["train_loss"] == [
       (r["step"], r["train_loss"]) for r in expected]
   assert tensorboard_hparams(str(tmp_path))[0] == {"seed": 0.0}
+
+
+def test_a_run_started_over_before_its_first_checkpoint_drops_the_earlier_events(tmp_path):
+  first = MetricWriter(str(tmp_path), 0, {"seed": 0})
+  for row in rows(2, 6, 0.5):
+    first.write(row)
+  first.flush()
+  second = MetricWriter(str(tmp_path), 0, {"seed": 0})
+  for row in rows(2, 4, 100.0):
+    second.write(row)
+  second.close()
+  assert tensorboard_scalars(str(tmp_path))["train_loss"] == [
+      (r["step"], r["train_loss"]) for r in rows(2, 4, 100.0)]

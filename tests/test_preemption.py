@@ -4,6 +4,7 @@ after a checkpoint with one line, and the rerun ends exactly as an uninterrupted
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -108,3 +109,38 @@ def test_a_signal_becomes_a_stop_request_while_handled():
     assert preemption.stop_requested(8) == signal.SIGTERM
   assert signal.getsignal(signal.SIGTERM) is before
   assert preemption.stop_requested(12) is None
+
+
+# One process of a two-process jax run that calls stop_requested at each "chunk end".
+_PROCESS = """
+import sys, time
+import jax
+jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+from fgjax import preemption
+with preemption.handle_signals():
+  print("ready", flush=True)
+  for chunk in range(1, 100000):
+    time.sleep(0.01)
+    if preemption.stop_requested(chunk):
+      print(f"stopped after chunk {chunk}", flush=True)
+      break
+"""
+
+
+def test_the_processes_of_a_multi_process_run_stop_after_the_same_chunk():
+  """SIGTERM to one process: through jax's preemption service both stop after the same chunk."""
+  with socket.socket() as probe:
+    probe.bind(("localhost", 0))
+    address = f"localhost:{probe.getsockname()[1]}"
+  processes = [subprocess.Popen([sys.executable, "-c", _PROCESS, address, str(i)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+               for i in range(2)]
+  try:
+    assert [p.stdout.readline() for p in processes] == ["ready\n", "ready\n"]
+    processes[1].send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+  finally:
+    for process in processes:
+      process.kill()
+  assert outputs[0] == outputs[1] and outputs[0].startswith("stopped after chunk")
+  assert [p.returncode for p in processes] == [0, 0]
