@@ -96,10 +96,10 @@ def _drop_abandoned_callbacks() -> None:
   save leaves behind (idempotent).
 
   When one read or write fails, orbax closes its asyncio event loop while tensorstore's other
-  reads or writes are still in flight; as they finish, their callbacks find the loop closed and Python
-  prints each `RuntimeError: Event loop is closed` as an unraisable exception, a page of stack
-  traces after our one-line warning. Only those are dropped; every other unraisable exception
-  reaches the previous hook.
+  reads or writes are still in flight; as they finish, their callbacks find the loop closed and
+  Python prints each `RuntimeError: Event loop is closed` as an unraisable exception, a page of
+  stack traces after our one-line message. Only those are dropped; every other unraisable
+  exception reaches the previous hook.
   """
   previous = sys.unraisablehook
   if getattr(previous, "drops_abandoned_callbacks", False):

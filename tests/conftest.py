@@ -50,7 +50,8 @@ def real_data_dir() -> str:
 def small_disk(tmp_path):
   """A factory of real small file systems: `small_disk(megabytes, full=False)` mounts a tmpfs of
   that size (filled up with a file when `full`) and returns its path; unmounted after the test.
-  `small_disk.fill(path)` fills one up later. Skipped where mounting is not permitted (it needs root on Linux)."""
+  `small_disk.fill(path)` fills one up later. Skipped where mounting is not permitted (it needs
+  root on Linux)."""
   mounts = []
 
   def mount(megabytes: int, full: bool = False) -> str:
