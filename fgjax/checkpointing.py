@@ -26,7 +26,8 @@ While a `Checkpoints` is open, orbax's own log records stay out of the terminal:
 (about twenty per save) are dropped, and its warnings and errors (a failed save logs a page of
 tracebacks from each of its threads) go to the log file it is given, if any; a program importing
 fgjax keeps its logging otherwise. The tracebacks a failed restore or save leaves behind are
-dropped from the first failure on (they arrive after it, at no predictable time).
+dropped from the first `Checkpoints` opened on (they arrive at no predictable time, before its
+error is raised or long after).
 """
 
 import errno
@@ -161,6 +162,7 @@ class Checkpoints:
                          + (f"{why}; move it away or use another workdir" if why
                             else str(error.strerror or error))) from None
     self._saving = None  # the step of the last save started
+    _drop_abandoned_callbacks()
     self._filter = _OrbaxToFile(log_path)
     std_logging.getLogger("absl").addFilter(self._filter)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True,
@@ -174,12 +176,22 @@ class Checkpoints:
     self.close()
 
   def close(self) -> None:
-    """Waits for the last save; a save that failed is a WorkdirError (earlier ones are intact)."""
+    """Waits for the last save and closes orbax's manager; a save that failed is one WorkdirError
+    (earlier checkpoints are intact)."""
+    failed = None
     try:
       self.wait()
-    finally:
+    except WorkdirError as error:
+      failed = error
+    try:
       self._manager.close()
+    except Exception as error:  # pylint: disable=broad-except
+      # orbax may raise a failed save's error again here, from another of its threads
+      failed = failed or WorkdirError(self._failure(error))
+    finally:
       std_logging.getLogger("absl").removeFilter(self._filter)
+    if failed is not None:
+      raise failed
 
   def wait(self) -> None:
     """Waits for the save in flight; one that failed is a WorkdirError (see `_failure`)."""
@@ -191,7 +203,6 @@ class Checkpoints:
 
   def _failure(self, error: Exception) -> str:
     """One line for the failed save of step `self._saving`: the cause, and what is kept."""
-    _drop_abandoned_callbacks()
     kept = [step for step in self._manager.all_steps() if step != self._saving]
     kept = f"checkpoints up to step {max(kept)} are kept" if kept else "no checkpoint is kept"
     if _no_space(error):
@@ -246,7 +257,6 @@ class Checkpoints:
       except Exception as error:  # pylint: disable=broad-except
         # Whatever a damaged checkpoint makes orbax or tensorstore raise, the answer is the same:
         # report it in one line and fall back to the next older checkpoint.
-        _drop_abandoned_callbacks()
         logging.warning("checkpoint %d in %s is unreadable or corrupted (%s)", step,
                         self.directory, _first_line(error))
         invalid.append(step)
