@@ -111,6 +111,22 @@ def test_a_signal_becomes_a_stop_request_while_handled():
   assert preemption.stop_requested(12) is None
 
 
+def test_a_second_signal_stops_the_process_at_once():
+  script = ("import os, signal, time\n"
+            "from fgjax import preemption\n"
+            "with preemption.handle_signals():\n"
+            "  os.kill(os.getpid(), signal.SIGTERM)\n"
+            "  time.sleep(0.1)\n"
+            "  os.kill(os.getpid(), signal.SIGTERM)\n"
+            "  time.sleep(60)\n")
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False)
+  assert result.returncode == preemption.EXIT_PREEMPTED == 143
+  assert result.stderr.strip().splitlines()[-1] == (
+      "stopped at once by a second SIGTERM: rerun the same command to resume from the last "
+      "checkpoint")
+
+
 # One process of a two-process jax run that calls stop_requested at each "chunk end".
 _PROCESS = """
 import sys, time
