@@ -15,17 +15,22 @@ buffers, so orbax must not hold them) and written by orbax in the background whi
 on; orbax writes each checkpoint into a temporary directory and renames it when complete, so a
 killed run never leaves a half-written checkpoint under a step's name. A state holding a non-finite
 value, or one whose every trial the divergence guard stopped, is never saved. A write that fails
-(a full disk, no permission) ends in a one-line WorkdirError; earlier checkpoints stay.
+(a full disk, no permission) ends in a one-line WorkdirError that names the checkpoint, the cause
+in plain words where it is a full disk, and the newest checkpoint kept; earlier checkpoints stay.
 
 Restores verify what they read: a checkpoint that orbax cannot read, whose CRC-32 differs from the
 one saved with it, or whose step differs from its directory's name, is reported with a warning and
 the next older one is tried.
 
-Orbax's INFO records (about twenty per save) are silenced only while a `Checkpoints` is open; a
-program importing fgjax keeps its logging. The tracebacks a failed restore leaves behind are
-dropped from the first failed restore on (they arrive after it, at no predictable time).
+While a `Checkpoints` is open, orbax's own log records stay out of the terminal: its INFO records
+(about twenty per save) are dropped, and its warnings and errors (a failed save logs a page of
+tracebacks from each of its threads) go to the log file it is given, if any; a program importing
+fgjax keeps its logging otherwise. The tracebacks a failed restore or save leaves behind are
+dropped from the first `Checkpoints` opened on (they arrive at no predictable time, before its
+error is raised or long after).
 """
 
+import errno
 import json
 import logging as std_logging
 import os
@@ -47,26 +52,58 @@ class Restored(NamedTuple):
   progress: dict
 
 
-class _DropOrbaxInfo(std_logging.Filter):
-  """Drops orbax's INFO records (about twenty per save); its warnings and errors pass."""
+class _OrbaxToFile(std_logging.Filter):
+  """Keeps orbax's records from the terminal: appends its warnings and errors, tracebacks
+  included, to the file `path` (if not None) and drops the rest; other records pass."""
+
+  def __init__(self, path: Optional[str]):
+    super().__init__()
+    self._path = path
+    self._format = std_logging.Formatter("%(asctime)s %(levelname)s %(filename)s:%(lineno)d] "
+                                         "%(message)s")
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return (record.levelno >= std_logging.WARNING
-            or f"{os.sep}orbax{os.sep}" not in record.pathname)
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+      return True
+    if self._path is not None and record.levelno >= std_logging.WARNING:
+      try:
+        with open(self._path, "a", encoding="utf-8") as f:
+          f.write(self._format.format(record) + "\n")
+      except OSError:
+        pass  # a full disk: the save's own error says so
+    return False
 
 
-def _drop_abandoned_restore_callbacks() -> None:
-  """Installs an unraisable-exception hook that drops the tracebacks a failed orbax restore leaves
-  behind (idempotent).
+def _no_space(error: BaseException) -> bool:
+  """Whether `error`, or an exception it was raised from, says that the disk is full."""
+  while error is not None:
+    if getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
-  When one read of a restore fails, orbax closes its asyncio event loop while tensorstore's other
-  reads are still in flight; as they finish, their callbacks find the loop closed and Python
-  prints each `RuntimeError: Event loop is closed` as an unraisable exception, a page of stack
-  traces after our one-line warning. Only those are dropped; every other unraisable exception
-  reaches the previous hook.
+
+def _not_a_directory(path: str) -> Optional[str]:
+  """Why `path` cannot be a directory of checkpoints, if it is a file or a dangling link."""
+  if os.path.islink(path) and not os.path.exists(path):
+    return f"it is a link to {os.readlink(path)}, which does not exist"
+  if os.path.exists(path) and not os.path.isdir(path):
+    return "it is a file, not a directory"
+  return None
+
+
+def _drop_abandoned_callbacks() -> None:
+  """Installs an unraisable-exception hook that drops the tracebacks a failed orbax restore or
+  save leaves behind (idempotent).
+
+  When one read or write fails, orbax closes its asyncio event loop while tensorstore's other
+  reads or writes are still in flight; as they finish, their callbacks find the loop closed and
+  Python prints each `RuntimeError: Event loop is closed` as an unraisable exception, a page of
+  stack traces after our one-line message. Only those are dropped; every other unraisable
+  exception reaches the previous hook.
   """
   previous = sys.unraisablehook
-  if getattr(previous, "drops_abandoned_restore_callbacks", False):
+  if getattr(previous, "drops_abandoned_callbacks", False):
     return
 
   def hook(unraisable):
@@ -74,7 +111,7 @@ def _drop_abandoned_restore_callbacks() -> None:
             and str(unraisable.exc_value) == "Event loop is closed"):
       previous(unraisable)
 
-  hook.drops_abandoned_restore_callbacks = True
+  hook.drops_abandoned_callbacks = True
   sys.unraisablehook = hook
 
 
@@ -108,10 +145,10 @@ class Checkpoints:
 
   Use as a context manager: leaving it waits for the last asynchronous save to finish. The
   directory is created and tried with a small file first, so that a path that is not a writable
-  directory is reported before any training.
+  directory is reported before any training. Orbax's warnings and errors go to `log_path`.
   """
 
-  def __init__(self, directory: str, keep: int):
+  def __init__(self, directory: str, keep: int, log_path: Optional[str] = None):
     self.directory = os.path.abspath(directory)
     probe = os.path.join(self.directory, ".write_test")
     try:
@@ -120,9 +157,13 @@ class Checkpoints:
         pass
       os.remove(probe)
     except OSError as error:
+      why = _not_a_directory(self.directory)
       raise WorkdirError(f"cannot write checkpoints in {self.directory}: "
-                         f"{error.strerror or error}") from None
-    self._filter = _DropOrbaxInfo()
+                         + (f"{why}; move it away or use another workdir" if why
+                            else str(error.strerror or error))) from None
+    self._saving = None  # the step of the last save started
+    _drop_abandoned_callbacks()
+    self._filter = _OrbaxToFile(log_path)
     std_logging.getLogger("absl").addFilter(self._filter)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True,
                                            enable_async_checkpointing=True)
@@ -135,20 +176,40 @@ class Checkpoints:
     self.close()
 
   def close(self) -> None:
-    """Waits for the last save; a save that failed is a WorkdirError (earlier ones are intact)."""
+    """Waits for the last save and closes orbax's manager; a save that failed is one WorkdirError
+    (earlier checkpoints are intact)."""
+    failed = None
     try:
-      self._wait()
-    finally:
+      self.wait()
+    except WorkdirError as error:
+      failed = error
+    try:
       self._manager.close()
+    except Exception as error:  # pylint: disable=broad-except
+      # orbax may raise a failed save's error again here, from another of its threads
+      failed = failed or WorkdirError(self._failure(error))
+    finally:
       std_logging.getLogger("absl").removeFilter(self._filter)
+    if failed is not None:
+      raise failed
 
-  def _wait(self) -> None:
+  def wait(self) -> None:
+    """Waits for the save in flight; one that failed is a WorkdirError (see `_failure`)."""
     try:
       self._manager.wait_until_finished()
     except Exception as error:  # pylint: disable=broad-except
       # orbax re-raises what tensorstore or the file system said, in its own types.
-      raise WorkdirError(f"cannot write a checkpoint in {self.directory} "
-                         f"({_first_line(error)}); the earlier ones are kept") from None
+      raise WorkdirError(self._failure(error)) from None
+
+  def _failure(self, error: Exception) -> str:
+    """One line for the failed save of step `self._saving`: the cause, and what is kept."""
+    kept = [step for step in self._manager.all_steps() if step != self._saving]
+    kept = f"checkpoints up to step {max(kept)} are kept" if kept else "no checkpoint is kept"
+    if _no_space(error):
+      return (f"no space left on device while saving checkpoint {self._saving} in "
+              f"{self.directory}; {kept}")
+    return (f"cannot write checkpoint {self._saving} in {self.directory} ({_first_line(error)}); "
+            f"{kept}")
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
@@ -169,15 +230,15 @@ class Checkpoints:
                     f"non-finite values in {', '.join(bad)}" if bad else "it diverged")
       return False
     progress = json.loads(json.dumps(progress))
-    self._wait()  # a failed earlier save is reported before the next one starts
+    self.wait()  # a failed earlier save is reported before the next one starts
+    self._saving = step
     try:
       self._manager.save(step, force=True, args=ocp.args.Composite(
           state=ocp.args.StandardSave(host),
           progress=ocp.args.JsonSave({"progress": progress,
                                       "crc32": _crc32(host, progress)})))
     except Exception as error:  # pylint: disable=broad-except
-      raise WorkdirError(f"cannot write the checkpoint of step {step} in {self.directory} "
-                         f"({_first_line(error)}); the earlier ones are kept") from None
+      raise WorkdirError(self._failure(error)) from None
     logging.info("checkpoint of step %d started in %s", step, self.directory)
     return True
 
@@ -196,7 +257,6 @@ class Checkpoints:
       except Exception as error:  # pylint: disable=broad-except
         # Whatever a damaged checkpoint makes orbax or tensorstore raise, the answer is the same:
         # report it in one line and fall back to the next older checkpoint.
-        _drop_abandoned_restore_callbacks()
         logging.warning("checkpoint %d in %s is unreadable or corrupted (%s)", step,
                         self.directory, _first_line(error))
         invalid.append(step)

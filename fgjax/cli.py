@@ -5,20 +5,25 @@ codes, and config overrides (`--config.<field>=<value>`, `None` included, for an
 - a flag that cannot be parsed (a misspelt config field, a config file that is missing or does
   not load, a malformed value) prints `error: ...` and exits with status 2;
 - a `UserError` raised by `main` prints `error: <message>` and exits with status 2;
-- Ctrl-C prints one line and exits with status 130 (a run resumes from its last checkpoint when
-  the same command runs again).
+- SIGTERM (a preemption) or Ctrl-C (SIGINT) stops a training run at the end of its current chunk
+  of steps, after a checkpoint (`fgjax.preemption`): one line says so, and the exit status is 143
+  for SIGTERM (`preemption.EXIT_PREEMPTED`) or 130 for Ctrl-C (`preemption.EXIT_INTERRUPTED`);
+  the same command resumes the run. A second signal stops the process at once, with the same
+  status; Ctrl-C outside training prints one line and exits with status 130.
 """
 
 import ast
 import difflib
 import re
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from fgjax import config_loading
+from fgjax import preemption
 from fgjax.errors import ConfigError, UserError
 
 _OVERRIDE = re.compile(r"--config\.(?P<name>[A-Za-z_][\w.]*)=(?P<value>.*)", re.DOTALL)
@@ -64,28 +69,65 @@ def apply_overrides(config, overrides: Sequence[str]) -> None:
       raise ConfigError(f"--config.{name}={match['value']}: {error}") from None
 
 
+def _config_path(argv: Sequence[str]) -> Optional[str]:
+  """The file named by the `--config` flag in `argv` (without its `:argument`), if any."""
+  values = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  values += [b for a, b in zip(argv, argv[1:]) if a == "--config"]
+  return values[-1].partition(":")[0] if values else None
+
+
+def _config_file_error(argv: Sequence[str], error: Exception) -> Optional[str]:
+  """One line for an exception that loading the `--config` file raised (the file raised it, or
+  it has no `get_config()`); None for any other exception."""
+  path = _config_path(argv)
+  if path is None:
+    return None
+  if isinstance(error, AttributeError) and "has no attribute 'get_config'" in str(error):
+    return config_loading.no_get_config(path)
+  # absl and config_flags re-raise a TypeError or ValueError of the file as new ones; the
+  # original is down the chain of causes.
+  while error is not None:
+    line = config_loading.raised_in_file(path, error)
+    if line:
+      return line
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _parse_error(error: Exception) -> str:
+  """One line for a flag that could not be parsed; re-raises an exception of another kind."""
+  if isinstance(error, flags.Error):
+    return str(error).strip().splitlines()[0]
+  if isinstance(error, ConfigError):
+    return str(error)
+  if isinstance(error, (OSError, SyntaxError)):  # a config file that does not load
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"cannot load the config: {lines[-1]}" if lines else str(error)
+  if isinstance(error, (AttributeError, KeyError)):  # a config field that does not exist
+    names = re.findall(r"[A-Za-z_][\w.]*", str(error).replace("\\n", " "))
+    suggestion = re.search(r'Did you mean "([\w.]+)"', str(error))
+    return (f"config has no field {names[0] if names else str(error)!r}"
+            + (f"; did you mean {suggestion[1]!r}?" if suggestion else ""))
+  if isinstance(error, (TypeError, ValueError)):  # a value of the wrong type
+    return " ".join(str(error).split())
+  raise error
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's parse, with `--config.<field>=None` applied after the config has loaded (absl
   cannot parse None for a field that holds a number) and one-line errors."""
   nones = [a for a in argv[1:] if a.startswith("--config.") and a.endswith("=None")]
   try:
     remaining = flags.FLAGS([a for a in argv if a not in nones])
-    if "config" in flags.FLAGS and flags.FLAGS.config is not None:
-      flags.FLAGS.config.keys()  # config_flags reports a file that failed to load only when used
+    config = flags.FLAGS.config if "config" in flags.FLAGS else None
+    if config is not None:
+      config.keys()  # config_flags reports a file that failed to load only when used
+    if _config_path(argv) is not None:
+      config_loading.check_config(_config_path(argv), config)
     if nones:
-      apply_overrides(flags.FLAGS.config, nones)
-  except flags.Error as error:
-    _fail(str(error).strip().splitlines()[0])
-  except (OSError, SyntaxError, ConfigError) as error:  # a config file that does not load
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    _fail(f"cannot load the config: {lines[-1]}" if lines else str(error))
-  except (AttributeError, KeyError) as error:  # a config field that does not exist
-    names = re.findall(r"[A-Za-z_][\w.]*", str(error).replace("\\n", " "))
-    suggestion = re.search(r'Did you mean "([\w.]+)"', str(error))
-    _fail(f"config has no field {names[0] if names else str(error)!r}"
-          + (f"; did you mean {suggestion[1]!r}?" if suggestion else ""))
-  except (TypeError, ValueError) as error:  # a value of the wrong type
-    _fail(" ".join(str(error).split()))
+      apply_overrides(config, nones)
+  except Exception as error:  # pylint: disable=broad-except
+    _fail(_config_file_error(argv, error) or _parse_error(error))
   return remaining
 
 
@@ -110,9 +152,12 @@ def run(main: Callable[..., int], *, separate_overrides: bool = False) -> None:
     except UserError as error:
       print(f"error: {error}", file=sys.stderr)
       return 2
+    except preemption.Stopped as stopped:
+      print(stopped, file=sys.stderr)
+      return stopped.exit_status
     except KeyboardInterrupt:
       print("interrupted: run the same command again to resume from the last checkpoint",
             file=sys.stderr)
-      return 130
+      return preemption.EXIT_INTERRUPTED
 
   app.run(wrapped, flags_parser=_parse_flags)

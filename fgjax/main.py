@@ -8,7 +8,8 @@ finished); --restart deletes the workdir's run files and trains from the start. 
 `--config.num_seeds=N`, seeds seed..seed+N-1 train together; each writes `<workdir>/seed_<s>/` and
 `<workdir>/summary.json` holds their aggregate. A mistake in the config, the data or the workdir
 prints one line `error: ...` and exits with status 2; a run that diverged, or skipped steps,
-exits with status 1.
+exits with status 1. SIGTERM (a preemption) or Ctrl-C stops a run after a checkpoint of its current
+chunk, with one line and status 143 or 130; the same command resumes it.
 """
 
 from absl import flags

@@ -1,45 +1,68 @@
 """A trial's metrics as JSON lines (`metrics.jsonl`) and TensorBoard events, side by side.
 
-TensorBoard files come from tensorboardX, which writes them without TensorFlow (clu's default
-writer imports TensorFlow, which fgjax does not otherwise need). Only process 0 of a multi-host
-run writes.
+TensorBoard events are written with tensorboardX's protocol buffers, without TensorFlow (clu's
+default writer imports TensorFlow, which fgjax does not otherwise need), synchronously and by one
+writer: each session of a run writes its own event file (named with its start time), so no two
+writers ever share a file and a kill can cut only the last record of the file it was writing,
+which TensorBoard's reader skips. Only process 0 of a multi-host run writes.
 """
 
 import json
 import os
+import time
 from typing import Optional
 
 from absl import logging
-from tensorboardX import SummaryWriter
+from tensorboardX import summary as tb_summary
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event, SessionLog
 
 from fgjax import workdir as workdir_files
 from fgjax.errors import WorkdirError
 
+# TensorBoard events are written through to the disk at least this often (and at checkpoints).
+FLUSH_SECONDS = 10.0
+# The metrics TensorBoard's HParams dashboard shows beside each run's config.
+HPARAMS_METRICS = ("validation_loss", "validation_accuracy", "test_loss", "test_accuracy",
+                   "epoch_train_loss")
+
 
 class MetricWriter:
-  """Appends one JSON object per call to `<run_dir>/metrics.jsonl` and logs its scalars.
+  """Appends one JSON object per call to `<run_dir>/metrics.jsonl` and logs its scalars to
+  TensorBoard, with `hparams` (flat, of numbers, strings and bools) as the run's hyperparameters.
 
   A run that resumes at `start_step` first drops the rows past that step, which a killed run
   wrote after its last checkpoint and will write again: from the JSON lines, and from TensorBoard
-  through its purge step. Rows at `start_step` itself are kept. `last_step` is the step of the
-  last row kept (None if there is none), which the caller checks against its checkpoint.
+  by a purge event (TensorBoard's reader discards the earlier events from that step on). Rows at
+  `start_step` itself are kept. `last_step` is the step of the last row kept (None if there is
+  none), which the caller checks against its checkpoint. Events reach the disk every
+  FLUSH_SECONDS, for a TensorBoard that watches the run; `flush()` before each checkpoint makes
+  every row up to its step durable.
   """
 
   def __init__(self, run_dir: str, start_step: int = 0, hparams: Optional[dict] = None):
     self._path = os.path.join(run_dir, workdir_files.METRICS_FILE)
-    self._jsonl = self._tensorboard = None
+    self._jsonl = self._events = None
     self.last_step = None
+    self._flushed = time.time()
     if not workdir_files.is_writer():
       return
     self.last_step = _drop_rows_after(self._path, start_step)
+    events_dir = os.path.join(run_dir, workdir_files.TENSORBOARD_DIR)
     try:
       self._jsonl = open(self._path, "a", encoding="utf-8")
+      os.makedirs(events_dir, exist_ok=True)
+      # tensorboardX names the file with its start second; the nanoseconds keep two sessions
+      # apart and in order within one second
+      self._events = EventsWriter(os.path.join(events_dir, "events"), f".{time.time_ns()}")
     except OSError as error:
       raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
-    self._tensorboard = SummaryWriter(os.path.join(run_dir, workdir_files.TENSORBOARD_DIR),
-                                      purge_step=start_step + 1)
-    if hparams and start_step == 0:
-      self._tensorboard.add_hparams(hparams, {}, name=".", global_step=0)
+    # Also at step 0: a run killed before its first checkpoint starts over after its rows.
+    self._write_event(Event(step=start_step + 1, session_log=SessionLog(status=SessionLog.START)))
+    if hparams and not start_step:
+      experiment, session_start, _ = tb_summary.hparams(hparams, dict.fromkeys(HPARAMS_METRICS))
+      self._write_event(Event(step=0, summary=experiment))
+      self._write_event(Event(step=0, summary=session_start))
 
   def write(self, row: dict) -> None:
     """Writes `row`, which must hold an integer "step"; numbers become TensorBoard scalars."""
@@ -52,12 +75,34 @@ class MetricWriter:
       raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
     for name, value in row.items():
       if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        self._tensorboard.add_scalar(name, value, row["step"])
+        self._write_event(Event(step=row["step"], summary=tb_summary.scalar(name, value)))
+    if time.time() - self._flushed > FLUSH_SECONDS:
+      self.flush()
+
+  def _write_event(self, event: Event) -> None:
+    event.wall_time = time.time()
+    try:
+      self._events.write_event(event)
+    except OSError as error:
+      raise WorkdirError(f"cannot write TensorBoard events in {os.path.dirname(self._path)}: "
+                         f"{error.strerror or error}") from None
+
+  def flush(self) -> None:
+    """Writes the buffered TensorBoard events through to the disk."""
+    if self._events is not None:
+      self._flushed = time.time()
+      try:
+        self._events.flush()
+      except OSError as error:
+        raise WorkdirError(f"cannot write TensorBoard events in {os.path.dirname(self._path)}: "
+                           f"{error.strerror or error}") from None
 
   def close(self) -> None:
     if self._jsonl is not None:
+      self.flush()
       self._jsonl.close()
-      self._tensorboard.close()
+      self._events.close()
+      self._jsonl = self._events = None
 
 
 def _drop_rows_after(path: str, step: int) -> Optional[int]:

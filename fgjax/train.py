@@ -23,9 +23,11 @@ what the loop carries between chunks (CRC-checked), data order depends only on (
 tangents only on (seed, step). Metrics rows past the restored step are dropped and written again;
 rows missing before it stop the run. A finished trial (one with `summary.json`) is not trained
 again. Saved configs must match in every field but `NON_RESULT_FIELDS`; `restart=True` deletes the
-run's files and starts over. A run holds a lock on its workdir while it writes. Within
-`stopping_by(deadline)`, a run that would train past the deadline checkpoints at a chunk's end
-and raises `Stopped`, to be resumed the same way.
+run's files and starts over. A run holds a lock on its workdir while it writes. SIGTERM or Ctrl-C
+stops a run at the end of its current chunk, after a checkpoint of that step
+(`fgjax.preemption`), so that the rerun loses nothing. Within `stopping_by(deadline)`, a run that
+would train past the deadline checkpoints at a chunk's end and raises `Stopped`, to be resumed
+the same way.
 
 Failing safely. The config and workdir are validated and the data loaded before anything is
 written. A non-finite loss or gradient never reaches the parameters: with `on_nonfinite="stop"`
@@ -52,6 +54,7 @@ from fgjax import diagnostics
 from fgjax import estimators
 from fgjax import models
 from fgjax import optimizers
+from fgjax import preemption
 from fgjax import programs
 from fgjax import sharding
 from fgjax import workdir as files
@@ -340,7 +343,8 @@ def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test
   if os.path.isdir(workdir):
     lock.acquire()  # before any work, so that a second run on this workdir stops at once
   try:
-    return _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, restart)
+    with preemption.handle_signals():
+      return _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, restart)
   finally:
     lock.release()
 
@@ -396,7 +400,7 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
   lock.acquire()
   if restart:
     _remove([os.path.join(workdir, name) for name in
-             (files.CHECKPOINT_DIR, files.SUMMARY_FILE, *TRIAL_FILES)]
+             (files.CHECKPOINT_DIR, files.CHECKPOINT_LOG, files.SUMMARY_FILE, *TRIAL_FILES)]
             + [os.path.join(d, name) for d in dirs for name in TRIAL_FILES])
   files.write_json(os.path.join(workdir, files.CONFIG_FILE), _config_dict(config))
   for trial_cfg, run_dir in zip(configs, dirs):
@@ -457,7 +461,9 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
   total_steps = steps_per_epoch * config.num_epochs
   num = len(trials)
   initial, data_rngs = _initial_states(config, dataset, configs, size)
-  with checkpointing.Checkpoints(checkpoint_dir, config.keep_checkpoints) as checkpoints:
+  # orbax's warnings and errors go to <checkpoint_dir>.log, not the terminal
+  with checkpointing.Checkpoints(checkpoint_dir, config.keep_checkpoints,
+                                 checkpoint_dir + ".log") as checkpoints:
     restored = checkpoints.restore(initial)
     # What the loop carries between chunks, per trial; a checkpoint saves it with the state.
     progress = {"train_seconds": 0.0, "elapsed_seconds": 0.0,
@@ -484,8 +490,8 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
     start = time.time() - progress["elapsed_seconds"]
     order_epoch, orders, step = None, None, start_step
     longest_chunk, saved_step = 0.0, start_step
-    for epoch, first_batch, num_steps in chunks(start_step, steps_per_epoch, total_steps,
-                                                config.log_every_steps):
+    for number, (epoch, first_batch, num_steps) in enumerate(
+        chunks(start_step, steps_per_epoch, total_steps, config.log_every_steps), 1):
       if step > start_step and _past_deadline(longest_chunk):
         if step > saved_step:
           checkpoints.save(group.stacked(states), progress)
@@ -549,11 +555,19 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
         for i in range(num):
           if not stopped[i]:
             writers[i].write({"step": step, **{k: float(v[i]) for k, v in values.items()}})
+      stop = preemption.stop_requested(number)
       if (step // config.checkpoint_every_steps > first_step // config.checkpoint_every_steps
-          or step == total_steps):
+          or step == total_steps or stop):
+        for writer in writers:
+          writer.flush()  # every row up to the checkpoint's step is durable before it
         checkpoints.save(group.stacked(states), progress)
         saved_step = step
       longest_chunk = max(longest_chunk, time.time() - iteration_start)
+      if stop and step < total_steps:
+        for writer in writers:
+          writer.close()
+        checkpoints.wait()  # a failed save is a WorkdirError instead
+        raise preemption.Stopped(stop, checkpoints.latest_step(), checkpoints.directory)
     for writer in writers:
       writer.close()
     if "test" in eval_splits and not all(stopped):

@@ -8,8 +8,9 @@ trains one trial, `<workdir>/seed_<s>` for each seed of several):
   tensorboard/     the same rows as TensorBoard scalars
   summary.json     the trial's result, when it has ended
   test_losses.npz  per-example test losses at the end (plain and clamped cross-entropy)
-and, in the workdir: `checkpoints/` (all trials' states together), `summary.json` (with several
-seeds: their aggregate) and `.lock` (held while a run writes).
+and, in the workdir: `checkpoints/` (all trials' states together), `checkpoints.log` (orbax's
+warnings and errors, if it had any), `summary.json` (with several seeds: their aggregate) and
+`.lock` (held while a run writes).
 
 Only process 0 of a multi-host run writes files (`is_writer`); orbax coordinates checkpoints.
 """
@@ -30,6 +31,7 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 TENSORBOARD_DIR = "tensorboard"
 CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_LOG = CHECKPOINT_DIR + ".log"
 TEST_LOSSES_FILE = "test_losses.npz"
 LOCK_FILE = ".lock"
 
@@ -125,10 +127,12 @@ class Lock:
       self.release()
       raise WorkdirError(f"workdir {os.path.dirname(self._path)!r} is in use by {holder}; wait "
                          "for it to end or use another workdir") from None
-    self._file.seek(0)
-    self._file.truncate()
-    self._file.write(f"process {os.getpid()} on {platform.node()}\n")
-    self._file.flush()
+    try:  # unbuffered, so that a full disk leaves nothing for close() to fail on
+      os.ftruncate(self._file.fileno(), 0)
+      os.write(self._file.fileno(), f"process {os.getpid()} on {platform.node()}\n".encode())
+    except OSError as error:
+      self.release()
+      raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
 
   def release(self) -> None:
     if self._file is not None:

@@ -6,6 +6,7 @@ compares runs made under the same flags, so no result depends on them.
 """
 
 import os
+import subprocess
 
 import pytest
 
@@ -43,3 +44,40 @@ def real_data_dir() -> str:
   if os.environ.get(REQUIRE_TEST_DATA_ENV) == "1":
     pytest.fail(f"{message}; ${REQUIRE_TEST_DATA_ENV}=1 makes this a failure", pytrace=False)
   pytest.skip(message)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A factory of real small file systems: `small_disk(megabytes, full=False)` mounts a tmpfs of
+  that size (filled up with a file when `full`) and returns its path; unmounted after the test.
+  `small_disk.fill(path)` fills one up later. Skipped where mounting is not permitted (it needs
+  root on Linux)."""
+  mounts = []
+
+  def mount(megabytes: int, full: bool = False) -> str:
+    path = tmp_path / f"disk{len(mounts)}"
+    path.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs",
+                             str(path)], capture_output=True, text=True, check=False)
+    if result.returncode:
+      pytest.skip(f"cannot mount a small tmpfs to fill up ({result.stderr.strip()}); "
+                  "this needs root on Linux")
+    mounts.append(path)
+    if full:
+      fill(str(path))
+    return str(path)
+
+  mount.fill = fill
+  yield mount
+  for path in mounts:
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(disk: str) -> None:
+  """Writes a file onto `disk` until the disk is full (unbuffered: nothing is left to fail)."""
+  with open(os.path.join(disk, "ballast"), "wb", buffering=0) as f:
+    try:
+      while True:
+        f.write(b"\0" * 65536)
+    except OSError:
+      pass

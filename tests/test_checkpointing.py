@@ -1,12 +1,14 @@
 """fgjax.checkpointing: exact round trips, the non-finite save guard, and falling back past
 damaged checkpoints."""
 
+import errno
 import logging
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from fgjax import checkpointing
@@ -134,3 +136,22 @@ def test_no_valid_checkpoint_is_a_clear_error_and_deletes_nothing(tmp_path):
   with pytest.raises(checkpointing.CheckpointError, match=r"no valid checkpoint .*\[4, 8\]"):
     restore(str(tmp_path))
   assert sorted(os.listdir(tmp_path)) == ["4", "8"]
+
+
+def test_a_save_that_fails_in_the_background_is_one_error_however_orbax_raises_it(
+    tmp_path, monkeypatch):
+  """orbax reports a failed background save from wait_until_finished, and again from close (as
+  a raw OSError): the caller sees one WorkdirError in plain words."""
+  def disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  checkpoints = checkpointing.Checkpoints(str(tmp_path), 3)
+  assert checkpoints.save(make_state(4), {})
+  checkpoints.wait()
+  assert checkpoints.save(make_state(8), {})
+  monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", disk_full)
+  monkeypatch.setattr(ocp.CheckpointManager, "close", disk_full)
+  with pytest.raises(checkpointing.WorkdirError, match=(
+      r"^no space left on device while saving checkpoint 8 in .*; checkpoints up to step 4 "
+      r"are kept$")):
+    checkpoints.close()

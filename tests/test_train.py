@@ -6,10 +6,12 @@ Runs are short: 16 steps per epoch, a chunk (metrics row) every 4 steps and a ch
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -25,6 +27,7 @@ from fgjax import workdir as files
 from fgjax.errors import ConfigError, DataError, WorkdirError
 from fgjax.metrics_writer import MetricWriter
 from fgjax.workdir import read_metrics
+from test_metrics_writer import tensorboard_scalars  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "default.py")
@@ -172,6 +175,11 @@ def test_sigkilled_runs_resume_bit_identically(reference, tmp_path, caplog):
     assert summary["status"] == "completed"
     assert f"from step {killed_at[estimator]} of {TOTAL_STEPS}" in caplog.text
     assert_same_run(reference[estimator], workdirs[estimator])
+    # TensorBoard holds every row once, with no damaged record (the reader would drop the rest)
+    rows = metrics_rows(workdirs[estimator])
+    for tag, values in tensorboard_scalars(workdirs[estimator]).items():
+      assert tag in WALL_CLOCK or values == [(row["step"], pytest.approx(row[tag]))
+                                             for row in rows if tag in row], tag
 
 
 def test_finished_run_is_a_no_op(reference, caplog):
@@ -568,15 +576,18 @@ def test_a_run_leaves_its_per_example_test_losses(reference):
   np.testing.assert_allclose(plain.mean(), summary["test_loss"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("damage", ["file", "dangling_symlink"])
-def test_a_checkpoints_path_that_is_not_a_directory_is_one_line(tmp_path, damage):
+@pytest.mark.parametrize("damage,why", [
+    ("file", "it is a file, not a directory"),
+    ("dangling_symlink", "it is a link to .*/absent, which does not exist")])
+def test_a_checkpoints_path_that_is_not_a_directory_is_one_line(tmp_path, damage, why):
   workdir = tmp_path / "run"
   workdir.mkdir()
   if damage == "file":
     (workdir / "checkpoints").write_text("x")
   else:
     os.symlink(tmp_path / "absent", workdir / "checkpoints")
-  with pytest.raises(WorkdirError, match=r"cannot write checkpoints in .*/run/checkpoints: "):
+  with pytest.raises(WorkdirError, match=rf"^cannot write checkpoints in .*/run/checkpoints: "
+                                         rf"{why}; move it away or use another workdir$"):
     train.train_and_evaluate(digits_config("forward"), str(workdir))
 
 
@@ -613,9 +624,9 @@ def test_a_checkpoint_write_that_fails_is_one_line_and_keeps_the_earlier_ones(
     raise ValueError('RESOURCE_EXHAUSTED: Error writing "params/0" in OCDBT database\nmore')
 
   monkeypatch.setattr(ocp.CheckpointManager, "save", disk_full)
-  with pytest.raises(WorkdirError, match=r"cannot write the checkpoint of step 64 in .* "
-                                         r"\(ValueError: RESOURCE_EXHAUSTED: .*\); the earlier "
-                                         r"ones are kept$"):
+  with pytest.raises(WorkdirError, match=r"cannot write checkpoint 64 in .* \(ValueError: "
+                                         r"RESOURCE_EXHAUSTED: .*\); checkpoints up to step 48 "
+                                         r"are kept$"):
     train.train_and_evaluate(digits_config("backprop"), workdir)
   assert checkpoint_steps(workdir) == [32, 48]
   monkeypatch.undo()
@@ -682,3 +693,30 @@ def test_a_deadline_checkpoints_and_stops_and_the_same_call_resumes(reference, t
   with train.stopping_by(time.time() + 3600):
     assert train.train_and_evaluate(digits_config("backprop"), workdir)["status"] == "completed"
   assert_same_run(reference["backprop"], workdir)
+
+
+def test_a_disk_full_before_the_start_is_one_line(small_disk):
+  workdir = os.path.join(small_disk(1, full=True), "run")
+  os.mkdir(workdir)
+  with pytest.raises(WorkdirError, match=r"^cannot write .*/run/\.lock: No space left on device$"):
+    train.train_and_evaluate(digits_config("forward"), workdir)
+
+
+def test_a_disk_filled_while_training_is_one_line_and_orbax_logs_stay_quiet(small_disk, caplog):
+  """Another program fills the disk once the first checkpoint is written; whichever write fails
+  next (a metrics row, TensorBoard, the next checkpoint) says so in one line."""
+  disk = small_disk(12)
+  workdir = os.path.join(disk, "run")
+
+  def fill_after_the_first_checkpoint():
+    while not checkpoint_steps(workdir):
+      time.sleep(0.005)
+    small_disk.fill(disk)
+
+  filler = threading.Thread(target=fill_after_the_first_checkpoint, daemon=True)
+  filler.start()
+  with caplog.at_level("INFO"), pytest.raises(WorkdirError) as error:
+    train.train_and_evaluate(digits_config("forward", num_epochs=20), workdir)
+  assert re.search(r"(?i)no space left on device", str(error.value))
+  assert "\n" not in str(error.value)
+  assert not [r for r in caplog.records if f"{os.sep}orbax{os.sep}" in r.pathname]
