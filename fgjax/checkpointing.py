@@ -38,6 +38,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from fgjax import workdir as files
 from fgjax.errors import CheckpointError, WorkdirError
 
 
@@ -103,6 +104,27 @@ def _nonfinite_leaves(host_state) -> list[str]:
           if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all()]
 
 
+def _check_writable(directory: str) -> None:
+  """Creates `directory` and writes a small file in it; WorkdirError if that fails.
+
+  In a multi-host run only process 0 tries (the processes' probes of a shared directory would
+  collide) and the others wait for its outcome, so all of them raise or none does.
+  """
+  reason = None
+  if files.is_writer():
+    probe = os.path.join(directory, ".write_test")
+    try:
+      os.makedirs(directory, exist_ok=True)
+      with open(probe, "w", encoding="utf-8"):
+        pass
+      os.remove(probe)
+    except OSError as error:
+      reason = error.strerror or str(error)
+  if not files.writer_says(reason is None):
+    raise WorkdirError(f"cannot write checkpoints in {directory}: "
+                       f"{reason or 'process 0 cannot write there'}")
+
+
 class Checkpoints:
   """The checkpoints of one run directory, through an `ocp.CheckpointManager`.
 
@@ -113,15 +135,7 @@ class Checkpoints:
 
   def __init__(self, directory: str, keep: int):
     self.directory = os.path.abspath(directory)
-    probe = os.path.join(self.directory, ".write_test")
-    try:
-      os.makedirs(self.directory, exist_ok=True)
-      with open(probe, "w", encoding="utf-8"):
-        pass
-      os.remove(probe)
-    except OSError as error:
-      raise WorkdirError(f"cannot write checkpoints in {self.directory}: "
-                         f"{error.strerror or error}") from None
+    _check_writable(self.directory)
     self._filter = _DropOrbaxInfo()
     std_logging.getLogger("absl").addFilter(self._filter)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True,

@@ -29,11 +29,15 @@ is how `benchmarks/communication.py` and the tests show the difference (and that
 draws the tangent on every device rather than splitting the draw and gathering it).
 """
 
+import os
 import re
+import sys
+import threading
 from typing import Callable, Optional
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
@@ -44,16 +48,60 @@ DATA_AXIS = "data"
 
 def initialize_distributed(coordinator_address: Optional[str] = None,
                            num_processes: Optional[int] = None,
-                           process_id: Optional[int] = None) -> None:
+                           process_id: Optional[int] = None,
+                           timeout_seconds: int = 30) -> None:
   """Joins this process to a multi-host run; must run before any other JAX call.
 
   On Cloud TPU VMs, Slurm and Open MPI every argument may stay None (JAX detects them); elsewhere
   give all three, the same coordinator address ("host:port" of process 0) on every process.
+
+  A run that cannot form (the coordinator unreachable, fewer processes than process 0 expects,
+  an id out of range) ends each waiting process after `timeout_seconds` with one line on stderr
+  and status 2: JAX itself would abort with a C++ stack trace, later. Processes started with
+  different `num_processes` raise ConfigError on every process.
   """
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
+  where = coordinator_address or "the detected coordinator"
+  timer = threading.Timer(timeout_seconds, _exit_with, [
+      f"error: process {'?' if process_id is None else process_id} could not join a run of "
+      f"{'?' if num_processes is None else num_processes} processes at {where} within "
+      f"{timeout_seconds} s: start every process with the same --coordinator_address and "
+      "--num_processes, and distinct --process_id from 0"])
+  timer.daemon = True
+  timer.start()
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=timeout_seconds + _JAX_TIMEOUT_MARGIN)
+  except ValueError as error:  # arguments JAX checks itself, such as process_id >= num_processes
+    raise ConfigError(" ".join(str(error).split())) from None
+  finally:
+    timer.cancel()
+  _check_process_counts(num_processes)
   logging.info("process %d of %d: %d local devices, %d in all", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+# JAX's own initialization timeout is later than ours, so that ours reports the failure.
+_JAX_TIMEOUT_MARGIN = 30
+
+
+def _exit_with(message: str) -> None:
+  """Prints `message` and ends the process at once (from a timer thread, while JAX waits)."""
+  print(message, file=sys.stderr, flush=True)
+  os._exit(2)  # pylint: disable=protected-access
+
+
+def _check_process_counts(num_processes: Optional[int]) -> None:
+  """ConfigError on every process unless all were given the run's process count (or None).
+
+  The coordinator takes process 0's count: a process that was given another one joins anyway.
+  """
+  counts = multihost_utils.process_allgather(
+      np.int32(jax.process_count() if num_processes is None else num_processes))
+  if np.any(counts != jax.process_count()):
+    raise ConfigError(f"--num_processes differs between the processes: {counts.tolist()} for "
+                      f"processes 0 to {jax.process_count() - 1}; the run has "
+                      f"{jax.process_count()} processes")
 
 
 def make_mesh(num_devices: Optional[int] = None) -> Mesh:

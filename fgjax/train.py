@@ -360,7 +360,7 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
   except OSError as error:
     raise WorkdirError(f"cannot create workdir {workdir!r}: {error.strerror or error}") from None
   lock.acquire()
-  if restart:
+  if restart and files.is_writer():  # the other processes wait for it in Checkpoints
     _remove([os.path.join(workdir, name) for name in
              (files.CHECKPOINT_DIR, files.SUMMARY_FILE, *TRIAL_FILES)]
             + [os.path.join(d, name) for d in dirs for name in TRIAL_FILES])

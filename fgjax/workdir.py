@@ -12,6 +12,7 @@ and, in the workdir: `checkpoints/` (all trials' states together), `summary.json
 seeds: their aggregate) and `.lock` (held while a run writes).
 
 Only process 0 of a multi-host run writes files (`is_writer`); orbax coordinates checkpoints.
+A check of the files that only process 0 makes reaches the others through `writer_says`.
 """
 
 import fcntl
@@ -22,6 +23,8 @@ import platform
 from typing import Optional
 
 import jax
+from jax.experimental import multihost_utils
+import numpy as np
 
 from fgjax.errors import WorkdirError
 
@@ -38,6 +41,17 @@ def is_writer() -> bool:
   """Whether this process writes the workdir's files: process 0 of a multi-host run (asked
   without starting a backend, which a single process need not have yet)."""
   return not jax.distributed.is_initialized() or jax.process_index() == 0
+
+
+def writer_says(flag: bool) -> bool:
+  """Process 0's `flag`, on every process of a multi-host run (`flag` itself in any other run).
+
+  For a check only the writer makes: every process then acts on its outcome alike (all raise, or
+  none), and none goes on before process 0 has made it. Every process must call it.
+  """
+  if not jax.distributed.is_initialized() or jax.process_count() == 1:
+    return flag
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
 def json_safe(obj):
