@@ -200,8 +200,18 @@ class Checkpoints:
 
     Returns None when there is no checkpoint. Invalid checkpoints newer than the one restored are
     deleted with a warning (the resumed run writes them again, identically). If none is valid,
-    raises CheckpointError and deletes nothing.
+    raises CheckpointError and deletes nothing. The processes of a multi-host run must restore
+    the same step (they share the workdir), else each raises WorkdirError.
     """
+    restored = self._restore_newest(template)
+    steps = files.on_every_process(-1 if restored is None else restored.step)
+    if len(set(steps)) > 1:
+      raise WorkdirError(f"the processes found different checkpoints in {self.directory} (newest "
+                         f"steps {steps}, -1: none): give them one workdir that all of them share")
+    return restored
+
+  def _restore_newest(self, template) -> Optional[Restored]:
+    """`restore` on this process alone."""
     target = jax.tree.map(np.asarray, template)
     invalid = []
     for step in sorted(self._manager.all_steps(), reverse=True):

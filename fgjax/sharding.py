@@ -4,7 +4,9 @@ Data parallelism: a `Mesh` over the devices with one axis, "data". Parameters, o
 the (small, device-resident) datasets are replicated on every device; each step's batch is split
 along the mesh, each device computes on its shard, and the devices average what the estimator
 needs. Switched on by `config.sharding.data_parallel`; `jax.distributed.initialize` joins the
-processes of a multi-host run (`python -m fgjax.main --distributed`).
+processes of a multi-host run (`python -m fgjax.main --distributed`, or `python -m fgjax.launch`
+on one machine), and a run that cannot form ends each process with one line instead of JAX's
+abort.
 
 The one wrapper is `data_parallel_loss`: it runs the loss on each device's batch shard inside
 `jax.shard_map` and averages it over the mesh with `lax.pmean`. Both estimators differentiate
@@ -37,13 +39,15 @@ from typing import Callable, Optional
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
+from fgjax import workdir as files
 from fgjax.config_loading import ConfigError
 
 DATA_AXIS = "data"
+# JAX's own initialization timeout is this much later than ours, so that ours reports a failure.
+_JAX_TIMEOUT_MARGIN = 30
 
 
 def initialize_distributed(coordinator_address: Optional[str] = None,
@@ -60,12 +64,8 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
   and status 2: JAX itself would abort with a C++ stack trace, later. Processes started with
   different `num_processes` raise ConfigError on every process.
   """
-  where = coordinator_address or "the detected coordinator"
-  timer = threading.Timer(timeout_seconds, _exit_with, [
-      f"error: process {'?' if process_id is None else process_id} could not join a run of "
-      f"{'?' if num_processes is None else num_processes} processes at {where} within "
-      f"{timeout_seconds} s: start every process with the same --coordinator_address and "
-      "--num_processes, and distinct --process_id from 0"])
+  timer = threading.Timer(timeout_seconds, _exit_with, [_join_failure(
+      coordinator_address, num_processes, process_id, timeout_seconds)])
   timer.daemon = True
   timer.start()
   try:
@@ -81,8 +81,13 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
                jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
-# JAX's own initialization timeout is later than ours, so that ours reports the failure.
-_JAX_TIMEOUT_MARGIN = 30
+def _join_failure(coordinator_address, num_processes, process_id, timeout_seconds) -> str:
+  """The line of a process that could not join its run in time."""
+  known = lambda value: "?" if value is None else value
+  return (f"error: process {known(process_id)} could not join a run of {known(num_processes)} "
+          f"processes at {coordinator_address or 'the detected coordinator'} within "
+          f"{timeout_seconds} s: start every process with the same --coordinator_address and "
+          "--num_processes, and distinct --process_id from 0")
 
 
 def _exit_with(message: str) -> None:
@@ -96,10 +101,9 @@ def _check_process_counts(num_processes: Optional[int]) -> None:
 
   The coordinator takes process 0's count: a process that was given another one joins anyway.
   """
-  counts = multihost_utils.process_allgather(
-      np.int32(jax.process_count() if num_processes is None else num_processes))
-  if np.any(counts != jax.process_count()):
-    raise ConfigError(f"--num_processes differs between the processes: {counts.tolist()} for "
+  counts = files.on_every_process(jax.process_count() if num_processes is None else num_processes)
+  if set(counts) != {jax.process_count()}:
+    raise ConfigError(f"--num_processes differs between the processes: {counts} for "
                       f"processes 0 to {jax.process_count() - 1}; the run has "
                       f"{jax.process_count()} processes")
 

@@ -54,6 +54,14 @@ def writer_says(flag: bool) -> bool:
   return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
+def on_every_process(value: int) -> list[int]:
+  """`value` of each process of a multi-host run, in process order (`[value]` in any other run).
+  Every process must call it."""
+  if not jax.distributed.is_initialized() or jax.process_count() == 1:
+    return [value]
+  return multihost_utils.process_allgather(np.int32(value)).tolist()
+
+
 def json_safe(obj):
   """`obj` with every non-finite float replaced by None: JSON has no NaN or infinity."""
   if isinstance(obj, float):

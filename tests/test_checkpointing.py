@@ -134,3 +134,11 @@ def test_no_valid_checkpoint_is_a_clear_error_and_deletes_nothing(tmp_path):
   with pytest.raises(checkpointing.CheckpointError, match=r"no valid checkpoint .*\[4, 8\]"):
     restore(str(tmp_path))
   assert sorted(os.listdir(tmp_path)) == ["4", "8"]
+
+
+def test_processes_that_see_different_checkpoints_stop(tmp_path, monkeypatch):
+  save_steps(str(tmp_path), [4])
+  # What the processes of a multi-host run would report when only process 0 sees the workdir.
+  monkeypatch.setattr(checkpointing.files, "on_every_process", lambda step: [step, -1])
+  with pytest.raises(checkpointing.WorkdirError, match=r"different checkpoints .* \[4, -1\]"):
+    restore(str(tmp_path))
