@@ -4,7 +4,8 @@
       --config=configs/default.py:forward --config.sharding.data_parallel=True --workdir=runs/two
 
 starts N processes of `python -m fgjax.main <the arguments after --> --distributed
---coordinator_address=127.0.0.1:<a free port> --num_processes=N --process_id=<i>`, with
+--coordinator_address=127.0.0.1:<a free port> --num_processes=N --process_id=<i>` (or of
+`--module=M`, which must take these flags too, e.g. `benchmarks.communication`), with
 `--xla_force_host_platform_device_count=D` added to their XLA_FLAGS if `--devices_per_process=D`
 is given (D CPU devices each), and prints each line they write prefixed by its process (`[p0]
 ...`), on stdout or stderr as they wrote it. SIGTERM is passed on to them.
@@ -45,6 +46,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument("--num_processes", type=int, required=True)
   parser.add_argument("--devices_per_process", type=int, default=None,
                       help="CPU devices per process (XLA's host platform device count)")
+  parser.add_argument("--module", default="fgjax.main",
+                      help="what every process runs (python -m MODULE)")
   parser.add_argument("--grace_seconds", type=float, default=5.0,
                       help="how long the others may take to end after one failed")
   args = parser.parse_args(own)
@@ -53,7 +56,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   if args.devices_per_process is not None and args.devices_per_process < 1:
     parser.error(f"--devices_per_process must be at least 1, got {args.devices_per_process}")
   if not main_args:
-    parser.error("give the arguments of fgjax.main after --")
+    parser.error(f"give the arguments of {args.module} after --")
   ours = [a for a in main_args if a.split("=")[0] in OWN_FLAGS]
   if ours:
     parser.error(f"the launcher sets {', '.join(ours)} itself; leave it out")
@@ -68,10 +71,10 @@ def free_port() -> int:
     return probe.getsockname()[1]
 
 
-def process_command(main_args: Sequence[str], port: int, num_processes: int,
+def process_command(module: str, main_args: Sequence[str], port: int, num_processes: int,
                     process_id: int) -> list[str]:
   """The command line of process `process_id`."""
-  return [sys.executable, "-m", "fgjax.main", *main_args, "--distributed",
+  return [sys.executable, "-m", module, *main_args, "--distributed",
           f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={num_processes}",
           f"--process_id={process_id}"]
 
@@ -97,9 +100,9 @@ def _start(args: argparse.Namespace) -> tuple[list[subprocess.Popen], list[threa
   port, env, lock = free_port(), process_env(args.devices_per_process), threading.Lock()
   processes, copiers = [], []
   for i in range(args.num_processes):
-    process = subprocess.Popen(process_command(args.main_args, port, args.num_processes, i),
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, errors="replace")
+    process = subprocess.Popen(
+        process_command(args.module, args.main_args, port, args.num_processes, i), env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
     processes.append(process)
     for source, target in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
       copiers.append(threading.Thread(target=_copy_lines, args=(source, target, f"[p{i}] ", lock),

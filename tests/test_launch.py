@@ -142,7 +142,8 @@ def test_launcher_mistakes_are_one_line(capsys, argv, message):
 
 
 def test_each_process_gets_its_id_and_the_shared_coordinator():
-  commands = [launch.process_command(["--config=c.py"], 1234, 2, i) for i in range(2)]
+  commands = [launch.process_command("fgjax.main", ["--config=c.py"], 1234, 2, i)
+              for i in range(2)]
   assert [c[-1] for c in commands] == ["--process_id=0", "--process_id=1"]
   assert all("--coordinator_address=127.0.0.1:1234" in c and "--num_processes=2" in c
              for c in commands)
