@@ -40,8 +40,8 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   """The launcher's flags, and `main_args`: what follows `--`, for every process."""
-  own, main_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (
-      argv, [])
+  split = argv.index("--") if "--" in argv else len(argv)
+  own, main_args = list(argv[:split]), list(argv[split + 1:])
   parser = _Parser(prog="python -m fgjax.launch", description=__doc__.split("\n\n")[0])
   parser.add_argument("--num_processes", type=int, required=True)
   parser.add_argument("--devices_per_process", type=int, default=None,
@@ -114,23 +114,27 @@ def _start(args: argparse.Namespace) -> tuple[list[subprocess.Popen], list[threa
   return processes, copiers
 
 
-def wait(processes: Sequence[subprocess.Popen], grace_seconds: float) -> list[int]:
+def _first_failed(processes: Sequence[subprocess.Popen]) -> Optional[int]:
+  return next((i for i, p in enumerate(processes) if p.poll() not in (None, 0)), None)
+
+
+def wait(processes: Sequence[subprocess.Popen],
+         grace_seconds: float) -> tuple[Optional[int], list[int]]:
   """Waits for every process to end; once one has failed, kills those still running after
-  `grace_seconds`. Returns the processes that were killed here."""
-  failed_at, killed = None, []
+  `grace_seconds`. Returns the process seen to fail first (None: none failed) and those killed."""
+  first, failed_at, killed = None, None, []
   while any(p.poll() is None for p in processes):
-    if failed_at is None and any(p.poll() not in (None, 0) for p in processes):
-      failed_at = time.monotonic()
-    if failed_at is not None and time.monotonic() - failed_at > grace_seconds:
-      for i, process in enumerate(processes):
-        if process.poll() is None:
-          process.kill()
-          killed.append(i)
+    if first is None:
+      first, failed_at = _first_failed(processes), time.monotonic()
+    elif time.monotonic() - failed_at > grace_seconds:
+      killed = [i for i, p in enumerate(processes) if p.poll() is None]
+      for i in killed:
+        processes[i].kill()
       break
     time.sleep(0.05)
   for process in processes:
     process.wait()
-  return killed
+  return (_first_failed(processes) if first is None else first), killed
 
 
 def describe_status(status: int) -> str:
@@ -139,11 +143,12 @@ def describe_status(status: int) -> str:
   return f"exited with status {status}"
 
 
-def outcome(statuses: Sequence[int], killed: Sequence[int]) -> tuple[int, Optional[str]]:
-  """The launcher's exit status and its error line (None: the processes have said it all)."""
+def outcome(statuses: Sequence[int], first: Optional[int],
+            killed: Sequence[int]) -> tuple[int, Optional[str]]:
+  """The launcher's exit status and its error line (None: the processes have said it all), from
+  the processes' statuses, the one that failed first and those the launcher killed."""
   if not killed and len(set(statuses)) == 1 and statuses[0] >= 0:
     return statuses[0], None
-  first = next(i for i, s in enumerate(statuses) if s != 0 and i not in killed)
   line = f"process {first} {describe_status(statuses[first])}"
   if killed:
     line += f"; ended process{'es' if len(killed) > 1 else ''} {', '.join(map(str, killed))}"
@@ -156,12 +161,12 @@ def main(argv: Sequence[str]) -> int:
   forward = lambda signum, frame: [p.send_signal(signum) for p in processes if p.poll() is None]
   signal.signal(signal.SIGTERM, forward)
   try:
-    killed = wait(processes, args.grace_seconds)
+    first, killed = wait(processes, args.grace_seconds)
   except KeyboardInterrupt:  # the terminal has sent it to the processes too
-    killed = wait(processes, args.grace_seconds)
+    first, killed = wait(processes, args.grace_seconds)
   for copier in copiers:
     copier.join()
-  status, line = outcome([p.returncode for p in processes], killed)
+  status, line = outcome([p.returncode for p in processes], first, killed)
   if line:
     print(f"error: {line}", file=sys.stderr)
   return status

@@ -150,12 +150,22 @@ def test_each_process_gets_its_id_and_the_shared_coordinator():
   assert launch.process_env(3)["XLA_FLAGS"].endswith("--xla_force_host_platform_device_count=3")
 
 
-@pytest.mark.parametrize("statuses, killed, expected", [
-    ([0, 0], [], (0, None)),
-    ([2, 2], [], (2, None)),  # the same mistake on every process: each has said it
-    ([-9, -9], [], (1, "process 0 was killed by SIGKILL")),
-    ([-9, -9], [1], (1, "process 0 was killed by SIGKILL; ended process 1")),
-    ([0, 1], [], (1, "process 1 exited with status 1")),
+@pytest.mark.parametrize("statuses, first, killed, expected", [
+    ([0, 0], None, [], (0, None)),
+    ([2, 2], 0, [], (2, None)),  # the same mistake on every process: each has said it
+    ([-9, -9], 0, [], (1, "process 0 was killed by SIGKILL")),
+    ([-9, -9], 0, [1], (1, "process 0 was killed by SIGKILL; ended process 1")),
+    ([-6, 1], 1, [], (1, "process 1 exited with status 1")),  # process 0 aborted after it
+    ([0, 1], 1, [], (1, "process 1 exited with status 1")),
 ])
-def test_outcome_is_one_line_for_a_failed_process(statuses, killed, expected):
-  assert launch.outcome(statuses, killed) == expected
+def test_outcome_is_one_line_naming_the_process_that_failed_first(statuses, first, killed,
+                                                                  expected):
+  assert launch.outcome(statuses, first, killed) == expected
+
+
+def test_wait_ends_the_others_after_the_grace_period():
+  sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+  processes = [subprocess.Popen(sleeper), subprocess.Popen([sys.executable, "-c", "exit(3)"])]
+  first, killed = launch.wait(processes, grace_seconds=0.1)
+  assert (first, killed) == (1, [0])
+  assert [p.returncode for p in processes] == [-signal.SIGKILL, 3]
