@@ -108,21 +108,21 @@ def _check_writable(directory: str) -> None:
   """Creates `directory` and writes a small file in it; WorkdirError if that fails.
 
   In a multi-host run only process 0 tries (the processes' probes of a shared directory would
-  collide) and the others wait for its outcome, so all of them raise or none does.
+  collide) and the others wait for its outcome (`workdir.on_writer`).
   """
-  reason = None
-  if files.is_writer():
-    probe = os.path.join(directory, ".write_test")
+
+  def probe():
+    path = os.path.join(directory, ".write_test")
     try:
       os.makedirs(directory, exist_ok=True)
-      with open(probe, "w", encoding="utf-8"):
+      with open(path, "w", encoding="utf-8"):
         pass
-      os.remove(probe)
+      os.remove(path)
     except OSError as error:
-      reason = error.strerror or str(error)
-  if not files.writer_says(reason is None):
-    raise WorkdirError(f"cannot write checkpoints in {directory}: "
-                       f"{reason or 'process 0 cannot write there'}")
+      raise WorkdirError(f"cannot write checkpoints in {directory}: "
+                         f"{error.strerror or error}") from None
+
+  files.on_writer(probe)
 
 
 class Checkpoints:

@@ -303,8 +303,12 @@ def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test
   dirs = [os.path.join(workdir, trial.directory) if trial.directory else workdir
           for trial in trials]
   lock = files.Lock(workdir)
-  if os.path.isdir(workdir):
-    lock.acquire()  # before any work, so that a second run on this workdir stops at once
+
+  def lock_existing_workdir():  # before any work, so that a second run on it stops at once
+    if os.path.isdir(workdir):
+      lock.acquire()
+
+  files.on_writer(lock_existing_workdir)
   try:
     return _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, restart)
   finally:

@@ -12,7 +12,7 @@ and, in the workdir: `checkpoints/` (all trials' states together), `summary.json
 seeds: their aggregate) and `.lock` (held while a run writes).
 
 Only process 0 of a multi-host run writes files (`is_writer`); orbax coordinates checkpoints.
-A check of the files that only process 0 makes reaches the others through `writer_says`.
+A check of the files that only process 0 makes reaches the others through `on_writer`.
 """
 
 import fcntl
@@ -20,7 +20,7 @@ import json
 import math
 import os
 import platform
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 from jax.experimental import multihost_utils
@@ -43,15 +43,21 @@ def is_writer() -> bool:
   return not jax.distributed.is_initialized() or jax.process_index() == 0
 
 
-def writer_says(flag: bool) -> bool:
-  """Process 0's `flag`, on every process of a multi-host run (`flag` itself in any other run).
-
-  For a check only the writer makes: every process then acts on its outcome alike (all raise, or
-  none), and none goes on before process 0 has made it. Every process must call it.
-  """
-  if not jax.distributed.is_initialized() or jax.process_count() == 1:
-    return flag
-  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+def on_writer(check: Callable[[], None]) -> None:
+  """Runs `check`, which may raise WorkdirError, on the writer alone (process 0 of a multi-host
+  run): the others wait for it and raise too if it raised, so that all of them stop or none does
+  and none goes on before it is done. Every process must call it."""
+  error = None
+  if is_writer():
+    try:
+      check()
+    except WorkdirError as raised:
+      error = raised
+  if jax.distributed.is_initialized() and jax.process_count() > 1:
+    if not multihost_utils.broadcast_one_to_all(np.int32(error is None)):
+      raise error or WorkdirError("process 0 cannot use the workdir; its output says why")
+  elif error:
+    raise error
 
 
 def on_every_process(value: int) -> list[int]:

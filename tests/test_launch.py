@@ -18,6 +18,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from fgjax import launch
+from fgjax import workdir
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
 TOTAL_STEPS = 32  # two epochs of the digits' 1,077 training examples in batches of 64
@@ -125,6 +126,18 @@ def test_a_batch_that_does_not_split_over_all_devices_ends_every_process(tmp_pat
   errors = [line for line in result.stderr.splitlines() if "error:" in line]
   assert sorted(errors) == [f"[p{i}] error: batch_size 6 must be a multiple of the 4 devices of "
                             "the data-parallel mesh" for i in range(2)], result.stderr[-3000:]
+
+
+def test_a_workdir_in_use_ends_every_process(tmp_path):
+  with workdir.Lock(str(tmp_path)):  # as another run would hold it
+    result = subprocess.run(_launch_command(tmp_path, "forward"), cwd=REPO,
+                            env=launch.process_env(None), capture_output=True, text=True,
+                            timeout=300, check=False)
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = sorted(line for line in result.stderr.splitlines() if "error:" in line)
+  assert len(errors) == 2, result.stderr[-3000:]
+  assert errors[0].startswith(f"[p0] error: workdir {str(tmp_path)!r} is in use by process")
+  assert errors[1] == "[p1] error: process 0 cannot use the workdir; its output says why"
 
 
 @pytest.mark.parametrize("argv, message", [
