@@ -42,8 +42,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   """The launcher's flags, and `main_args`: what follows `--`, for every process."""
   split = argv.index("--") if "--" in argv else len(argv)
   own, main_args = list(argv[:split]), list(argv[split + 1:])
-  parser = _Parser(prog="python -m fgjax.launch", description=__doc__.split("\n\n")[0])
-  parser.add_argument("--num_processes", type=int, required=True)
+  parser = _Parser(prog="python -m fgjax.launch", description=__doc__.split("\n\n")[0],
+                   usage="%(prog)s --num_processes=N [options] -- <the arguments of every process>")
+  parser.add_argument("--num_processes", type=int, required=True, help="how many processes")
   parser.add_argument("--devices_per_process", type=int, default=None,
                       help="CPU devices per process (XLA's host platform device count)")
   parser.add_argument("--module", default="fgjax.main",
