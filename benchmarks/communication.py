@@ -2,6 +2,8 @@
 
   XLA_FLAGS=--xla_force_host_platform_device_count=4 python benchmarks/communication.py \
       [--model mlp] [--json benchmarks/results/communication_mlp.json]
+  python -m fgjax.launch --num_processes=2 --devices_per_process=2 \
+      --module=benchmarks.communication -- [--json ...]   # two processes of two devices
 
 Each variant is the package's own step (`fgjax.programs.make_train_step` around the loss that
 `fgjax.sharding.data_parallel` splits over a mesh of every device) for the model's Table I setup at
@@ -11,7 +13,10 @@ all-reduce per step. Backprop all-reduces the full gradient (every parameter, fl
 forward gradient all-reduces the loss and its K directional derivatives, since every device draws
 the same tangents from the shared key and rebuilds the update locally. A ring all-reduce moves
 about twice its operand per device, for both alike. On a CPU the flag above simulates the
-devices; on a TPU or several GPUs the real ones are used.
+devices; on a TPU or several GPUs the real ones are used. Under `fgjax.launch` (or with
+`--distributed`, as `fgjax.main`) the mesh spans the devices of every process, and the report
+adds what the devices of one process put into the all-reduces together (how many of those bytes
+cross between processes depends on the all-reduce's algorithm); process 0 reports.
 """
 
 import os
@@ -61,30 +66,48 @@ def measure(model: str, batch_size: int) -> dict:
   num_params = models.num_params(
       models.create_model(model, common.MODEL_DATA[model][1], common.NUM_CLASSES, 0).params)
   return {"model": model, "batch_size": batch_size, "num_devices": jax.device_count(),
+          "num_processes": jax.process_count(), "devices_per_process": jax.local_device_count(),
           "num_params": num_params, "machine": common.machine_info(), "rows": rows}
 
 
 def format_table(report: dict) -> str:
   backprop = report["rows"][0]["bytes"]
+  processes = report.get("num_processes", 1)
+  per_process = report.get("devices_per_process", report["num_devices"])
+  where = (f"{report['num_devices']} devices" if processes == 1 else
+           f"{processes} processes of {per_process} devices")
   lines = [f"{report['model']} ({report['num_params']:,} parameters), batch "
-           f"{report['batch_size']} over {report['num_devices']} devices: bytes each device "
-           "all-reduces per step, from the compiled HLO",
-           common.describe_machine(report["machine"]), ""]
-  lines += common.markdown_table(
-      ["step", "collectives", "floats (4 B)", "bytes per step", "backprop / this"],
-      [[row["name"], ", ".join(row["ops"]) or "-", f"{row['bytes'] // 4:,}", f"{row['bytes']:,}",
-        f"{backprop / row['bytes']:,.0f}"] for row in report["rows"]], left=2)
+           f"{report['batch_size']} over {where}: bytes each device all-reduces per step, from "
+           "the compiled HLO", common.describe_machine(report["machine"]), ""]
+  columns = ["step", "collectives", "floats (4 B)", "bytes per step", "backprop / this"]
+  if processes > 1:
+    columns.append(f"bytes one process's {per_process} devices put in")
+  rows = []
+  for row in report["rows"]:
+    rows.append([row["name"], ", ".join(row["ops"]) or "-", f"{row['bytes'] // 4:,}",
+                 f"{row['bytes']:,}", f"{backprop / row['bytes']:,.0f}"]
+                + ([f"{row['bytes'] * per_process:,}"] if processes > 1 else []))
+  lines += common.markdown_table(columns, rows, left=2)
   return "\n".join(lines)
 
 
 def main():
   parser = common.argument_parser(__doc__)
+  parser.add_argument("--distributed", action="store_true",
+                      help="join a multi-process run first, as fgjax.main does")
+  parser.add_argument("--coordinator_address")
+  parser.add_argument("--num_processes", type=int)
+  parser.add_argument("--process_id", type=int)
   args = parser.parse_args()
+  if args.distributed:
+    sharding.initialize_distributed(args.coordinator_address, args.num_processes,
+                                    args.process_id)
   if jax.device_count() < 2:
     parser.error("needs several devices; on a CPU run it with "
                  "XLA_FLAGS=--xla_force_host_platform_device_count=4")
   report = measure(args.model, args.batch_size)
-  common.publish(report, format_table(report), args.json)
+  if jax.process_index() == 0:
+    common.publish(report, format_table(report), args.json)
 
 
 if __name__ == "__main__":

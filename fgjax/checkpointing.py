@@ -43,6 +43,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from fgjax import workdir as files
 from fgjax.errors import CheckpointError, WorkdirError
 
 
@@ -140,6 +141,29 @@ def _nonfinite_leaves(host_state) -> list[str]:
           if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all()]
 
 
+def _check_writable(directory: str) -> None:
+  """Creates `directory` and writes a small file in it; WorkdirError if that fails.
+
+  In a multi-host run only process 0 tries (the processes' probes of a shared directory would
+  collide) and the others wait for its outcome (`workdir.on_writer`).
+  """
+
+  def probe():
+    path = os.path.join(directory, ".write_test")
+    try:
+      os.makedirs(directory, exist_ok=True)
+      with open(path, "w", encoding="utf-8"):
+        pass
+      os.remove(path)
+    except OSError as error:
+      why = _not_a_directory(directory)
+      raise WorkdirError(f"cannot write checkpoints in {directory}: "
+                         + (f"{why}; move it away or use another workdir" if why
+                            else str(error.strerror or error))) from None
+
+  files.on_writer(probe)
+
+
 class Checkpoints:
   """The checkpoints of one run directory, through an `ocp.CheckpointManager`.
 
@@ -150,17 +174,7 @@ class Checkpoints:
 
   def __init__(self, directory: str, keep: int, log_path: Optional[str] = None):
     self.directory = os.path.abspath(directory)
-    probe = os.path.join(self.directory, ".write_test")
-    try:
-      os.makedirs(self.directory, exist_ok=True)
-      with open(probe, "w", encoding="utf-8"):
-        pass
-      os.remove(probe)
-    except OSError as error:
-      why = _not_a_directory(self.directory)
-      raise WorkdirError(f"cannot write checkpoints in {self.directory}: "
-                         + (f"{why}; move it away or use another workdir" if why
-                            else str(error.strerror or error))) from None
+    _check_writable(self.directory)
     self._saving = None  # the step of the last save started
     _drop_abandoned_callbacks()
     self._filter = _OrbaxToFile(log_path)
@@ -247,8 +261,18 @@ class Checkpoints:
 
     Returns None when there is no checkpoint. Invalid checkpoints newer than the one restored are
     deleted with a warning (the resumed run writes them again, identically). If none is valid,
-    raises CheckpointError and deletes nothing.
+    raises CheckpointError and deletes nothing. The processes of a multi-host run must restore
+    the same step (they share the workdir), else each raises WorkdirError.
     """
+    restored = self._restore_newest(template)
+    steps = files.on_every_process(-1 if restored is None else restored.step)
+    if len(set(steps)) > 1:
+      raise WorkdirError(f"the processes found different checkpoints in {self.directory} (newest "
+                         f"steps {steps}, -1: none): give them one workdir that all of them share")
+    return restored
+
+  def _restore_newest(self, template) -> Optional[Restored]:
+    """`restore` on this process alone."""
     target = jax.tree.map(np.asarray, template)
     invalid = []
     for step in sorted(self._manager.all_steps(), reverse=True):

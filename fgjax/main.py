@@ -30,6 +30,8 @@ flags.DEFINE_bool("distributed", False, "Join a multi-host run (jax.distributed.
 flags.DEFINE_string("coordinator_address", None, "--distributed elsewhere: host:port of process 0.")
 flags.DEFINE_integer("num_processes", None, "--distributed elsewhere: the number of processes.")
 flags.DEFINE_integer("process_id", None, "--distributed elsewhere: this process's index.")
+flags.DEFINE_integer("initialization_timeout", 30, "--distributed: seconds to wait for every "
+                     "process to join before giving up with one line.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -65,7 +67,7 @@ def main(argv):
   del argv
   if FLAGS.distributed:
     sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                    FLAGS.process_id)
+                                    FLAGS.process_id, FLAGS.initialization_timeout)
   summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir, restart=FLAGS.restart)
   print(f"{describe(summary)}; summary in {FLAGS.workdir}/summary.json")
   return exit_status(summary)

@@ -4,7 +4,9 @@ Data parallelism: a `Mesh` over the devices with one axis, "data". Parameters, o
 the (small, device-resident) datasets are replicated on every device; each step's batch is split
 along the mesh, each device computes on its shard, and the devices average what the estimator
 needs. Switched on by `config.sharding.data_parallel`; `jax.distributed.initialize` joins the
-processes of a multi-host run (`python -m fgjax.main --distributed`).
+processes of a multi-host run (`python -m fgjax.main --distributed`, or `python -m fgjax.launch`
+on one machine), and a run that cannot form ends each process with one line instead of JAX's
+abort.
 
 The one wrapper is `data_parallel_loss`: it runs the loss on each device's batch shard inside
 `jax.shard_map` and averages it over the mesh with `lax.pmean`. Both estimators differentiate
@@ -29,7 +31,10 @@ is how `benchmarks/communication.py` and the tests show the difference (and that
 draws the tangent on every device rather than splitting the draw and gathering it).
 """
 
+import os
 import re
+import sys
+import threading
 from typing import Callable, Optional
 
 from absl import logging
@@ -37,23 +42,70 @@ import jax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
+from fgjax import workdir as files
 from fgjax.config_loading import ConfigError
 
 DATA_AXIS = "data"
+# JAX's own initialization timeout is this much later than ours, so that ours reports a failure.
+_JAX_TIMEOUT_MARGIN = 30
 
 
 def initialize_distributed(coordinator_address: Optional[str] = None,
                            num_processes: Optional[int] = None,
-                           process_id: Optional[int] = None) -> None:
+                           process_id: Optional[int] = None,
+                           timeout_seconds: int = 30) -> None:
   """Joins this process to a multi-host run; must run before any other JAX call.
 
   On Cloud TPU VMs, Slurm and Open MPI every argument may stay None (JAX detects them); elsewhere
   give all three, the same coordinator address ("host:port" of process 0) on every process.
+
+  A run that cannot form (the coordinator unreachable, fewer processes than process 0 expects,
+  an id out of range) ends each waiting process after `timeout_seconds` with one line on stderr
+  and status 2: JAX itself would abort with a C++ stack trace, later. Processes started with
+  different `num_processes` raise ConfigError on every process.
   """
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
+  timer = threading.Timer(timeout_seconds, _exit_with, [_join_failure(
+      coordinator_address, num_processes, process_id, timeout_seconds)])
+  timer.daemon = True
+  timer.start()
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=timeout_seconds + _JAX_TIMEOUT_MARGIN)
+  except ValueError as error:  # arguments JAX checks itself, such as process_id >= num_processes
+    raise ConfigError(" ".join(str(error).split())) from None
+  finally:
+    timer.cancel()
+  _check_process_counts(num_processes)
   logging.info("process %d of %d: %d local devices, %d in all", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def _join_failure(coordinator_address, num_processes, process_id, timeout_seconds) -> str:
+  """The line of a process that could not join its run in time."""
+  known = lambda value: "?" if value is None else value
+  return (f"error: process {known(process_id)} could not join a run of {known(num_processes)} "
+          f"processes at {coordinator_address or 'the detected coordinator'} within "
+          f"{timeout_seconds} s: start every process with the same --coordinator_address and "
+          "--num_processes, and distinct --process_id from 0")
+
+
+def _exit_with(message: str) -> None:
+  """Prints `message` and ends the process at once (from a timer thread, while JAX waits)."""
+  print(message, file=sys.stderr, flush=True)
+  os._exit(2)  # pylint: disable=protected-access
+
+
+def _check_process_counts(num_processes: Optional[int]) -> None:
+  """ConfigError on every process unless all were given the run's process count (or None).
+
+  The coordinator takes process 0's count: a process that was given another one joins anyway.
+  """
+  counts = files.on_every_process(jax.process_count() if num_processes is None else num_processes)
+  if set(counts) != {jax.process_count()}:
+    raise ConfigError(f"--num_processes differs between the processes: {counts} for "
+                      f"processes 0 to {jax.process_count() - 1}; the run has "
+                      f"{jax.process_count()} processes")
 
 
 def make_mesh(num_devices: Optional[int] = None) -> Mesh:

@@ -340,8 +340,12 @@ def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test
   dirs = [os.path.join(workdir, trial.directory) if trial.directory else workdir
           for trial in trials]
   lock = files.Lock(workdir)
-  if os.path.isdir(workdir):
-    lock.acquire()  # before any work, so that a second run on this workdir stops at once
+
+  def lock_existing_workdir():  # before any work, so that a second run on it stops at once
+    if os.path.isdir(workdir):
+      lock.acquire()
+
+  files.on_writer(lock_existing_workdir)
   try:
     with preemption.handle_signals():
       return _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, restart)
@@ -398,7 +402,7 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
   except OSError as error:
     raise WorkdirError(f"cannot create workdir {workdir!r}: {error.strerror or error}") from None
   lock.acquire()
-  if restart:
+  if restart and files.is_writer():  # the other processes wait for it in Checkpoints
     _remove([os.path.join(workdir, name) for name in
              (files.CHECKPOINT_DIR, files.CHECKPOINT_LOG, files.SUMMARY_FILE, *TRIAL_FILES)]
             + [os.path.join(d, name) for d in dirs for name in TRIAL_FILES])

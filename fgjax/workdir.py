@@ -13,6 +13,7 @@ warnings and errors, if it had any), `summary.json` (with several seeds: their a
 `.lock` (held while a run writes).
 
 Only process 0 of a multi-host run writes files (`is_writer`); orbax coordinates checkpoints.
+A check of the files that only process 0 makes reaches the others through `on_writer`.
 """
 
 import fcntl
@@ -20,9 +21,11 @@ import json
 import math
 import os
 import platform
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
+from jax.experimental import multihost_utils
+import numpy as np
 
 from fgjax.errors import WorkdirError
 
@@ -40,6 +43,31 @@ def is_writer() -> bool:
   """Whether this process writes the workdir's files: process 0 of a multi-host run (asked
   without starting a backend, which a single process need not have yet)."""
   return not jax.distributed.is_initialized() or jax.process_index() == 0
+
+
+def on_writer(check: Callable[[], None]) -> None:
+  """Runs `check`, which may raise WorkdirError, on the writer alone (process 0 of a multi-host
+  run): the others wait for it and raise too if it raised, so that all of them stop or none does
+  and none goes on before it is done. Every process must call it."""
+  error = None
+  if is_writer():
+    try:
+      check()
+    except WorkdirError as raised:
+      error = raised
+  if jax.distributed.is_initialized() and jax.process_count() > 1:
+    if not multihost_utils.broadcast_one_to_all(np.int32(error is None)):
+      raise error or WorkdirError("process 0 cannot use the workdir; its output says why")
+  elif error:
+    raise error
+
+
+def on_every_process(value: int) -> list[int]:
+  """`value` of each process of a multi-host run, in process order (`[value]` in any other run).
+  Every process must call it."""
+  if not jax.distributed.is_initialized() or jax.process_count() == 1:
+    return [value]
+  return multihost_utils.process_allgather(np.int32(value)).tolist()
 
 
 def json_safe(obj):

@@ -155,3 +155,11 @@ def test_a_save_that_fails_in_the_background_is_one_error_however_orbax_raises_i
       r"^no space left on device while saving checkpoint 8 in .*; checkpoints up to step 4 "
       r"are kept$")):
     checkpoints.close()
+
+
+def test_processes_that_see_different_checkpoints_stop(tmp_path, monkeypatch):
+  save_steps(str(tmp_path), [4])
+  # What the processes of a multi-host run would report when only process 0 sees the workdir.
+  monkeypatch.setattr(checkpointing.files, "on_every_process", lambda step: [step, -1])
+  with pytest.raises(checkpointing.WorkdirError, match=r"different checkpoints .* \[4, -1\]"):
+    restore(str(tmp_path))

@@ -23,6 +23,7 @@ import pytest
 from fgjax import checkpointing
 from fgjax import data
 from fgjax import default_config
+from fgjax import launch
 from fgjax import models
 from fgjax import optimizers
 from fgjax import sharding
@@ -211,6 +212,43 @@ def test_run_from_four_devices_resumes_on_two(runs):
   assert full["steps"] == resumed["steps"] == RUN_STEPS
   for name in ("train_loss", "validation_loss", "test_loss", "test_accuracy"):
     assert resumed[name] == pytest.approx(full[name], rel=1e-5), name
+
+
+def _distributed_main(workdir, port: int, num_processes: int, process_id: int,
+                      *flags: str) -> subprocess.Popen:
+  """`fgjax.main --distributed` as process `process_id` of `num_processes`, two CPU devices."""
+  command = [sys.executable, "-m", "fgjax.main", "--config=configs/default.py:forward",
+             f"--workdir={workdir}", "--config.sharding.data_parallel=True", "--distributed",
+             f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={num_processes}",
+             f"--process_id={process_id}", *flags]
+  return subprocess.Popen(command, cwd=os.path.join(os.path.dirname(__file__), ".."),
+                          env=launch.process_env(2), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _one_line_error(process: subprocess.Popen) -> str:
+  """The one `error: ...` line of a process that ended with status 2 (and no stack trace)."""
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode == 2, stderr[-3000:]
+  assert "Traceback" not in stderr and "Check failure" not in stderr, stderr[-3000:]
+  errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1, stderr[-3000:]
+  return errors[0]
+
+
+def test_an_unreachable_coordinator_ends_the_process_with_one_line(tmp_path):
+  port = launch.free_port()  # nothing listens there
+  error = _one_line_error(_distributed_main(tmp_path, port, 2, 1, "--initialization_timeout=2"))
+  assert error.startswith(f"error: process 1 could not join a run of 2 processes at "
+                          f"127.0.0.1:{port} within 2 s")
+
+
+def test_processes_given_different_counts_all_end_with_one_line(tmp_path):
+  port = launch.free_port()
+  processes = [_distributed_main(tmp_path, port, n, i) for i, n in enumerate([2, 3])]
+  for process in processes:
+    assert _one_line_error(process).startswith(
+        "error: --num_processes differs between the processes: [2, 3]")
 
 
 def test_collectives_parses_tuples_and_async_forms():
