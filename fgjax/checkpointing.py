@@ -12,7 +12,8 @@ is all a resumed run needs to continue exactly where the checkpoint was taken.
 
 Saves are asynchronous: the state is copied to host memory (the training step donates its device
 buffers, so orbax must not hold them) and written by orbax in the background while training goes
-on; orbax writes each checkpoint into a temporary directory and renames it when complete, so a
+on; orbax writes each checkpoint into a temporary directory and renames it when complete (on
+gs://, which cannot rename, it marks it complete with a last `commit_success.txt` object), so a
 killed run never leaves a half-written checkpoint under a step's name. A state holding a non-finite
 value, or one whose every trial the divergence guard stopped, is never saved. A write that fails
 (a full disk, no permission) ends in a one-line WorkdirError; earlier checkpoints stay.
@@ -34,10 +35,12 @@ import zlib
 from typing import NamedTuple, Optional
 
 from absl import logging
+from etils import epath
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from fgjax import storage
 from fgjax.errors import CheckpointError, WorkdirError
 
 
@@ -78,10 +81,6 @@ def _drop_abandoned_restore_callbacks() -> None:
   sys.unraisablehook = hook
 
 
-def _first_line(error: BaseException) -> str:
-  return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}"
-
-
 def _to_host(state):
   """A host copy of every leaf: a numpy view of a CPU array would see the buffer donated next."""
   return jax.tree.map(lambda leaf: np.array(leaf, copy=True), state)
@@ -112,16 +111,14 @@ class Checkpoints:
   """
 
   def __init__(self, directory: str, keep: int):
-    self.directory = os.path.abspath(directory)
-    probe = os.path.join(self.directory, ".write_test")
-    try:
-      os.makedirs(self.directory, exist_ok=True)
-      with open(probe, "w", encoding="utf-8"):
-        pass
-      os.remove(probe)
-    except OSError as error:
-      raise WorkdirError(f"cannot write checkpoints in {self.directory}: "
-                         f"{error.strerror or error}") from None
+    self.directory = storage.absolute(directory)
+    with storage.reported("write checkpoints in", self.directory):
+      directory = epath.Path(self.directory)
+      directory.mkdir(parents=True, exist_ok=True)
+      (directory / ".write_test").write_text("")
+      (directory / ".write_test").unlink()
+    if storage.is_remote(self.directory):
+      storage.point_tensorstore_at_emulator()
     self._filter = _DropOrbaxInfo()
     std_logging.getLogger("absl").addFilter(self._filter)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True,
@@ -148,7 +145,7 @@ class Checkpoints:
     except Exception as error:  # pylint: disable=broad-except
       # orbax re-raises what tensorstore or the file system said, in its own types.
       raise WorkdirError(f"cannot write a checkpoint in {self.directory} "
-                         f"({_first_line(error)}); the earlier ones are kept") from None
+                         f"({storage.first_line(error)}); the earlier ones are kept") from None
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
@@ -177,7 +174,7 @@ class Checkpoints:
                                       "crc32": _crc32(host, progress)})))
     except Exception as error:  # pylint: disable=broad-except
       raise WorkdirError(f"cannot write the checkpoint of step {step} in {self.directory} "
-                         f"({_first_line(error)}); the earlier ones are kept") from None
+                         f"({storage.first_line(error)}); the earlier ones are kept") from None
     logging.info("checkpoint of step %d started in %s", step, self.directory)
     return True
 
@@ -198,7 +195,7 @@ class Checkpoints:
         # report it in one line and fall back to the next older checkpoint.
         _drop_abandoned_restore_callbacks()
         logging.warning("checkpoint %d in %s is unreadable or corrupted (%s)", step,
-                        self.directory, _first_line(error))
+                        self.directory, storage.first_line(error))
         invalid.append(step)
         continue
       for bad in invalid:

@@ -32,8 +32,8 @@ group's other trials go on); with "skip" the step is not applied and counted.
 """
 
 import dataclasses
+import io
 import os
-import shutil
 import time
 from typing import Iterator, Optional, Sequence
 
@@ -51,6 +51,7 @@ from fgjax import models
 from fgjax import optimizers
 from fgjax import programs
 from fgjax import sharding
+from fgjax import storage
 from fgjax import workdir as files
 from fgjax.errors import ConfigError, WorkdirError
 from fgjax.metrics_writer import MetricWriter
@@ -156,7 +157,7 @@ def _read_finished(config, run_dir: str) -> Optional[dict]:
     raise WorkdirError(f"{error}; start over with --restart") from None
   if saved is None:
     present = [name for name in TRIAL_FILES if name != files.SUMMARY_FILE
-               and os.path.exists(os.path.join(run_dir, name))]
+               and storage.exists(os.path.join(run_dir, name))]
     if present:
       raise ConfigError(f"{run_dir!r} holds {', '.join(present)} but no {files.CONFIG_FILE}, "
                         "so it cannot be resumed safely; start over with --restart")
@@ -171,14 +172,6 @@ def _read_finished(config, run_dir: str) -> Optional[dict]:
   except WorkdirError as error:
     logging.warning("%s; writing it again from the run's last checkpoint", error)
     return None
-
-
-def _remove(paths: Sequence[str]) -> None:
-  for path in paths:
-    if os.path.isdir(path) and not os.path.islink(path):
-      shutil.rmtree(path)
-    elif os.path.lexists(path):
-      os.remove(path)
 
 
 def _stack(trees):
@@ -276,14 +269,10 @@ def _write_test_losses(path: str, example_losses: dict, weights: np.ndarray) -> 
   if not files.is_writer():
     return
   keep = weights.reshape(-1) > 0
-  arrays = {name: np.asarray(values).reshape(-1)[keep] for name, values in example_losses.items()}
-  tmp = path + ".tmp.npz"
-  try:
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-  except OSError as error:
-    _remove([tmp])
-    raise WorkdirError(f"cannot write {path}: {error.strerror or error}") from None
+  buffer = io.BytesIO()
+  np.savez(buffer, **{name: np.asarray(values).reshape(-1)[keep]
+                      for name, values in example_losses.items()})
+  storage.write_bytes(path, buffer.getvalue())
 
 
 def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test: bool = True,
@@ -303,7 +292,7 @@ def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test
   dirs = [os.path.join(workdir, trial.directory) if trial.directory else workdir
           for trial in trials]
   lock = files.Lock(workdir)
-  if os.path.isdir(workdir):
+  if storage.isdir(workdir):
     lock.acquire()  # before any work, so that a second run on this workdir stops at once
   try:
     return _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, restart)
@@ -355,18 +344,15 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
   arrays = (place(dataset.train.images), place(dataset.train.labels))
 
   # Everything above only read; from here on the workdir is written.
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as error:
-    raise WorkdirError(f"cannot create workdir {workdir!r}: {error.strerror or error}") from None
+  storage.makedirs(workdir)
   lock.acquire()
   if restart:
-    _remove([os.path.join(workdir, name) for name in
+    storage.remove([os.path.join(workdir, name) for name in
              (files.CHECKPOINT_DIR, files.SUMMARY_FILE, *TRIAL_FILES)]
             + [os.path.join(d, name) for d in dirs for name in TRIAL_FILES])
   files.write_json(os.path.join(workdir, files.CONFIG_FILE), _config_dict(config))
   for trial_cfg, run_dir in zip(configs, dirs):
-    os.makedirs(run_dir, exist_ok=True)
+    storage.makedirs(run_dir)
     files.write_json(os.path.join(run_dir, files.CONFIG_FILE), _config_dict(trial_cfg))
   summaries = []
   num_groups = -(-len(trials) // group_size)
@@ -433,7 +419,7 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
       initial, progress = restored.state, restored.progress
       logging.info("resuming %s from step %d of %d", checkpoint_dir, restored.step, total_steps)
     elif int(np.max(initial.step)) == 0 and any(
-        os.path.exists(os.path.join(d, files.METRICS_FILE)) for d in dirs):
+        storage.exists(os.path.join(d, files.METRICS_FILE)) for d in dirs):
       logging.warning("%s holds no checkpoint: training from the start", checkpoint_dir)
     start_step = int(np.max(initial.step))
     stopped = [bool(initial.diverged_at[i] >= 0) for i in range(num)]
@@ -507,6 +493,8 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
             writers[i].write({"step": step, **{k: float(v[i]) for k, v in values.items()}})
       if (step // config.checkpoint_every_steps > first_step // config.checkpoint_every_steps
           or step == total_steps):
+        for writer in writers:
+          writer.flush()  # the metrics never end before the checkpoint a resume starts from
         checkpoints.save(group.stacked(states), progress)
     for writer in writers:
       writer.close()
