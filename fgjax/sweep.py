@@ -63,6 +63,7 @@ from absl import logging
 import numpy as np
 
 from fgjax import cli
+from fgjax import config_validation
 from fgjax import optimizers
 from fgjax import storage
 from fgjax import train
@@ -269,6 +270,7 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
     raise SweepError(f"epochs, seeds and trials_per_call must be >= 1, got {epochs}, {seeds} "
                      f"and {trials_per_call}")
   check_space(config, space)
+  config_validation.validate_workdir(workdir)  # before sweep.json is read from it
   if search == "grid":
     points = grid_points(space)
   else:
