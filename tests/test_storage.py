@@ -18,7 +18,9 @@ import sys
 import time
 import urllib.request
 
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from fgjax import config_loading
@@ -133,6 +135,14 @@ def committed_steps(bucket, prefix: str) -> list[int]:
                 if name.count("/") == 1 and name.endswith("/commit_success.txt"))
 
 
+def final_state(workdir: str) -> dict:
+  """The train state of a workdir's last checkpoint, read by orbax directly."""
+  with ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    return manager.restore(TOTAL_STEPS, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore())).state
+
+
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
   """The same run on a local disk: its workdir."""
@@ -143,8 +153,8 @@ def local_run(tmp_path_factory):
 
 def test_a_run_killed_on_gcs_resumes_to_the_local_disk_result(gcs, local_run, caplog):
   """SIGKILL after the first checkpoint on gs://, then the same run again (in this process, to
-  spare an interpreter start): every file of the run is in the bucket, and the summary, metrics
-  and test losses are those of the run on a local disk."""
+  spare an interpreter start): every file of the run is in the bucket, and the final train state
+  (bit for bit), summary, metrics and test losses are those of the run on a local disk."""
   bucket, env = gcs
   process = subprocess.Popen(main_command(f"gs://{BUCKET}/run"), cwd=REPO,
                              env={**os.environ, **env}, stdout=subprocess.DEVNULL,
@@ -176,6 +186,11 @@ def test_a_run_killed_on_gcs_resumes_to_the_local_disk_result(gcs, local_run, ca
     assert numbers(json.loads(read_object(bucket, "run/summary.json"))) == numbers(json.load(f))
   with open(os.path.join(local_run, "metrics.jsonl"), encoding="utf-8") as f:
     assert metrics_rows(read_object(bucket, "run/metrics.jsonl").decode()) == metrics_rows(f.read())
+  remote_state = final_state(f"gs://{BUCKET}/run")
+  local_state = final_state(local_run)
+  assert jax.tree.structure(remote_state) == jax.tree.structure(local_state)
+  for a, b in zip(jax.tree.leaves(remote_state), jax.tree.leaves(local_state)):
+    assert a.dtype == b.dtype and np.array_equal(a, b)
   remote = np.load(io.BytesIO(read_object(bucket, "run/test_losses.npz")))
   local = np.load(os.path.join(local_run, "test_losses.npz"))
   assert remote.files == local.files
