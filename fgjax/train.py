@@ -348,8 +348,8 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
   lock.acquire()
   if restart:
     storage.remove([os.path.join(workdir, name) for name in
-             (files.CHECKPOINT_DIR, files.SUMMARY_FILE, *TRIAL_FILES)]
-            + [os.path.join(d, name) for d in dirs for name in TRIAL_FILES])
+                    (files.CHECKPOINT_DIR, files.SUMMARY_FILE, *TRIAL_FILES)]
+                   + [os.path.join(d, name) for d in dirs for name in TRIAL_FILES])
   files.write_json(os.path.join(workdir, files.CONFIG_FILE), _config_dict(config))
   for trial_cfg, run_dir in zip(configs, dirs):
     storage.makedirs(run_dir)
