@@ -12,7 +12,8 @@ is all a resumed run needs to continue exactly where the checkpoint was taken.
 
 Saves are asynchronous: the state is copied to host memory (the training step donates its device
 buffers, so orbax must not hold them) and written by orbax in the background while training goes
-on; orbax writes each checkpoint into a temporary directory and renames it when complete, so a
+on; orbax writes each checkpoint into a temporary directory and renames it when complete (on
+gs://, which cannot rename, it marks it complete with a last `commit_success.txt` object), so a
 killed run never leaves a half-written checkpoint under a step's name. A state holding a non-finite
 value, or one whose every trial the divergence guard stopped, is never saved. A write that fails
 (a full disk, no permission) ends in a one-line WorkdirError that names the checkpoint, the cause
@@ -39,10 +40,12 @@ import zlib
 from typing import NamedTuple, Optional
 
 from absl import logging
+from etils import epath
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from fgjax import storage
 from fgjax import workdir as files
 from fgjax.errors import CheckpointError, WorkdirError
 
@@ -116,10 +119,6 @@ def _drop_abandoned_callbacks() -> None:
   sys.unraisablehook = hook
 
 
-def _first_line(error: BaseException) -> str:
-  return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}"
-
-
 def _to_host(state):
   """A host copy of every leaf: a numpy view of a CPU array would see the buffer donated next."""
   return jax.tree.map(lambda leaf: np.array(leaf, copy=True), state)
@@ -149,17 +148,18 @@ def _check_writable(directory: str) -> None:
   """
 
   def probe():
-    path = os.path.join(directory, ".write_test")
     try:
-      os.makedirs(directory, exist_ok=True)
-      with open(path, "w", encoding="utf-8"):
-        pass
-      os.remove(path)
-    except OSError as error:
-      why = _not_a_directory(directory)
-      raise WorkdirError(f"cannot write checkpoints in {directory}: "
-                         + (f"{why}; move it away or use another workdir" if why
-                            else str(error.strerror or error))) from None
+      with storage.reported("write checkpoints in", directory):
+        path = epath.Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / ".write_test").write_text("")
+        (path / ".write_test").unlink()
+    except WorkdirError:
+      why = None if storage.is_remote(directory) else _not_a_directory(directory)
+      if why is None:
+        raise
+      raise WorkdirError(f"cannot write checkpoints in {directory}: {why}; move it away or use "
+                         "another workdir") from None
 
   files.on_writer(probe)
 
@@ -173,8 +173,10 @@ class Checkpoints:
   """
 
   def __init__(self, directory: str, keep: int, log_path: Optional[str] = None):
-    self.directory = os.path.abspath(directory)
+    self.directory = storage.absolute(directory)
     _check_writable(self.directory)
+    if storage.is_remote(self.directory):
+      storage.point_tensorstore_at_emulator()
     self._saving = None  # the step of the last save started
     _drop_abandoned_callbacks()
     self._filter = _OrbaxToFile(log_path)
@@ -222,7 +224,7 @@ class Checkpoints:
     if _no_space(error):
       return (f"no space left on device while saving checkpoint {self._saving} in "
               f"{self.directory}; {kept}")
-    return (f"cannot write checkpoint {self._saving} in {self.directory} ({_first_line(error)}); "
+    return (f"cannot write checkpoint {self._saving} in {self.directory} ({storage.first_line(error)}); "
             f"{kept}")
 
   def latest_step(self) -> Optional[int]:
@@ -282,7 +284,7 @@ class Checkpoints:
         # Whatever a damaged checkpoint makes orbax or tensorstore raise, the answer is the same:
         # report it in one line and fall back to the next older checkpoint.
         logging.warning("checkpoint %d in %s is unreadable or corrupted (%s)", step,
-                        self.directory, _first_line(error))
+                        self.directory, storage.first_line(error))
         invalid.append(step)
         continue
       for bad in invalid:

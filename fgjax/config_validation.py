@@ -16,6 +16,7 @@ from fgjax import losses
 from fgjax import models
 from fgjax import optimizers
 from fgjax import tangents
+from fgjax import storage
 from fgjax.config_loading import ConfigError
 from fgjax.data import embedded
 
@@ -183,10 +184,14 @@ def validate(config) -> None:
 def validate_workdir(workdir: str) -> None:
   """Raises ConfigError unless `workdir` exists as a writable directory or can be created.
 
-  Creates nothing: a missing workdir is checked through its nearest existing ancestor.
+  Creates nothing: a missing workdir is checked through its nearest existing ancestor. A gs://
+  workdir is checked by `fgjax.storage.check_workdir` (packages installed, bucket reachable).
   """
   if not workdir:
     raise ConfigError("workdir must be a non-empty path")
+  if storage.is_remote(workdir):
+    storage.check_workdir(workdir)
+    return
   path = os.path.abspath(workdir)
   while not os.path.exists(path):
     path = os.path.dirname(path)

@@ -4,9 +4,14 @@ TensorBoard events are written with tensorboardX's protocol buffers, without Ten
 default writer imports TensorFlow, which fgjax does not otherwise need), synchronously and by one
 writer: each session of a run writes its own event file (named with its start time), so no two
 writers ever share a file and a kill can cut only the last record of the file it was writing,
-which TensorBoard's reader skips. Only process 0 of a multi-host run writes.
+which TensorBoard's reader skips. On gs:// the events go through fgjax.storage
+(`_ObjectEventsFile`, registered with tensorboardX for the scheme), not through tensorboardX's
+own google-cloud-storage writer, which uploads its file again when garbage-collected after
+closing, at interpreter exit if need be (an error then, or a hang while the service is
+unreachable). Only process 0 of a multi-host run writes.
 """
 
+import io
 import json
 import os
 import time
@@ -15,10 +20,43 @@ from typing import Optional
 from absl import logging
 from tensorboardX import summary as tb_summary
 from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX import record_writer
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 
+from fgjax import storage
 from fgjax import workdir as workdir_files
 from fgjax.errors import WorkdirError
+
+
+class _ObjectEventsFile:
+  """A TensorBoard events file on gs://: its records are held in memory and the whole object is
+  uploaded at each flush (tensorboardX flushes every 2 minutes and on close; `MetricWriter.flush`
+  before each checkpoint)."""
+
+  def __init__(self, path: str):
+    self._path, self._buffer = path, io.BytesIO()
+
+  def write(self, data: bytes) -> None:
+    self._buffer.write(data)
+
+  def flush(self) -> None:
+    storage.write_bytes(self._path, self._buffer.getvalue())
+
+  def close(self) -> None:
+    self.flush()
+
+
+class _ObjectEventsFactory:
+  """What tensorboardX asks of a writer for a path prefix; an object store needs no directory."""
+
+  def open(self, path: str) -> _ObjectEventsFile:
+    return _ObjectEventsFile(path)
+
+  def directory_check(self, path: str) -> None:
+    del path
+
+
+record_writer.register_writer_factory("gs", _ObjectEventsFactory())
 
 # TensorBoard events are written through to the disk at least this often (and at checkpoints).
 FLUSH_SECONDS = 10.0
@@ -49,14 +87,12 @@ class MetricWriter:
       return
     self.last_step = _drop_rows_after(self._path, start_step)
     events_dir = os.path.join(run_dir, workdir_files.TENSORBOARD_DIR)
-    try:
-      self._jsonl = open(self._path, "a", encoding="utf-8")
-      os.makedirs(events_dir, exist_ok=True)
+    self._jsonl = storage.AppendFile(self._path)
+    storage.makedirs(events_dir)
+    with storage.reported("write", events_dir):
       # tensorboardX names the file with its start second; the nanoseconds keep two sessions
       # apart and in order within one second
       self._events = EventsWriter(os.path.join(events_dir, "events"), f".{time.time_ns()}")
-    except OSError as error:
-      raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
     # Also at step 0: a run killed before its first checkpoint starts over after its rows.
     self._write_event(Event(step=start_step + 1, session_log=SessionLog(status=SessionLog.START)))
     if hparams and not start_step:
@@ -68,11 +104,7 @@ class MetricWriter:
     """Writes `row`, which must hold an integer "step"; numbers become TensorBoard scalars."""
     if self._jsonl is None:
       return
-    try:
-      self._jsonl.write(json.dumps(workdir_files.json_safe(row)) + "\n")
-      self._jsonl.flush()
-    except OSError as error:
-      raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
+    self._jsonl.write(json.dumps(workdir_files.json_safe(row)) + "\n")
     for name, value in row.items():
       if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
         self._write_event(Event(step=row["step"], summary=tb_summary.scalar(name, value)))
@@ -88,9 +120,11 @@ class MetricWriter:
                          f"{error.strerror or error}") from None
 
   def flush(self) -> None:
-    """Writes the buffered TensorBoard events through to the disk."""
+    """Makes every row written so far durable: the buffered TensorBoard events written through,
+    and on gs:// the JSON lines uploaded."""
     if self._events is not None:
       self._flushed = time.time()
+      self._jsonl.flush()
       try:
         self._events.flush()
       except OSError as error:
@@ -108,11 +142,11 @@ class MetricWriter:
 def _drop_rows_after(path: str, step: int) -> Optional[int]:
   """Rewrites `path` (atomically) without its rows past `step`, any partly written line and any
   line that is not a row; returns the step of the last row kept."""
-  if not os.path.exists(path):
+  text = storage.read_text(path)
+  if text is None:
     return None
   kept, last, damaged = [], None, 0
-  with open(path, encoding="utf-8") as f:
-    lines = f.readlines()
+  lines = text.splitlines(keepends=True)
   for number, line in enumerate(lines):
     try:
       row = json.loads(line)

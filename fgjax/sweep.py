@@ -63,7 +63,9 @@ from absl import logging
 import numpy as np
 
 from fgjax import cli
+from fgjax import config_validation
 from fgjax import optimizers
+from fgjax import storage
 from fgjax import train
 from fgjax import workdir as files
 from fgjax.errors import ConfigError
@@ -268,6 +270,7 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
     raise SweepError(f"epochs, seeds and trials_per_call must be >= 1, got {epochs}, {seeds} "
                      f"and {trials_per_call}")
   check_space(config, space)
+  config_validation.validate_workdir(workdir)  # before sweep.json is read from it
   if search == "grid":
     points = grid_points(space)
   else:
@@ -293,7 +296,7 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
   logging.info("%s search over %s: %d settings x %d seed(s) = %d trials", search, list(space),
                len(points), seeds, len(trials))
   start = time.time()
-  os.makedirs(workdir, exist_ok=True)
+  storage.makedirs(workdir)
   files.write_json(os.path.join(workdir, SWEEP_FILE), {**record, "base_config": config.to_dict()})
   summaries = train.train_trials(config, workdir, trials, evaluate_test=False, restart=restart)
   rows = trial_rows(trials, summaries, seeds)

@@ -37,8 +37,8 @@ group's other trials go on); with "skip" the step is not applied and counted.
 
 import contextlib
 import dataclasses
+import io
 import os
-import shutil
 import time
 from typing import Iterator, Optional, Sequence
 
@@ -57,6 +57,7 @@ from fgjax import optimizers
 from fgjax import preemption
 from fgjax import programs
 from fgjax import sharding
+from fgjax import storage
 from fgjax import workdir as files
 from fgjax.errors import ConfigError, WorkdirError
 from fgjax.metrics_writer import MetricWriter
@@ -188,7 +189,7 @@ def _read_finished(config, run_dir: str) -> Optional[dict]:
     raise WorkdirError(f"{error}; start over with --restart") from None
   if saved is None:
     present = [name for name in TRIAL_FILES if name != files.SUMMARY_FILE
-               and os.path.exists(os.path.join(run_dir, name))]
+               and storage.exists(os.path.join(run_dir, name))]
     if present:
       raise ConfigError(f"{run_dir!r} holds {', '.join(present)} but no {files.CONFIG_FILE}, "
                         "so it cannot be resumed safely; start over with --restart")
@@ -203,14 +204,6 @@ def _read_finished(config, run_dir: str) -> Optional[dict]:
   except WorkdirError as error:
     logging.warning("%s; writing it again from the run's last checkpoint", error)
     return None
-
-
-def _remove(paths: Sequence[str]) -> None:
-  for path in paths:
-    if os.path.isdir(path) and not os.path.islink(path):
-      shutil.rmtree(path)
-    elif os.path.lexists(path):
-      os.remove(path)
 
 
 def _stack(trees):
@@ -313,14 +306,10 @@ def _write_test_losses(path: str, example_losses: dict, weights: np.ndarray) -> 
   if not files.is_writer():
     return
   keep = weights.reshape(-1) > 0
-  arrays = {name: np.asarray(values).reshape(-1)[keep] for name, values in example_losses.items()}
-  tmp = path + ".tmp.npz"
-  try:
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-  except OSError as error:
-    _remove([tmp])
-    raise WorkdirError(f"cannot write {path}: {error.strerror or error}") from None
+  buffer = io.BytesIO()
+  np.savez(buffer, **{name: np.asarray(values).reshape(-1)[keep]
+                      for name, values in example_losses.items()})
+  storage.write_bytes(path, buffer.getvalue())
 
 
 def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test: bool = True,
@@ -342,7 +331,7 @@ def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test
   lock = files.Lock(workdir)
 
   def lock_existing_workdir():  # before any work, so that a second run on it stops at once
-    if os.path.isdir(workdir):
+    if storage.isdir(workdir):
       lock.acquire()
 
   files.on_writer(lock_existing_workdir)
@@ -397,18 +386,15 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
   arrays = (place(dataset.train.images), place(dataset.train.labels))
 
   # Everything above only read; from here on the workdir is written.
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as error:
-    raise WorkdirError(f"cannot create workdir {workdir!r}: {error.strerror or error}") from None
+  storage.makedirs(workdir)
   lock.acquire()
   if restart and files.is_writer():  # the other processes wait for it in Checkpoints
-    _remove([os.path.join(workdir, name) for name in
-             (files.CHECKPOINT_DIR, files.CHECKPOINT_LOG, files.SUMMARY_FILE, *TRIAL_FILES)]
-            + [os.path.join(d, name) for d in dirs for name in TRIAL_FILES])
+    storage.remove([os.path.join(workdir, name) for name in
+                    (files.CHECKPOINT_DIR, files.CHECKPOINT_LOG, files.SUMMARY_FILE, *TRIAL_FILES)]
+                   + [os.path.join(d, name) for d in dirs for name in TRIAL_FILES])
   files.write_json(os.path.join(workdir, files.CONFIG_FILE), _config_dict(config))
   for trial_cfg, run_dir in zip(configs, dirs):
-    os.makedirs(run_dir, exist_ok=True)
+    storage.makedirs(run_dir)
     files.write_json(os.path.join(run_dir, files.CONFIG_FILE), _config_dict(trial_cfg))
   summaries = []
   num_groups = -(-len(trials) // group_size)
@@ -477,7 +463,7 @@ def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, tri
       initial, progress = restored.state, restored.progress
       logging.info("resuming %s from step %d of %d", checkpoint_dir, restored.step, total_steps)
     elif int(np.max(initial.step)) == 0 and any(
-        os.path.exists(os.path.join(d, files.METRICS_FILE)) for d in dirs):
+        storage.exists(os.path.join(d, files.METRICS_FILE)) for d in dirs):
       logging.warning("%s holds no checkpoint: training from the start", checkpoint_dir)
     start_step = int(np.max(initial.step))
     stopped = [bool(initial.diverged_at[i] >= 0) for i in range(num)]

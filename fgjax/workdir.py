@@ -12,6 +12,8 @@ and, in the workdir: `checkpoints/` (all trials' states together), `checkpoints.
 warnings and errors, if it had any), `summary.json` (with several seeds: their aggregate) and
 `.lock` (held while a run writes).
 
+A workdir is a local directory or a gs:// prefix; `fgjax.storage` reads and writes either.
+
 Only process 0 of a multi-host run writes files (`is_writer`); orbax coordinates checkpoints.
 A check of the files that only process 0 makes reaches the others through `on_writer`.
 """
@@ -27,6 +29,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from fgjax import storage
 from fgjax.errors import WorkdirError
 
 CONFIG_FILE = "config.json"
@@ -89,59 +92,53 @@ def write_json(path: str, obj) -> None:
   write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-def write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically (see write_json)."""
-  tmp = path + ".tmp"
-  try:
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except OSError as error:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise WorkdirError(f"cannot write {path}: {error.strerror or error}") from None
+write_text = storage.write_text  # atomic on a local disk and on gs:// (see write_json)
 
 
 def read_json(path: str) -> Optional[dict]:
   """The JSON object in `path`, None if there is no such file; WorkdirError if it is damaged."""
   try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except FileNotFoundError:
-    return None
-  except (OSError, ValueError) as error:
+    text = storage.read_text(path)
+    return None if text is None else json.loads(text)
+  except ValueError as error:  # not JSON, or not UTF-8
     raise WorkdirError(f"cannot read {path} ({error})") from None
 
 
 def read_metrics(run_dir: str) -> list[dict]:
   """All rows of a trial's `metrics.jsonl`, in order (lines cut short by a kill are skipped)."""
   rows = []
-  with open(os.path.join(run_dir, METRICS_FILE), encoding="utf-8") as f:
-    for line in f:
-      try:
-        row = json.loads(line)
-      except ValueError:
-        continue
-      if isinstance(row, dict) and isinstance(row.get("step"), int):
-        rows.append(row)
+  for line in (storage.read_text(os.path.join(run_dir, METRICS_FILE)) or "").splitlines():
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(row, dict) and isinstance(row.get("step"), int):
+      rows.append(row)
   return rows
 
 
 class Lock:
   """An exclusive lock on a workdir, held while a run writes it.
 
-  An OS file lock (`flock`): the kernel releases it when the holding process ends, however it
-  ends, so a killed run never leaves its workdir locked. A second run on the same workdir stops
-  at once with a WorkdirError naming the holder.
+  Locally an OS file lock (`flock`): the kernel releases it when the holding process ends, however
+  it ends, so a killed run never leaves its workdir locked. On gs:// an object created only if
+  absent and renewed while held (`fgjax.storage.ObjectLock`, which says what it guarantees). A
+  second run on the same workdir stops at once with a WorkdirError naming the holder.
   """
 
   def __init__(self, workdir: str):
     self._path = os.path.join(workdir, LOCK_FILE)
     self._file = None
+    self._object = storage.ObjectLock(self._path) if storage.is_remote(workdir) else None
 
   def acquire(self) -> None:
     """Takes the lock (again: a no-op); WorkdirError if another process holds it."""
-    if self._file is not None or not is_writer():
+    if not is_writer():
+      return
+    if self._object is not None:
+      self._object.acquire()
+      return
+    if self._file is not None:
       return
     try:
       self._file = open(self._path, "a+", encoding="utf-8")
@@ -163,6 +160,8 @@ class Lock:
       raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
 
   def release(self) -> None:
+    if self._object is not None:
+      self._object.release()
     if self._file is not None:
       self._file.close()  # releases the lock
       self._file = None

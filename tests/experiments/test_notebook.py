@@ -1,5 +1,7 @@
 """The Colab notebook runs top to bottom on a CPU, where it falls back to its small config and
-says so, with absl's INFO progress lines in its outputs."""
+says so, with absl's INFO progress lines in its outputs; it finds this environment's JAX, Flax,
+optax and orbax within fgjax's supported range, and says that a local workdir is lost with the
+runtime."""
 
 import json
 import os
@@ -28,3 +30,5 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
   assert "One device: nothing to exchange" in outputs
   assert "no TPU or GPU: training the small stand-in" in outputs
   assert "epoch 4/4: train" in outputs  # training progress, logged by absl at INFO level
+  assert "supported versions: jax " in outputs
+  assert f"WORKDIR {tmp_path} is on this runtime's disk: it is lost with the runtime" in outputs
