@@ -1,6 +1,6 @@
 """Bytes that cross devices per data-parallel training step: backprop against forward gradient.
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=4 python benchmarks/communication.py \
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m benchmarks.communication \
       [--model mlp] [--json benchmarks/results/communication_mlp.json]
   python -m fgjax.launch --num_processes=2 --devices_per_process=2 \
       --module=benchmarks.communication -- [--json ...]   # two processes of two devices
@@ -19,19 +19,16 @@ adds what the devices of one process put into the all-reduces together (how many
 cross between processes depends on the all-reduce's algorithm); process 0 reports.
 """
 
-import os
-import sys
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import common
 
-from fgjax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fgjax import optimizers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fgjax import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fgjax import programs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import models
+from fgjax import optimizers
+from fgjax import sharding
+from fgjax import programs
 
 DIRECTIONS = (1, 4)
 

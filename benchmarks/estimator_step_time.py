@@ -1,7 +1,7 @@
 """Time of one training step of every gradient estimator, relative to backprop's, side by side.
 
-  python benchmarks/estimator_step_time.py --model mlp --json benchmarks/results/estimator_step_time_mlp.json
-  python benchmarks/estimator_step_time.py --model cnn --mode jit --json benchmarks/results/estimator_step_time_cnn_jit.json
+  python -m benchmarks.estimator_step_time --model mlp --json benchmarks/results/estimator_step_time_mlp.json
+  python -m benchmarks.estimator_step_time --model cnn --mode jit --json benchmarks/results/estimator_step_time_cnn_jit.json
 
 Each variant is the package's own step (`fgjax.programs.make_train_step`: the estimator, the optax
 SGD update and the non-finite check) for the model's Table I setup at batch 64, on synthetic
@@ -21,12 +21,9 @@ backprop, the median of the per-round ratios, is what this measures; absolute ti
 the machine and its load, printed with the table. Modes as in step_time.py.
 """
 
-import os
 import statistics
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import common
 
 DEFAULTS = {"mlp": (50, 10), "cnn": (5, 5), "vgg": (2, 3)}  # steps per call, repeats
 ACTIVITY_DIRECTIONS = (1, 4, 32)

@@ -1,6 +1,6 @@
 """How long a Table I row takes, from its own training command's speed over one epoch.
 
-  python benchmarks/row_time.py --configs=configs/mnist_cnn_sgd_bp.py,configs/mnist_cnn_sgd_fwd.py \
+  python -m benchmarks.row_time --configs=configs/mnist_cnn_sgd_bp.py,configs/mnist_cnn_sgd_fwd.py \
       -- --config.data.source=npz --config.data.path=mnist.npz
 
 Runs `python -m fgjax.main --config=C --config.num_epochs=1` for each config in a temporary
@@ -18,10 +18,9 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import common
 
-from fgjax import config_loading  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import config_loading
 
 
 def one_epoch(config_path: str, extra: list[str], workdir: str) -> dict:
@@ -52,7 +51,7 @@ def main():
       epochs = int(config_loading.load_config(path).num_epochs)
       hours = epochs * measured["steps_per_epoch"] / measured["steps_per_second"] / 3600
       rows.append({"config": path, **measured, "epochs": epochs, "projected_hours": hours})
-  report = {"machine": common.machine_info(), "extra_arguments": extra, "rows": rows}
+  report = {"machine": common.machine_info(), "rows": rows}
   table = [common.describe_machine(report["machine"]), ""] + common.markdown_table(
       ["config", "steps/s", "steps per epoch", "epochs", "projected hours"],
       [[row["config"], f"{row['steps_per_second']:.2f}", str(row["steps_per_epoch"]),

@@ -2,8 +2,8 @@
 would run them: each a `python -m fgjax.main` command, start-up, data loading, compilation,
 evaluation and checkpoints included.
 
-  python benchmarks/seeds_wallclock.py --data=<data dir>/mnist.npz          # MNIST MLP, 1 epoch
-  python benchmarks/seeds_wallclock.py --configs=configs/default.py:forward --data=
+  python -m benchmarks.seeds_wallclock --data=<data dir>/mnist.npz          # MNIST MLP, 1 epoch
+  python -m benchmarks.seeds_wallclock --configs=configs/default.py:forward --data=
 
 For each config: one command with `--config.num_seeds=N`, then N commands with
 `--config.seed=s`, alternated `--repeats` times. It reports how far seed s of the first ends from
@@ -19,8 +19,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import common
 
 
 def _train(config: str, workdir: str, overrides: list[str]) -> float:

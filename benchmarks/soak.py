@@ -2,8 +2,8 @@
 included) must end exactly as an uninterrupted run, and a second run started on the same workdir
 must stop at once without harming the first.
 
-  python benchmarks/soak.py                                  # digits MLP, 10 kills per run
-  python benchmarks/soak.py --config=configs/default.py:backprop --kills=30 --epochs=30
+  python -m benchmarks.soak                                  # digits MLP, 10 kills per run
+  python -m benchmarks.soak --config=configs/default.py:backprop --kills=30 --epochs=30
 
 Compares the summaries and the metrics rows (wall-clock columns aside) and the final parameters
 of the killed run with the uninterrupted one; exits 1 at the first difference.

@@ -1,6 +1,6 @@
 """Time of one training step: forward gradient (K = 1 and 4, every tangent law) against backprop.
 
-  python benchmarks/step_time.py --model mlp --json benchmarks/results/step_time_mlp.json
+  python -m benchmarks.step_time --model mlp --json benchmarks/results/step_time_mlp.json
 
 Each variant is the package's own step (`fgjax.programs.make_train_step`: gradient, optax SGD
 update and the non-finite check) for the model's Table I setup at batch 64, on synthetic batches of
@@ -21,20 +21,17 @@ n + 1 for normal tangents and n - 1 for Rademacher ones (n parameters), so the l
 a factor (n - 1) / (n + 1), negligible here.
 """
 
-import os
 import statistics
-import sys
 from unittest import mock
 
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import common
 
-from fgjax import estimators  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fgjax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fgjax import tangents  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import estimators
+from fgjax import models
+from fgjax import tangents
 
 DEFAULTS = {"mlp": (50, 10, 512), "cnn": (10, 7, 128), "vgg": (2, 3, 32)}  # steps, repeats, draws
 DIRECTIONS = (1, 4)

@@ -1,9 +1,9 @@
 """How much faster a sweep's trials train vmapped in one program than one after another.
 
-  python benchmarks/sweep_speedup.py                       # MLP on digits, both estimators
-  python benchmarks/sweep_speedup.py --configs=configs/mnist_mlp_sgd_bp.py \
+  python -m benchmarks.sweep_speedup                       # MLP on digits, both estimators
+  python -m benchmarks.sweep_speedup --configs=configs/mnist_mlp_sgd_bp.py \
       --config_overrides=data.source=npz,data.path=<data dir>/mnist.npz --epochs=1
-  python benchmarks/sweep_speedup.py --out=experiments/results/sweep_speedup.md  # publish
+  python -m benchmarks.sweep_speedup --out=experiments/results/sweep_speedup.md  # publish
 
 For each config, `--num_trials` trials (learning rates log-spaced over the decade below the
 config's, one seed) are timed two ways:
@@ -155,7 +155,7 @@ def main(argv):
     rows.append((spec, steps, time_whole(config, trials, FLAGS.epochs)))
   machine = workdir.format_machine(workdir.describe_machine())
   lines = ["# Sweep speed-up: trials vmapped in one program vs one after another", "",
-           f"`{' '.join(['python benchmarks/sweep_speedup.py', *sys.argv[1:]])}`", "",
+           f"`{' '.join(['python -m benchmarks.sweep_speedup', *sys.argv[1:]])}`", "",
            f"{FLAGS.num_trials} trials (learning rates log-spaced over a decade), on {machine}. "
            "*Steps*: compiled programs only, the median of "
            f"{FLAGS.repeats} timings per mode taken in alternation (sequential = num_trials x "

@@ -1,7 +1,7 @@
 """fgjax's training steps against the same steps in PyTorch, on the CPU, with the machine's floor.
 
   pip install torch==2.13.0  # optional: only this benchmark needs PyTorch (a CPU build)
-  python benchmarks/torch_compare.py --model cnn --json benchmarks/results/torch_compare_cnn.json
+  python -m benchmarks.torch_compare --model cnn --json benchmarks/results/torch_compare_cnn.json
 
 For one network (`--model mlp|cnn|vgg`, batch 64), four steps take turns over `--repeats` rounds
 in one process: fgjax's backprop and forward-gradient steps (the package's own `make_train_step`:
@@ -19,7 +19,6 @@ and the two tangent terms of every layer whose input has a tangent; 2 for the fi
 the best float32 speed of a 2048 x 2048 matrix product in XLA over the rounds.
 """
 
-import os
 import statistics
 import sys
 import time
@@ -28,10 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import common
 
-from fgjax import programs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import programs
 
 try:
   import torch  # pylint: disable=g-import-not-at-top

@@ -1,6 +1,6 @@
 """The training loop's cost over the bare step: data gather, chunking, host sync and metrics.
 
-  python benchmarks/train_throughput.py --model mlp \
+  python -m benchmarks.train_throughput --model mlp \
       --json benchmarks/results/train_throughput_mlp.json
 
 "loop" runs training as `fgjax.train` does: a device-resident training set (synthetic, of the
@@ -15,17 +15,15 @@ Both run `--steps` steps per sample; the variants take turns over `--repeats` ro
 
 import os
 import statistics
-import sys
 import tempfile
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import common
 
-from fgjax import programs  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fgjax import metrics_writer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fgjax import programs
+from fgjax import metrics_writer
 
 TRAIN_SIZE = {"mlp": 50000, "cnn": 50000, "vgg": 40000}  # training split after validation
 ESTIMATORS = {"forward gradient (K=1, normal)": "forward", "backprop": "backprop"}
