@@ -4,7 +4,7 @@ A checkpoint holds two orbax items:
 - "state": the `TrainState` of every trial of the run, stacked along a leading trial axis
   (parameters, optimizer state with its injected hyperparameters, step, tangent key, skip and
   divergence counters) as host numpy copies;
-- "progress": JSON with what the training loop carries between chunks (see `train.py`) and a
+- "progress": JSON with what the training loop carries between chunks (`fgjax.progress`) and a
   CRC-32 of the state's bytes and of that JSON, so that a change to either is caught.
 
 Data order depends only on (seed, epoch) and tangents on (seed, step), so the step inside the state

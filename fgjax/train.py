@@ -12,22 +12,24 @@ chunk of steps and per epoch), TensorBoard events, `summary.json` and its per-ex
 into its own directory; a group's checkpoints hold all its trials' states.
 
 Chunks. Steps run in chunks, each one compiled call: a chunk ends at the next multiple of
-`log_every_steps` within its epoch or at the epoch's end. The boundaries are a function of the
-step alone, so a resumed run compiles and runs exactly the chunks of an uninterrupted one. A
-checkpoint is saved at the first chunk end at or past each multiple of `checkpoint_every_steps`,
-and at the end.
+`log_every_steps` within its epoch or at the epoch's end. The boundaries are a function of the step
+alone, so a resumed run compiles and runs exactly the chunks of an uninterrupted one. A checkpoint
+is saved at the first chunk end at or past each multiple of `checkpoint_every_steps`, and at the
+end. Each chunk is a short list of events, the methods of `_Loop` that `_train_group` calls in turn:
+run the steps, record their losses, evaluate at an epoch's end, diagnostics, checkpoint, stop (a
+signal or the deadline).
 
 Resume. Rerunning on a workdir that holds a checkpoint continues from the newest valid one, with
-results bit-identical to an uninterrupted run: the checkpoint holds the whole train state and
-what the loop carries between chunks (CRC-checked), data order depends only on (seed, epoch) and
-tangents only on (seed, step). Metrics rows past the restored step are dropped and written again;
-rows missing before it stop the run. A finished trial (one with `summary.json`) is not trained
-again. Saved configs must match in every field but `NON_RESULT_FIELDS`; `restart=True` deletes the
-run's files and starts over. A run holds a lock on its workdir while it writes. SIGTERM or Ctrl-C
-stops a run at the end of its current chunk, after a checkpoint of that step
+results bit-identical to an uninterrupted run: the checkpoint holds the whole train state and what
+the loop carries between chunks (`fgjax.progress`), CRC-checked; data order depends only on (seed,
+epoch) and tangents only on (seed, step). Metrics rows past the restored step are dropped and
+written again; rows missing before it stop the run. A finished trial (one with `summary.json`) is
+not trained again. Saved configs must match in every field but `NON_RESULT_FIELDS`; `restart=True`
+deletes the run's files and starts over. A run holds a lock on its workdir while it writes. SIGTERM
+or Ctrl-C stops a run at the end of its current chunk, after a checkpoint of that step
 (`fgjax.preemption`), so that the rerun loses nothing. Within `stopping_by(deadline)`, a run that
-would train past the deadline checkpoints at a chunk's end and raises `Stopped`, to be resumed
-the same way.
+would train past the deadline checkpoints at a chunk's end and raises `Stopped`, to be resumed the
+same way.
 
 Failing safely. The config and workdir are validated and the data loaded before anything is
 written. A non-finite loss or gradient never reaches the parameters: with `on_nonfinite="stop"`
@@ -40,7 +42,7 @@ import dataclasses
 import io
 import os
 import time
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 from absl import logging
 import jax
@@ -59,8 +61,9 @@ from fgjax import programs
 from fgjax import sharding
 from fgjax import storage
 from fgjax import workdir as files
-from fgjax.errors import ConfigError, WorkdirError
+from fgjax.errors import CheckpointError, ConfigError, WorkdirError
 from fgjax.metrics_writer import MetricWriter
+from fgjax.progress import Progress, TrialProgress
 
 # A trial's files, which `restart=True` deletes; other files in a workdir are left alone.
 TRIAL_FILES = (files.CONFIG_FILE, files.METRICS_FILE, files.SUMMARY_FILE, files.TENSORBOARD_DIR,
@@ -139,15 +142,35 @@ def trials_per_call(config, num_trials: int) -> int:
   return num_trials
 
 
+class Chunk(NamedTuple):
+  """A chunk of steps (see the module docstring): `num_steps` steps from `first_step`, the first
+  of them on batch `first_batch` of `epoch`."""
+  epoch: int
+  first_batch: int
+  num_steps: int
+  first_step: int
+  ends_epoch: bool
+
+  @property
+  def end(self) -> int:
+    """The step the chunk ends at: the trials' step after it."""
+    return self.first_step + self.num_steps
+
+  def passes_multiple_of(self, every: int) -> bool:
+    """Whether the chunk reaches or passes a multiple of `every` after its first step."""
+    return self.end // every > self.first_step // every
+
+
 def chunks(start_step: int, steps_per_epoch: int, total_steps: int,
-           log_every_steps: int) -> Iterator[tuple[int, int, int]]:
-  """`(epoch, first_batch, num_steps)` of each chunk from `start_step` to `total_steps`."""
+           log_every_steps: int) -> Iterator[Chunk]:
+  """Each chunk from `start_step` to `total_steps`."""
   step = start_step
   while step < total_steps:
     epoch, first_batch = divmod(step, steps_per_epoch)
     num_steps = min(log_every_steps - first_batch % log_every_steps,
                     steps_per_epoch - first_batch)
-    yield epoch, first_batch, num_steps
+    yield Chunk(epoch, first_batch, num_steps, step,
+                ends_epoch=first_batch + num_steps == steps_per_epoch)
     step += num_steps
 
 
@@ -211,10 +234,11 @@ def _stack(trees):
 
 
 class _Group:
-  """The compiled functions that train one group of trials, and the shape they hold it in.
+  """The compiled functions that train one group of trials, and the layout they take it in.
 
-  Several trials are vmapped over a leading trial axis; one trial is held without that axis (the
-  plain program, which data parallelism needs) and gains it only in checkpoints and results.
+  Several trials are vmapped over a leading trial axis; one trial runs without that axis (the
+  plain program, which data parallelism needs). Checkpoints and results always have the trial
+  axis: `program_layout` and `with_trial_axis` convert between the two.
   """
 
   def __init__(self, train_step, evaluate, example_losses, diagnose, config, size: int):
@@ -232,32 +256,51 @@ class _Group:
         params, images, labels, jax.random.fold_in(jax.random.PRNGKey(seed), step))
     self._diagnose = over_trials(keyed, (0, None, None, 0, None))
 
-  def held(self, stacked):
-    return stacked if self.vmapped else jax.tree.map(lambda leaf: leaf[0], stacked)
+  def program_layout(self, with_trial_axis):
+    """A tree with a leading trial axis in the layout of the compiled functions."""
+    return with_trial_axis if self.vmapped else jax.tree.map(lambda leaf: leaf[0],
+                                                             with_trial_axis)
 
-  def stacked(self, held):
-    """Host copies of `held` with the trial axis."""
-    host = jax.tree.map(np.asarray, held)
+  def with_trial_axis(self, program_layout):
+    """Host copies of a tree in the compiled functions' layout, with the leading trial axis."""
+    host = jax.tree.map(np.asarray, program_layout)
     return host if self.vmapped else jax.tree.map(lambda leaf: leaf[None], host)
 
   def orders(self, data_rngs, epoch, labels):
-    return self._orders(self.held(data_rngs), epoch, labels)
+    return self._orders(self.program_layout(data_rngs), epoch, labels)
 
   def evaluate(self, states, split) -> dict:
     """The metrics of `split` for each trial, at its evaluation point
     (`optimizers.evaluation_point`)."""
-    return self.stacked(self._evaluate(states, *split))
+    return self.with_trial_axis(self._evaluate(states, *split))
 
   def example_losses(self, states, split) -> dict:
     """Every example's losses of `split` for each trial, at its evaluation point."""
-    return self.stacked(self._example_losses(states, *split))
+    return self.with_trial_axis(self._example_losses(states, *split))
 
   def diagnose(self, params, arrays, seeds: Sequence[int], step: int) -> dict:
     """`fgjax.diagnostics` of every trial on the first batch of the training split, the trial of
     seed s drawing from fold_in(PRNGKey(s), step): a function of the state and step alone."""
     seeds = np.array(list(seeds) + [seeds[-1]] * (self.size - len(seeds)), np.int32)
     images, labels = (array[:self.batch_size] for array in arrays)
-    return self.stacked(self._diagnose(params, images, labels, self.held(seeds), np.int32(step)))
+    return self.with_trial_axis(self._diagnose(params, images, labels,
+                                               self.program_layout(seeds), np.int32(step)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """What every group of a run trains with."""
+  config: object
+  dataset: data.Dataset
+  group: _Group
+  place: Callable  # puts an array on the devices, laid out as the run's sharding says
+  arrays: tuple  # the training split's images and labels, placed
+  eval_splits: dict  # each evaluated split's name: its evaluation batches, placed
+  steps_per_epoch: int
+
+  @property
+  def total_steps(self) -> int:
+    return self.steps_per_epoch * int(self.config.num_epochs)
 
 
 class _Log:
@@ -354,36 +397,8 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
                    "--restart)", workdir)
       return finished
 
-  dataset = data.load_dataset(config.data)
-  steps_per_epoch = len(dataset.train) // config.batch_size
-  if steps_per_epoch < 1:
-    raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(dataset.train)} "
-                      f"training examples of {dataset.name}")
-  group_size = trials_per_call(config, len(trials))
-  try:
-    model = create_model(config, dataset, int(config.seed))
-  except ValueError as error:
-    raise ConfigError(f"model {config.model!r} on {dataset.name}: {error}") from None
-  loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std,
-                                  config.loss, perturbed=model.perturbed)
-  train_loss_fn, place = sharding.data_parallel(config, loss_fn)  # config.sharding
-  tx = optimizers.build_optimizer(config)
-  group = _Group(programs.make_train_step(train_loss_fn, tx, config),
-                 programs.make_evaluate(loss_fn, config.loss),
-                 programs.make_example_losses(loss_fn),
-                 diagnostics.make_diagnostics(loss_fn, config), config, group_size)
-  logging.info("%s / %s / %s on %s: %d parameters, %d trial(s) of %d steps of batch %d "
-               "(%d epoch(s)), %d per compiled call", config.estimator, config.model,
-               config.optimizer, dataset.name, models.num_params(model.params), len(trials),
-               steps_per_epoch * config.num_epochs, config.batch_size, config.num_epochs,
-               group_size)
-  splits = {"validation": dataset.validation, "test": dataset.test}
-  if not evaluate_test:
-    del splits["test"]
-  eval_splits = {name: place(programs.batch_for_eval(split.images, split.labels,
-                                                     config.eval_batch_size))
-                 for name, split in splits.items()}
-  arrays = (place(dataset.train.images), place(dataset.train.labels))
+  run = _prepare_run(config, len(trials), evaluate_test)
+  group_size = run.group.size
 
   # Everything above only read; from here on the workdir is written.
   storage.makedirs(workdir)
@@ -408,11 +423,45 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
                    ", ".join(trials[i].directory for i in members))
     checkpoint_dir = os.path.join(workdir, files.CHECKPOINT_DIR,
                                   *([f"group_{g:04d}"] if num_groups > 1 else []))
-    summaries += _train_group(
-        config, dataset, group, place, arrays, eval_splits,
-        [trials[i] for i in members], [configs[i] for i in members],
-        [dirs[i] for i in members], checkpoint_dir, steps_per_epoch, group_size)
+    summaries += _train_group(run, [configs[i] for i in members], [dirs[i] for i in members],
+                              checkpoint_dir)
   return summaries
+
+
+def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
+  """Loads the data onto the devices and builds the compiled group; writes nothing. Raises
+  ConfigError or DataError."""
+  dataset = data.load_dataset(config.data)
+  steps_per_epoch = len(dataset.train) // config.batch_size
+  if steps_per_epoch < 1:
+    raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(dataset.train)} "
+                      f"training examples of {dataset.name}")
+  group_size = trials_per_call(config, num_trials)
+  try:
+    model = create_model(config, dataset, int(config.seed))
+  except ValueError as error:
+    raise ConfigError(f"model {config.model!r} on {dataset.name}: {error}") from None
+  loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std,
+                                  config.loss, perturbed=model.perturbed)
+  train_loss_fn, place = sharding.data_parallel(config, loss_fn)  # config.sharding
+  tx = optimizers.build_optimizer(config)
+  group = _Group(programs.make_train_step(train_loss_fn, tx, config),
+                 programs.make_evaluate(loss_fn, config.loss),
+                 programs.make_example_losses(loss_fn),
+                 diagnostics.make_diagnostics(loss_fn, config), config, group_size)
+  logging.info("%s / %s / %s on %s: %d parameters, %d trial(s) of %d steps of batch %d "
+               "(%d epoch(s)), %d per compiled call", config.estimator, config.model,
+               config.optimizer, dataset.name, models.num_params(model.params), num_trials,
+               steps_per_epoch * config.num_epochs, config.batch_size, config.num_epochs,
+               group_size)
+  splits = {"validation": dataset.validation, "test": dataset.test}
+  if not evaluate_test:
+    del splits["test"]
+  eval_splits = {name: place(programs.batch_for_eval(split.images, split.labels,
+                                                     config.eval_batch_size))
+                 for name, split in splits.items()}
+  arrays = (place(dataset.train.images), place(dataset.train.labels))
+  return _Run(config, dataset, group, place, arrays, eval_splits, steps_per_epoch)
 
 
 def local_options(config) -> dict:
@@ -432,12 +481,12 @@ def create_model(config, dataset, seed: int) -> models.Model:
                              init=config.init, **local_options(config))
 
 
-def _initial_states(config, dataset, configs: Sequence, size: int):
-  """The stacked step-0 TrainStates and data-order keys of a group's trials, padded to `size`
-  with repeats of the last (so every group has the compiled shape)."""
+def _initial_states(run: _Run, configs: Sequence):
+  """The step-0 TrainStates and data-order keys of a group's trials, with a leading trial axis,
+  padded to the group's size with repeats of the last (so every group has the compiled shape)."""
   states, data_rngs = [], []
-  for trial_cfg in list(configs) + [configs[-1]] * (size - len(configs)):
-    params = create_model(config, dataset, int(trial_cfg.seed)).params
+  for trial_cfg in list(configs) + [configs[-1]] * (run.group.size - len(configs)):
+    params = create_model(run.config, run.dataset, int(trial_cfg.seed)).params
     tangent_rng, data_rng = jax.random.split(jax.random.PRNGKey(int(trial_cfg.seed)))
     tx = optimizers.build_optimizer(trial_cfg)
     states.append(jax.device_get(programs.init_state(params, tx, tangent_rng)))
@@ -445,166 +494,244 @@ def _initial_states(config, dataset, configs: Sequence, size: int):
   return _stack(states), np.stack(data_rngs)
 
 
-def _train_group(config, dataset, group: _Group, place, arrays, eval_splits, trials, configs,
-                 dirs, checkpoint_dir: str, steps_per_epoch: int, size: int) -> list[dict]:
+def _train_group(run: _Run, configs: Sequence, dirs: Sequence[str],
+                 checkpoint_dir: str) -> list[dict]:
   """Trains one group of trials to the end (see the module docstring); returns their summaries."""
-  total_steps = steps_per_epoch * config.num_epochs
-  num = len(trials)
-  initial, data_rngs = _initial_states(config, dataset, configs, size)
+  config = run.config
+  initial, data_rngs = _initial_states(run, configs)
   # orbax's warnings and errors go to <checkpoint_dir>.log, not the terminal
   with checkpointing.Checkpoints(checkpoint_dir, config.keep_checkpoints,
                                  checkpoint_dir + ".log") as checkpoints:
-    restored = checkpoints.restore(initial)
-    # What the loop carries between chunks, per trial; a checkpoint saves it with the state.
-    progress = {"train_seconds": 0.0, "elapsed_seconds": 0.0,
-                "trials": [{"epoch_loss_sum": 0.0, "epoch_loss_count": 0,
-                            "last_finite_loss": None, "last_eval": {}} for _ in range(num)]}
-    if restored is not None:
-      initial, progress = restored.state, restored.progress
-      logging.info("resuming %s from step %d of %d", checkpoint_dir, restored.step, total_steps)
-    elif int(np.max(initial.step)) == 0 and any(
-        storage.exists(os.path.join(d, files.METRICS_FILE)) for d in dirs):
-      logging.warning("%s holds no checkpoint: training from the start", checkpoint_dir)
-    start_step = int(np.max(initial.step))
-    stopped = [bool(initial.diverged_at[i] >= 0) for i in range(num)]
-    states = place(group.held(initial))
-    hparams = lambda c: {k: v for k, v in files.json_safe(flatten(c.to_dict())).items()
-                         if isinstance(v, (int, float, str, bool))}
-    writers = [MetricWriter(d, start_step, hparams(c)) for d, c in zip(dirs, configs)]
-    for i, writer in enumerate(writers):
-      if start_step and not stopped[i] and files.is_writer() and writer.last_step != start_step:
-        raise WorkdirError(
-            f"{os.path.join(dirs[i], files.METRICS_FILE)} ends at step {writer.last_step} but "
-            f"the checkpoint is at step {start_step}: rows are missing; start over with --restart")
-    log = _Log(total_steps, num)
-    start = time.time() - progress["elapsed_seconds"]
-    order_epoch, orders, step = None, None, start_step
-    longest_chunk, saved_step = 0.0, start_step
-    for number, (epoch, first_batch, num_steps) in enumerate(
-        chunks(start_step, steps_per_epoch, total_steps, config.log_every_steps), 1):
-      if step > start_step and _past_deadline(longest_chunk):
-        if step > saved_step:
-          checkpoints.save(group.stacked(states), progress)
-        for writer in writers:
-          writer.close()
-        logging.info("%s: stopped at step %d of %d by the deadline; the same command resumes "
-                     "it", checkpoint_dir, step, total_steps)
-        raise Stopped(step)
-      iteration_start = time.time()
-      if epoch != order_epoch:
-        order_epoch, orders = epoch, group.orders(data_rngs, epoch, arrays[1])
-      first_step = epoch * steps_per_epoch + first_batch
-      chunk_start = time.time()
-      states, losses = group.chunk(states, *arrays, orders, first_batch, num_steps=num_steps)
-      losses = np.asarray(losses).reshape(size, num_steps)
-      chunk_seconds = time.time() - chunk_start
-      progress["train_seconds"] += chunk_seconds
-      diverged_at = np.asarray(states.diverged_at).reshape(size)
-      step = first_step + num_steps
-      progress["elapsed_seconds"] = time.time() - start
-      alive_losses = []
-      for i in range(num):
-        if stopped[i]:
-          continue
-        carry = progress["trials"][i]
-        trial_losses = losses[i] if diverged_at[i] < 0 else losses[i][:diverged_at[i] - first_step]
-        finite = trial_losses[np.isfinite(trial_losses)]
-        if finite.size:
-          carry["last_finite_loss"] = float(finite[-1])
-        if diverged_at[i] >= 0:
-          stopped[i] = True
-          first_loss = float(np.asarray(states.first_loss).reshape(size)[i])
-          carry["diverged_reason"] = _divergence(
-              configs[i], losses[i][diverged_at[i] - first_step], first_loss)
-          logging.error("%s diverged: %s at step %d (last finite loss %s)", dirs[i],
-                        carry["diverged_reason"], diverged_at[i],
-                        _round(carry["last_finite_loss"]))
-          continue
-        carry["epoch_loss_sum"] += float(np.sum(finite, dtype=np.float64))
-        carry["epoch_loss_count"] += int(finite.size)
-        chunk_loss = float(np.mean(finite)) if finite.size else None
-        if chunk_loss is not None:
-          alive_losses.append(chunk_loss)
-        writers[i].write({"step": step, "train_loss": chunk_loss,
-                          "learning_rate": _learning_rate(configs[i], step),
-                          "steps_per_second": num_steps / chunk_seconds,
-                          "elapsed_seconds": progress["elapsed_seconds"]})
-      if all(stopped):
+    initial, progress = _restore(checkpoints, checkpoint_dir, initial, dirs, run.total_steps)
+    loop = _Loop(run, configs, dirs, checkpoints, initial, data_rngs, progress)
+    for number, chunk in enumerate(chunks(loop.step, run.steps_per_epoch, run.total_steps,
+                                          config.log_every_steps), 1):
+      losses, seconds = loop.run_chunk(chunk)
+      alive_losses = loop.record_losses(chunk, losses, seconds)
+      if all(loop.stopped):
         break
-      log.update(step, epoch, alive_losses)
-      if first_batch + num_steps == steps_per_epoch:
-        metrics = {name: group.evaluate(states, split)
-                   for name, split in eval_splits.items()}
-        for i in range(num):
-          if not stopped[i]:
-            _end_epoch(progress["trials"][i], metrics, i, step, epoch, config.num_epochs,
-                       writers[i], dirs[i] if num > 1 else "", time.time() - start)
-      every = config.diagnostics_every_steps
-      if every and step // every > first_step // every:
-        values = group.diagnose(states.params, arrays, [int(c.seed) for c in configs], step)
-        for i in range(num):
-          if not stopped[i]:
-            writers[i].write({"step": step, **{k: float(v[i]) for k, v in values.items()}})
+      loop.log.update(chunk.end, chunk.epoch, alive_losses)
+      if chunk.ends_epoch:
+        loop.end_of_epoch(chunk)
+      loop.maybe_diagnose(chunk)
       stop = preemption.stop_requested(number)
-      if (step // config.checkpoint_every_steps > first_step // config.checkpoint_every_steps
-          or step == total_steps or stop):
-        for writer in writers:
-          writer.flush()  # every row up to the checkpoint's step is durable before it
-        checkpoints.save(group.stacked(states), progress)
-        saved_step = step
-      longest_chunk = max(longest_chunk, time.time() - iteration_start)
-      if stop and step < total_steps:
-        for writer in writers:
-          writer.close()
-        checkpoints.wait()  # a failed save is a WorkdirError instead
-        raise preemption.Stopped(stop, checkpoints.latest_step(), checkpoints.directory)
-    for writer in writers:
-      writer.close()
-    if "test" in eval_splits and not all(stopped):
-      example_losses = group.example_losses(states, eval_splits["test"])
-      weights = np.asarray(eval_splits["test"][2])
-      for i in range(num):
-        if not stopped[i]:
-          _write_test_losses(os.path.join(dirs[i], files.TEST_LOSSES_FILE),
-                             {k: v[i] for k, v in example_losses.items()}, weights)
-    final = group.stacked(states)
+      loop.maybe_checkpoint(chunk, stop)
+      loop.maybe_stop(stop)
+    final = loop.finish()
     last_good = checkpoints.latest_step()
   summaries = []
-  for i in range(num):
-    summary = _trial_summary(config, configs[i], dataset.name, progress, i, final, step,
-                             last_good, time.time() - start)
-    files.write_json(os.path.join(dirs[i], files.SUMMARY_FILE), summary)
+  for i, (trial_cfg, run_dir) in enumerate(zip(configs, dirs)):
+    summary = _trial_summary(config, trial_cfg, run.dataset.name, progress, i, final, loop.step,
+                             last_good, time.time() - loop.start)
+    files.write_json(os.path.join(run_dir, files.SUMMARY_FILE), summary)
     summaries.append(summary)
   return summaries
 
 
-def _end_epoch(carry: dict, metrics: dict, i: int, step: int, epoch: int, num_epochs: int,
-               writer: MetricWriter, name: str, elapsed: float) -> None:
-  """Writes trial `i`'s metrics row of an epoch's end (mean train loss, validation and test
-  metrics), logs it, keeps it in `carry` for the summary and resets the epoch's loss sums."""
-  count = carry["epoch_loss_count"]
-  row = {"step": step, "epoch": epoch + 1,
-         "epoch_train_loss": carry["epoch_loss_sum"] / count if count else None,
-         **{f"{split}_{key}": float(values[i]) for split, result in metrics.items()
-            for key, values in result.items()},
-         "elapsed_seconds": elapsed}
-  writer.write(row)
+def _restore(checkpoints: checkpointing.Checkpoints, checkpoint_dir: str, initial,
+             dirs: Sequence[str], total_steps: int) -> tuple[object, Progress]:
+  """The group's TrainStates (trial axis) and progress to start from: the newest valid
+  checkpoint's, else `initial` at step 0. CheckpointError if its progress cannot be read."""
+  restored = checkpoints.restore(initial)
+  if restored is None:
+    if any(storage.exists(os.path.join(d, files.METRICS_FILE)) for d in dirs):
+      logging.warning("%s holds no checkpoint: training from the start", checkpoint_dir)
+    return initial, Progress.start(len(dirs))
+  try:
+    progress = Progress.from_json(restored.progress)
+  except ValueError as error:
+    raise CheckpointError(f"checkpoint {restored.step} in {checkpoint_dir}: {error}; start over "
+                          "with --restart") from None
+  logging.info("resuming %s from step %d of %d", checkpoint_dir, restored.step, total_steps)
+  return restored.state, progress
+
+
+def _hyperparameters(config) -> dict:
+  """The config's fields as TensorBoard's HParams dashboard takes them: flat, of scalars."""
+  return {name: value for name, value in files.json_safe(flatten(config.to_dict())).items()
+          if isinstance(value, (int, float, str, bool))}
+
+
+def _open_writers(configs: Sequence, dirs: Sequence[str], start_step: int,
+                  stopped: Sequence[bool]) -> list[MetricWriter]:
+  """Each trial's metrics writer, resuming at `start_step`. WorkdirError if the rows of a trial
+  still training end before that step."""
+  writers = [MetricWriter(d, start_step, _hyperparameters(c)) for d, c in zip(dirs, configs)]
+  for writer, run_dir, trial_stopped in zip(writers, dirs, stopped):
+    if start_step and not trial_stopped and files.is_writer() and writer.last_step != start_step:
+      raise WorkdirError(
+          f"{os.path.join(run_dir, files.METRICS_FILE)} ends at step {writer.last_step} but "
+          f"the checkpoint is at step {start_step}: rows are missing; start over with --restart")
+  return writers
+
+
+class _Loop:
+  """One group's training in this session, from its restored step: the train states on the
+  devices (in the compiled functions' layout), what the loop carries between chunks (`progress`,
+  saved with each checkpoint), which trials have stopped, and their metrics writers.
+
+  Each public method is one event of a chunk of steps, called in the order `_train_group` lists.
+  """
+
+  def __init__(self, run: _Run, configs: Sequence, dirs: Sequence[str],
+               checkpoints: checkpointing.Checkpoints, initial, data_rngs, progress: Progress):
+    self.run, self.configs, self.dirs, self.checkpoints = run, configs, dirs, checkpoints
+    self.data_rngs, self.progress = data_rngs, progress
+    self.step = self.saved_step = int(np.max(initial.step))
+    self.stopped = [bool(initial.diverged_at[i] >= 0) for i in range(len(configs))]
+    self.states = run.place(run.group.program_layout(initial))
+    self.writers = _open_writers(configs, dirs, self.step, self.stopped)
+    self.log = _Log(run.total_steps, len(configs))
+    self.start = time.time() - progress.elapsed_seconds
+    self._orders_epoch, self._orders = None, None
+    self._chunk_began, self._longest_chunk = None, 0.0
+
+  def _running(self) -> list[int]:
+    return [i for i, stopped in enumerate(self.stopped) if not stopped]
+
+  def run_chunk(self, chunk: Chunk) -> tuple[np.ndarray, float]:
+    """Runs the chunk's steps; returns their losses, [trial, step] (padding trials included),
+    and the seconds they took."""
+    self._chunk_began = time.time()
+    if chunk.epoch != self._orders_epoch:
+      self._orders_epoch = chunk.epoch
+      self._orders = self.run.group.orders(self.data_rngs, chunk.epoch, self.run.arrays[1])
+    began = time.time()
+    self.states, losses = self.run.group.chunk(self.states, *self.run.arrays, self._orders,
+                                               chunk.first_batch, num_steps=chunk.num_steps)
+    losses = np.asarray(losses).reshape(self.run.group.size, chunk.num_steps)
+    seconds = time.time() - began
+    self.progress.train_seconds += seconds
+    self.step = chunk.end
+    self.progress.elapsed_seconds = time.time() - self.start
+    return losses, seconds
+
+  def record_losses(self, chunk: Chunk, losses: np.ndarray, seconds: float) -> list[float]:
+    """Adds each running trial's finite losses of the chunk to its epoch's sums and writes its
+    chunk row, or stops it if it diverged. Returns the chunk's mean loss of each running trial."""
+    diverged_at = np.asarray(self.states.diverged_at).reshape(self.run.group.size)
+    alive_losses = []
+    for i in self._running():
+      trial = self.progress.trials[i]
+      applied = losses[i] if diverged_at[i] < 0 else losses[i][:diverged_at[i] - chunk.first_step]
+      finite = applied[np.isfinite(applied)]
+      if finite.size:
+        trial.last_finite_loss = float(finite[-1])
+      if diverged_at[i] >= 0:
+        self._stop_diverged(i, losses[i][diverged_at[i] - chunk.first_step], diverged_at[i])
+        continue
+      trial.add_losses(finite)
+      chunk_loss = float(np.mean(finite)) if finite.size else None
+      if chunk_loss is not None:
+        alive_losses.append(chunk_loss)
+      self.writers[i].write({"step": chunk.end, "train_loss": chunk_loss,
+                             "learning_rate": _learning_rate(self.configs[i], chunk.end),
+                             "steps_per_second": chunk.num_steps / seconds,
+                             "elapsed_seconds": self.progress.elapsed_seconds})
+    return alive_losses
+
+  def _stop_diverged(self, i: int, loss: float, step: int) -> None:
+    """Stops trial `i`, which diverged with `loss` at `step`, and says why."""
+    trial = self.progress.trials[i]
+    self.stopped[i] = True
+    first_loss = float(np.asarray(self.states.first_loss).reshape(self.run.group.size)[i])
+    trial.diverged_reason = _divergence(self.configs[i], loss, first_loss)
+    logging.error("%s diverged: %s at step %d (last finite loss %s)", self.dirs[i],
+                  trial.diverged_reason, step, _round(trial.last_finite_loss))
+
+  def end_of_epoch(self, chunk: Chunk) -> None:
+    """Evaluates the trials and writes and logs each running trial's row of the epoch's end."""
+    metrics = {name: self.run.group.evaluate(self.states, split)
+               for name, split in self.run.eval_splits.items()}
+    for i in self._running():
+      trial = self.progress.trials[i]
+      row = {"step": chunk.end, "epoch": chunk.epoch + 1,
+             "epoch_train_loss": trial.epoch_train_loss(),
+             **{f"{split}_{key}": float(values[i]) for split, result in metrics.items()
+                for key, values in result.items()},
+             "elapsed_seconds": time.time() - self.start}
+      self.writers[i].write(row)
+      _log_epoch(self.dirs[i] if len(self.dirs) > 1 else "", row, self.run.config.num_epochs)
+      trial.end_epoch(row)
+
+  def maybe_diagnose(self, chunk: Chunk) -> None:
+    """Writes each running trial's `fgjax.diagnostics` row at each multiple of
+    `diagnostics_every_steps` the chunk reaches."""
+    every = self.run.config.diagnostics_every_steps
+    if not every or not chunk.passes_multiple_of(every):
+      return
+    values = self.run.group.diagnose(self.states.params, self.run.arrays,
+                                     [int(c.seed) for c in self.configs], chunk.end)
+    for i in self._running():
+      self.writers[i].write({"step": chunk.end, **{k: float(v[i]) for k, v in values.items()}})
+
+  def maybe_checkpoint(self, chunk: Chunk, stop: Optional[int]) -> None:
+    """Checkpoints at the first chunk end at or past each multiple of `checkpoint_every_steps`,
+    at the end, and when a signal asks the run to `stop`."""
+    if (chunk.passes_multiple_of(self.run.config.checkpoint_every_steps)
+        or chunk.end == self.run.total_steps or stop):
+      self._save()
+
+  def _save(self) -> None:
+    for writer in self.writers:
+      writer.flush()  # every row up to the checkpoint's step is durable before it
+    self.checkpoints.save(self.run.group.with_trial_axis(self.states), self.progress.to_json())
+    self.saved_step = self.step
+
+  def maybe_stop(self, stop: Optional[int]) -> None:
+    """Ends this session before the next chunk, its checkpoint saved: raises preemption.Stopped
+    when a signal asks the run to `stop`, and Stopped when the next chunk would pass the deadline
+    of `stopping_by`."""
+    self._longest_chunk = max(self._longest_chunk, time.time() - self._chunk_began)
+    if self.step == self.run.total_steps:
+      return
+    if stop:
+      self._close_writers()
+      self.checkpoints.wait()  # a failed save is a WorkdirError instead
+      raise preemption.Stopped(stop, self.checkpoints.latest_step(), self.checkpoints.directory)
+    if _past_deadline(self._longest_chunk):
+      if self.step > self.saved_step:
+        self._save()
+      self._close_writers()
+      logging.info("%s: stopped at step %d of %d by the deadline; the same command resumes it",
+                   self.checkpoints.directory, self.step, self.run.total_steps)
+      raise Stopped(self.step)
+
+  def _close_writers(self) -> None:
+    for writer in self.writers:
+      writer.close()
+
+  def finish(self):
+    """Closes the writers and writes each running trial's per-example test losses; returns the
+    final TrainStates with the trial axis."""
+    self._close_writers()
+    test = self.run.eval_splits.get("test")
+    if test is not None and self._running():
+      example_losses = self.run.group.example_losses(self.states, test)
+      weights = np.asarray(test[2])
+      for i in self._running():
+        _write_test_losses(os.path.join(self.dirs[i], files.TEST_LOSSES_FILE),
+                           {k: v[i] for k, v in example_losses.items()}, weights)
+    return self.run.group.with_trial_axis(self.states)
+
+
+def _log_epoch(name: str, row: dict, num_epochs: int) -> None:
+  """Logs a trial's row of an epoch's end; `name` (its directory, or "") prefixes it."""
   logging.info("%sepoch %d/%d: train %s | validation %s (acc %s)%s", f"{name}: " if name else "",
-               epoch + 1, num_epochs, _round(row["epoch_train_loss"]),
+               row["epoch"], num_epochs, _round(row["epoch_train_loss"]),
                _round(row["validation_loss"]), _round(row["validation_accuracy"]),
                f" | test {_round(row['test_loss'])} (acc {_round(row['test_accuracy'])})"
                if "test_loss" in row else "")
-  carry["last_eval"] = row
-  carry["epoch_loss_sum"], carry["epoch_loss_count"] = 0.0, 0
 
 
-def _trial_summary(config, trial_cfg, dataset_name: str, progress: dict, i: int, final,
+def _trial_summary(config, trial_cfg, dataset_name: str, progress: Progress, i: int, final,
                    last_step: int, last_good: Optional[int], wall_clock: float) -> dict:
-  carry = progress["trials"][i]
-  eval_row = carry["last_eval"]
+  """Trial `i`'s summary.json: its status, last evaluation, steps and speed."""
+  trial: TrialProgress = progress.trials[i]
+  eval_row = trial.last_eval
   diverged_at = int(final.diverged_at[i])
   steps = diverged_at if diverged_at >= 0 else int(final.step[i])
-  train_seconds = progress["train_seconds"]  # of every session, the chunks a kill lost excluded
+  train_seconds = progress.train_seconds
   summary = {
       "status": "diverged" if diverged_at >= 0 else "completed",
       "estimator": config.estimator, "model": config.model, "optimizer": config.optimizer,
@@ -619,9 +746,8 @@ def _trial_summary(config, trial_cfg, dataset_name: str, progress: dict, i: int,
       "train_steps_per_second": last_step / train_seconds if train_seconds else None,
   }
   if diverged_at >= 0:
-    summary.update(diverged_at_step=diverged_at, last_finite_loss=carry["last_finite_loss"],
-                   diverged_reason=carry.get("diverged_reason"),
-                   last_checkpoint_step=last_good)
+    summary.update(diverged_at_step=diverged_at, last_finite_loss=trial.last_finite_loss,
+                   diverged_reason=trial.diverged_reason, last_checkpoint_step=last_good)
   nonfinite = sorted(k for k, v in summary.items() if isinstance(v, float) and not np.isfinite(v))
   if nonfinite:
     summary["nonfinite_fields"] = nonfinite  # written as null: JSON has no NaN or infinity

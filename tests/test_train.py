@@ -4,6 +4,7 @@ experiments, divergence policies, damaged checkpoints, and bad input that writes
 Runs are short: 16 steps per epoch, a chunk (metrics row) every 4 steps and a checkpoint every 16.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -21,10 +22,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 from fgjax import config_loading
+from fgjax import progress
 from fgjax import train
 from fgjax import programs
 from fgjax import workdir as files
-from fgjax.errors import ConfigError, DataError, WorkdirError
+from fgjax.errors import CheckpointError, ConfigError, DataError, WorkdirError
 from fgjax.metrics_writer import MetricWriter
 from fgjax.workdir import read_metrics
 from test_metrics_writer import tensorboard_scalars  # pylint: disable=g-bad-import-order
@@ -693,6 +695,49 @@ def test_a_deadline_checkpoints_and_stops_and_the_same_call_resumes(reference, t
   with train.stopping_by(time.time() + 3600):
     assert train.train_and_evaluate(digits_config("backprop"), workdir)["status"] == "completed"
   assert_same_run(reference["backprop"], workdir)
+
+
+def stop_after_one_chunk_saving_progress_as(to_json, workdir: str, monkeypatch) -> dict:
+  """Trains `workdir` for one chunk (a deadline already past) with `to_json` writing the progress
+  record; returns the record of the checkpoint it leaves."""
+  with monkeypatch.context() as patch:
+    patch.setattr(progress.Progress, "to_json", to_json)
+    with train.stopping_by(time.time()), pytest.raises(train.Stopped):
+      train.train_and_evaluate(digits_config("backprop"), workdir)
+  return read_json(os.path.join(workdir, "checkpoints", "4", "progress", "metadata"))["progress"]
+
+
+def version_1(record: progress.Progress) -> dict:
+  """The progress record as fgjax wrote it before it had a version: no "version", and a trial's
+  "diverged_reason" only once it diverged."""
+  trials = [{k: v for k, v in dataclasses.asdict(trial).items()
+             if k != "diverged_reason" or v is not None} for trial in record.trials]
+  return {"train_seconds": record.train_seconds, "elapsed_seconds": record.elapsed_seconds,
+          "trials": trials}
+
+
+def test_a_checkpoint_with_a_progress_record_of_version_1_resumes_identically(
+    reference, tmp_path, monkeypatch):
+  workdir = str(tmp_path / "run")
+  record = stop_after_one_chunk_saving_progress_as(version_1, workdir, monkeypatch)
+  assert sorted(record) == ["elapsed_seconds", "train_seconds", "trials"]
+  assert sorted(record["trials"][0]) == ["epoch_loss_count", "epoch_loss_sum", "last_eval",
+                                         "last_finite_loss"]
+  assert record["trials"][0]["epoch_loss_count"] == 4
+  train.train_and_evaluate(digits_config("backprop"), workdir)
+  assert_same_run(reference["backprop"], workdir)
+
+
+def test_a_progress_record_of_a_newer_version_is_refused_in_one_line(tmp_path, monkeypatch):
+  workdir = str(tmp_path / "run")
+  newer = lambda record: {**dataclasses.asdict(record), "version": progress.VERSION + 1}
+  stop_after_one_chunk_saving_progress_as(newer, workdir, monkeypatch)
+  with pytest.raises(CheckpointError, match=(
+      rf"^checkpoint 4 in {re.escape(workdir)}/checkpoints: its progress record has version "
+      rf"{progress.VERSION + 1}; this fgjax reads versions 1 and {progress.VERSION}; start over "
+      r"with --restart$")):
+    train.train_and_evaluate(digits_config("backprop"), workdir)
+  assert checkpoint_steps(workdir) == [4]
 
 
 def test_a_disk_full_before_the_start_is_one_line(small_disk):
