@@ -35,7 +35,8 @@ def machine_info() -> dict:
   return {**workdir.describe_machine(), "load_average_at_start": os.getloadavg()[0]}
 
 
-def describe_machine(info: dict) -> str:
+def machine_line(info: dict) -> str:
+  """One line naming the machine of `machine_info()` and its load at the start."""
   return (f"{workdir.format_machine(info)}; load average {info['load_average_at_start']:.1f} "
           "at start")
 
@@ -190,7 +191,7 @@ def step_header(report: dict) -> list[str]:
               else "per sample, one jitted call each")
   return [f"{report['model']}, batch {report['batch_size']}: {report['steps_per_call']} steps "
           f"{per_call}, medians of {report['repeats']} interleaved repeats",
-          describe_machine(report["machine"]), ""]
+          machine_line(report["machine"]), ""]
 
 
 def publish(report: dict, table: str, json_path) -> None:

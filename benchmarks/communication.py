@@ -75,7 +75,7 @@ def format_table(report: dict) -> str:
            f"{processes} processes of {per_process} devices")
   lines = [f"{report['model']} ({report['num_params']:,} parameters), batch "
            f"{report['batch_size']} over {where}: bytes each device all-reduces per step, from "
-           "the compiled HLO", common.describe_machine(report["machine"]), ""]
+           "the compiled HLO", common.machine_line(report["machine"]), ""]
   columns = ["step", "collectives", "floats (4 B)", "bytes per step", "backprop / this"]
   if processes > 1:
     columns.append(f"bytes one process's {per_process} devices put in")

@@ -72,7 +72,7 @@ def measure(model: str, steps: int, repeats: int) -> dict:
 def format_table(report: dict) -> str:
   lines = [f"{report['model']}, batch 64: {report['steps']} steps per sample, one process per "
            f"sample, medians of {report['repeats']} alternating rounds",
-           common.describe_machine(report["machine"]), ""]
+           common.machine_line(report["machine"]), ""]
   lines += common.markdown_table(
       ["freed host memory", "step", "wall ms/step", "CPU ms/step", "of which system",
        "page faults/step"],

@@ -52,7 +52,7 @@ def main():
       hours = epochs * measured["steps_per_epoch"] / measured["steps_per_second"] / 3600
       rows.append({"config": path, **measured, "epochs": epochs, "projected_hours": hours})
   report = {"machine": common.machine_info(), "rows": rows}
-  table = [common.describe_machine(report["machine"]), ""] + common.markdown_table(
+  table = [common.machine_line(report["machine"]), ""] + common.markdown_table(
       ["config", "steps/s", "steps per epoch", "epochs", "projected hours"],
       [[row["config"], f"{row['steps_per_second']:.2f}", str(row["steps_per_epoch"]),
         str(row["epochs"]), f"{row['projected_hours']:.2f}"] for row in rows])

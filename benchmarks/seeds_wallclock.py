@@ -71,7 +71,7 @@ def main():
   rows = [measure(config, overrides, args.num_seeds, args.repeats)
           for config in args.configs.split(",")]
   lines = [f"{args.num_seeds} seeds, {args.epochs} epoch(s) each, median of {args.repeats} "
-           f"round(s), on {common.describe_machine(machine)}", "",
+           f"round(s), on {common.machine_line(machine)}", "",
            "| config | one program, s | one run per seed, s | speed-up | test loss, largest "
            "relative difference |", "|---|---:|---:|---:|---:|"]
   lines += [f"| {r['config']} | {r['together_s']:.1f} | {r['apart_s']:.1f} | "

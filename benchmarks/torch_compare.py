@@ -171,7 +171,7 @@ def format_table(report: dict) -> str:
            else "one jitted call per step")
   lines = [f"{report['model']}, batch 64: {report['steps_per_sample']} steps per sample "
            f"(fgjax: {calls}), medians of {report['repeats']} interleaved repeats",
-           f"{common.describe_machine(machine)}; torch {machine['torch']} with "
+           f"{common.machine_line(machine)}; torch {machine['torch']} with "
            f"{machine['torch_threads']} threads",
            f"floor: {report['step_gflop']['backprop']:.2f} GFLOP a backprop step, "
            f"{report['step_gflop']['forward gradient']:.2f} a forward-gradient step, at "

@@ -106,7 +106,7 @@ def format_table(report: dict) -> str:
   lines = [f"{report['model']}, batch {report['batch_size']}: {report['steps']} steps per sample "
            f"in chunks of {report['chunk']}, training set of {report['train_size']:,}; medians "
            f"of {report['repeats']} interleaved repeats",
-           common.describe_machine(report["machine"]), ""]
+           common.machine_line(report["machine"]), ""]
   lines += common.markdown_table(
       ["estimator", "loop ms/step", "bare step ms", "loop / bare"],
       [[row["estimator"], f"{row['loop_ms']:.2f}", f"{row['bare_ms']:.2f}", f"{row['ratio']:.3f}"]
