@@ -224,8 +224,8 @@ class Checkpoints:
     if _no_space(error):
       return (f"no space left on device while saving checkpoint {self._saving} in "
               f"{self.directory}; {kept}")
-    return (f"cannot write checkpoint {self._saving} in {self.directory} ({storage.first_line(error)}); "
-            f"{kept}")
+    return (f"cannot write checkpoint {self._saving} in {self.directory} "
+            f"({storage.first_line(error)}); {kept}")
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()

@@ -12,10 +12,10 @@ all of them together. There, SIGTERM is left to jax's preemption service (starte
 `jax.distributed.initialize`, which catches SIGTERM itself) and `stop_requested` asks it through
 `multihost_utils.reached_preemption_sync_point`. When any process is told to stop, the service
 tells the others; each reports the last number it was called with, and all agree to stop at the
-largest plus one. The call numbers must therefore count up by one, identically in every process:
-the training loop passes the number of the chunk in this session (1, 2, ...), and the chunks are a
-function of the restored step alone, so chunk n ends at the same step everywhere and all processes
-stop there together. Ctrl-C is not intercepted in a multi-process run.
+largest plus one. The call numbers must therefore count up by one, identically in every process: the
+training loop passes the number of the chunk since this process started training (1, 2, ...), and
+the chunks are a function of the restored step alone, so chunk n ends at the same step everywhere
+and all processes stop there together. Ctrl-C is not intercepted in a multi-process run.
 """
 
 import contextlib
@@ -86,8 +86,8 @@ def handle_signals() -> Iterator[None]:
 
 
 def stop_requested(chunk: int) -> Optional[int]:
-  """The signal that asks the run to stop at the end of its `chunk`-th chunk of this session
-  (counted from 1), None to go on. Every process calls it at every chunk end."""
+  """The signal that asks the run to stop at the end of its `chunk`-th chunk since this process
+  started training (counted from 1), None to go on. Every process calls it at every chunk end."""
   if jax.distributed.is_initialized():
     try:
       return signal.SIGTERM if multihost_utils.reached_preemption_sync_point(chunk) else None

@@ -566,7 +566,7 @@ def _open_writers(configs: Sequence, dirs: Sequence[str], start_step: int,
 
 
 class _Loop:
-  """One group's training in this session, from its restored step: the train states on the
+  """One group's training in this process, from its restored step: the train states on the
   devices (in the compiled functions' layout), what the loop carries between chunks (`progress`,
   saved with each checkpoint), which trials have stopped, and their metrics writers.
 
@@ -679,9 +679,9 @@ class _Loop:
     self.saved_step = self.step
 
   def maybe_stop(self, stop: Optional[int]) -> None:
-    """Ends this session before the next chunk, its checkpoint saved: raises preemption.Stopped
-    when a signal asks the run to `stop`, and Stopped when the next chunk would pass the deadline
-    of `stopping_by`."""
+    """Ends this process's training before the next chunk, its checkpoint saved: raises
+    preemption.Stopped when a signal asks the run to `stop`, and Stopped when the next chunk
+    would pass the deadline of `stopping_by`."""
     self._longest_chunk = max(self._longest_chunk, time.time() - self._chunk_began)
     if self.step == self.run.total_steps:
       return
