@@ -25,13 +25,12 @@ from tensorboardX.proto.event_pb2 import Event, SessionLog
 
 from fgjax import storage
 from fgjax import workdir as workdir_files
-from fgjax.errors import WorkdirError
 
 
 class _ObjectEventsFile:
   """A TensorBoard events file on gs://: its records are held in memory and the whole object is
-  uploaded at each flush (tensorboardX flushes every 2 minutes and on close; `MetricWriter.flush`
-  before each checkpoint)."""
+  uploaded at each flush (`MetricWriter.flush`: every FLUSH_SECONDS, before each checkpoint and on
+  close)."""
 
   def __init__(self, path: str):
     self._path, self._buffer = path, io.BytesIO()
@@ -113,11 +112,8 @@ class MetricWriter:
 
   def _write_event(self, event: Event) -> None:
     event.wall_time = time.time()
-    try:
+    with storage.reported("write TensorBoard events in", os.path.dirname(self._path)):
       self._events.write_event(event)
-    except OSError as error:
-      raise WorkdirError(f"cannot write TensorBoard events in {os.path.dirname(self._path)}: "
-                         f"{error.strerror or error}") from None
 
   def flush(self) -> None:
     """Makes every row written so far durable: the buffered TensorBoard events written through,
@@ -125,11 +121,8 @@ class MetricWriter:
     if self._events is not None:
       self._flushed = time.time()
       self._jsonl.flush()
-      try:
+      with storage.reported("write TensorBoard events in", os.path.dirname(self._path)):
         self._events.flush()
-      except OSError as error:
-        raise WorkdirError(f"cannot write TensorBoard events in {os.path.dirname(self._path)}: "
-                           f"{error.strerror or error}") from None
 
   def close(self) -> None:
     if self._jsonl is not None:
