@@ -39,7 +39,7 @@ def step_collectives(model: str, config) -> list[tuple[str, str, int]]:
   net = models.create_model(model, common.MODEL_DATA[model][1], common.NUM_CLASSES, 0)
   tx = optimizers.build_optimizer(config)
   loss_fn = programs.make_loss_fn(net.apply, 127.5, 64.0)
-  train_loss_fn, place = sharding.data_parallel(config, loss_fn)
+  train_loss_fn, place, _ = sharding.data_parallel(config, loss_fn)
   state = place(programs.init_state(net.params, tx, jax.random.PRNGKey(1)))
   images = place(np.zeros((config.batch_size,) + common.MODEL_DATA[model][1], np.uint8))
   labels = place(np.zeros((config.batch_size,), np.int32))

@@ -3,7 +3,8 @@ the evaluation.
 
 `make_train_chunk` returns one jitted function that runs `num_steps` optimizer steps inside a
 `lax.scan`: it gathers each batch from the device-resident training images by the epoch's
-permutation, computes the gradient with the configured estimator, and applies the optax update.
+permutation (or takes the batches gathered, in a data-parallel run), computes the gradient with
+the configured estimator, and applies the optax update.
 The tangent key of step t is `fold_in(state.rng, t)`, so a run is reproducible from (seed, step)
 alone and a resumed run draws exactly the tangents an uninterrupted one would.
 """
@@ -169,7 +170,7 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config)
 
 
 def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True,
-                     vmapped: bool = False) -> Callable:
+                     vmapped: bool = False, fed: bool = False) -> Callable:
   """`chunk(state, images, labels, order, first_batch, num_steps) -> (state, losses)`.
 
   Runs batches `first_batch, ..., first_batch + num_steps - 1` of the epoch whose example order is
@@ -178,6 +179,11 @@ def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True
   (trials that differ in seed and in the hyperparameters held in the optimizer state) and
   `losses` is shaped (trials, num_steps): one program trains them all.
 
+  With `fed`, the batches come gathered: `images` and `labels` are batches, (batches,
+  batch_size, ...), of which the chunk runs `first_batch, ...`, and `order` is unused (None). A
+  data-parallel run feeds each chunk its own batches so (and first batch 0), each process
+  gathering only its rows of each batch (`sharding.global_batches`).
+
   With `scan` (the default) the steps run inside one jitted `lax.scan`: no per-step dispatch.
   Without it, each step is one jitted call from a host loop: the way to run convolutional models
   on XLA:CPU, which runs backprop's convolutions slower inside a loop body than outside one
@@ -185,6 +191,8 @@ def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True
   """
 
   def one_batch(state, images, labels, order, batch_index):
+    if fed:
+      return train_step(state, images[batch_index], labels[batch_index])
     batch = jax.lax.dynamic_slice_in_dim(order, batch_index * batch_size, batch_size)
     return train_step(state, images[batch], labels[batch])
 

@@ -1,12 +1,14 @@
 """Training past one device: data parallelism with `jax.sharding`, and what it costs to talk.
 
-Data parallelism: a `Mesh` over the devices with one axis, "data". Parameters, optimizer state and
-the (small, device-resident) datasets are replicated on every device; each step's batch is split
-along the mesh, each device computes on its shard, and the devices average what the estimator
-needs. Switched on by `config.sharding.data_parallel`; `jax.distributed.initialize` joins the
-processes of a multi-host run (`python -m fgjax.main --distributed`, or `python -m fgjax.launch`
-on one machine), and a run that cannot form ends each process with one line instead of JAX's
-abort.
+Data parallelism: a `Mesh` over the devices with one axis, "data". Parameters and optimizer state
+are replicated on every device; each step's batch is split along the mesh, each device computes
+on its shard, and the devices average what the estimator needs. The batches reach the devices
+already split: each process gathers on the host only the rows of each batch that its own devices
+hold (`gather_batches`), and JAX joins the processes' rows into one array sharded on the batch
+axis, so that a run takes the same batches, in the same order, whatever its process count.
+Switched on by `config.sharding.data_parallel`; `jax.distributed.initialize` joins the processes
+of a multi-host run (`python -m fgjax.main --distributed`, or `python -m fgjax.launch` on one
+machine), and a run that cannot form ends each process with one line instead of JAX's abort.
 
 The one wrapper is `data_parallel_loss`: it runs the loss on each device's batch shard inside
 `jax.shard_map` and averages it over the mesh with `lax.pmean`. Both estimators differentiate
@@ -22,9 +24,10 @@ through it unchanged, and what crosses devices follows from the mode of differen
   global batch's derivative, so a sharded run equals a single-device run up to float summation
   order.
 
-So `fgjax.estimators` and `fgjax.programs` stay as they are: the train loop only swaps the loss
-it differentiates and places its arrays (`data_parallel`). Evaluation is not split: every device
-evaluates the whole (small) split, which needs no communication.
+So `fgjax.estimators` stay as they are: the train loop swaps the loss it differentiates, places
+the train state and feeds the batches split (`data_parallel`). Evaluation is split the same way:
+each device evaluates its rows of every evaluation batch, so that the devices evaluate a split
+once between them, and only the sums of the losses and of the correct predictions cross devices.
 
 `collectives` reads the cross-device operations and their sizes out of a compiled program, which
 is how `benchmarks/communication.py` and the tests show the difference (and that the compiler
@@ -35,7 +38,7 @@ import os
 import re
 import sys
 import threading
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from absl import logging
 import jax
@@ -152,16 +155,53 @@ def replicate(tree, mesh: Mesh):
   return jax.device_put(jax.tree.map(np.asarray, tree), NamedSharding(mesh, P()))
 
 
-def data_parallel(config, loss_fn: Callable) -> tuple[Callable, Callable]:
-  """`(train_loss_fn, place)` for `config.sharding`: the train loop's only sharding hook.
+def process_rows(device_processes: Sequence[int], batch_size: int, process: int) -> np.ndarray:
+  """The rows of a batch that `process`'s devices hold when the batch is split over a mesh.
 
-  `train_loss_fn` is the loss the train step differentiates and `place(tree)` puts arrays (the
-  train state, the datasets) where the step expects them. With `data_parallel` off they are
-  `loss_fn` itself and `jax.device_put` (the default device), so the loop runs as before.
-  Raises ConfigError if the batch does not split evenly over the devices.
+  Split on the "data" axis, a batch gives the k-th device of the mesh the k-th of equal blocks
+  of rows; `device_processes` is the process index of each device in the mesh's order. The rows
+  come in increasing order, the layout `jax.make_array_from_process_local_data` takes a
+  process's data in.
+  """
+  per_device = batch_size // len(device_processes)
+  return np.concatenate([np.arange(k * per_device, (k + 1) * per_device)
+                         for k, owner in enumerate(device_processes) if owner == process])
+
+
+def own_rows(mesh: Mesh, batch_size: int) -> np.ndarray:
+  """The rows of each batch of `batch_size` that this process's devices hold on `mesh`."""
+  return process_rows([device.process_index for device in mesh.devices.flat], batch_size,
+                      jax.process_index())
+
+
+def global_batches(mesh: Mesh, own: np.ndarray, batch_size: int) -> jax.Array:
+  """One array of shape (num_batches, batch_size, ...) sharded over `mesh` on its batch axis,
+  made of every process's `own` rows of each batch, (num_batches, own_rows(...), ...): no
+  process needs the others' rows."""
+  return jax.make_array_from_process_local_data(
+      NamedSharding(mesh, P(None, DATA_AXIS)), own, (own.shape[0], batch_size) + own.shape[2:])
+
+
+def gather_batches(mesh: Mesh, arrays: Sequence[np.ndarray],
+                   indices: np.ndarray) -> tuple[jax.Array, ...]:
+  """Each host array of `arrays` gathered at `indices`, (num_batches, batch_size) example
+  indices, as one array (num_batches, batch_size, ...) sharded over `mesh` on its batch axis, of
+  which this process gathers only the rows its own devices hold (`global_batches`)."""
+  own = indices[:, own_rows(mesh, indices.shape[1])]
+  return tuple(global_batches(mesh, array[own], indices.shape[1]) for array in arrays)
+
+
+def data_parallel(config, loss_fn: Callable) -> tuple[Callable, Callable, Optional[Mesh]]:
+  """`(train_loss_fn, place, mesh)` for `config.sharding`: the train loop's sharding hook.
+
+  `train_loss_fn` is the loss the train step differentiates, `place(tree)` puts arrays (the
+  train state) where the step expects them, and `mesh` is the data-parallel mesh that the
+  batches are split over (`global_batches`). With `data_parallel` off they are `loss_fn`
+  itself, `jax.device_put` (the default device) and None, so the loop runs as before. Raises
+  ConfigError if the batch does not split evenly over the devices.
   """
   if not config.sharding.data_parallel:
-    return loss_fn, jax.device_put
+    return loss_fn, jax.device_put, None
   mesh = make_mesh(config.sharding.num_devices)
   num_devices = mesh.shape[DATA_AXIS]
   if config.batch_size % num_devices:
@@ -169,7 +209,10 @@ def data_parallel(config, loss_fn: Callable) -> tuple[Callable, Callable]:
                       "devices of the data-parallel mesh")
   logging.info("data parallel over %d devices (%s): %d examples per device and step",
                num_devices, jax.devices()[0].platform, config.batch_size // num_devices)
-  return data_parallel_loss(loss_fn, mesh), lambda tree: replicate(tree, mesh)
+  logging.info("process %d of %d gathers %d of the %d examples of each batch",
+               jax.process_index(), jax.process_count(),
+               len(own_rows(mesh, config.batch_size)), config.batch_size)
+  return data_parallel_loss(loss_fn, mesh), lambda tree: replicate(tree, mesh), mesh
 
 
 _COLLECTIVE = re.compile(

@@ -46,6 +46,8 @@ from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 import numpy as np
 
 from fgjax import checkpointing
@@ -245,7 +247,8 @@ class _Group:
     self.vmapped, self.size, self.batch_size = size > 1, size, int(config.batch_size)
     self.chunk = programs.make_train_chunk(train_step, int(config.batch_size),
                                            scan=programs.scans_well(config.model),
-                                           vmapped=self.vmapped)
+                                           vmapped=self.vmapped,
+                                           fed=config.sharding.data_parallel)
     over_trials = lambda f, axes: jax.jit(jax.vmap(f, in_axes=axes) if self.vmapped else f)
     self._orders = over_trials(programs.epoch_order, (0, None, None))
     point = optimizers.evaluation_point(config)
@@ -275,8 +278,10 @@ class _Group:
     return self.with_trial_axis(self._evaluate(states, *split))
 
   def example_losses(self, states, split) -> dict:
-    """Every example's losses of `split` for each trial, at its evaluation point."""
-    return self.with_trial_axis(self._example_losses(states, *split))
+    """Every example's losses of `split` for each trial, at its evaluation point (gathered from
+    every process where the split is spread over several)."""
+    return self.with_trial_axis(
+        multihost_utils.process_allgather(self._example_losses(states, *split), tiled=True))
 
   def diagnose(self, params, arrays, seeds: Sequence[int], step: int) -> dict:
     """`fgjax.diagnostics` of every trial on the first batch of the training split, the trial of
@@ -294,13 +299,26 @@ class _Run:
   dataset: data.Dataset
   group: _Group
   place: Callable  # puts an array on the devices, laid out as the run's sharding says
-  arrays: tuple  # the training split's images and labels, placed
-  eval_splits: dict  # each evaluated split's name: its evaluation batches, placed
+  mesh: Optional[Mesh]  # the data-parallel mesh; None on one device
+  arrays: tuple  # the training split's images and labels: placed, or on the host with a mesh
+  eval_splits: dict  # each evaluated split's name: its evaluation batches, on the devices
   steps_per_epoch: int
 
   @property
   def total_steps(self) -> int:
     return self.steps_per_epoch * int(self.config.num_epochs)
+
+  def batches(self, order, chunk: Chunk) -> tuple:
+    """The arguments of `group.chunk` between the state and `num_steps` for `chunk` of the epoch
+    whose example order is `order`: the training split and `order`, by which the compiled chunk
+    gathers its batches on the devices; or, data parallel, the chunk's batches, of which this
+    process gathers on the host only the rows its own devices hold."""
+    if self.mesh is None:
+      return (*self.arrays, order, chunk.first_batch)
+    size = int(self.config.batch_size)
+    first = chunk.first_batch * size
+    indices = np.asarray(order)[first:first + chunk.num_steps * size].reshape(-1, size)
+    return (*sharding.gather_batches(self.mesh, self.arrays, indices), None, 0)
 
 
 class _Log:
@@ -344,13 +362,13 @@ def _round(value, digits: int = 4) -> str:
   return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _write_test_losses(path: str, example_losses: dict, weights: np.ndarray) -> None:
-  """Saves every test example's loss (padding dropped), atomically."""
+def _write_test_losses(path: str, example_losses: dict, num_examples: int) -> None:
+  """Saves every test example's loss, atomically: the first `num_examples` of the evaluation
+  batches, the padding after them dropped."""
   if not files.is_writer():
     return
-  keep = weights.reshape(-1) > 0
   buffer = io.BytesIO()
-  np.savez(buffer, **{name: np.asarray(values).reshape(-1)[keep]
+  np.savez(buffer, **{name: np.asarray(values).reshape(-1)[:num_examples]
                       for name, values in example_losses.items()})
   storage.write_bytes(path, buffer.getvalue())
 
@@ -443,7 +461,7 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
     raise ConfigError(f"model {config.model!r} on {dataset.name}: {error}") from None
   loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std,
                                   config.loss, perturbed=model.perturbed)
-  train_loss_fn, place = sharding.data_parallel(config, loss_fn)  # config.sharding
+  train_loss_fn, place, mesh = sharding.data_parallel(config, loss_fn)  # config.sharding
   tx = optimizers.build_optimizer(config)
   group = _Group(programs.make_train_step(train_loss_fn, tx, config),
                  programs.make_evaluate(loss_fn, config.loss),
@@ -457,11 +475,25 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
   splits = {"validation": dataset.validation, "test": dataset.test}
   if not evaluate_test:
     del splits["test"]
-  eval_splits = {name: place(programs.batch_for_eval(split.images, split.labels,
-                                                     config.eval_batch_size))
+  eval_splits = {name: _eval_batches(split, config.eval_batch_size, place, mesh)
                  for name, split in splits.items()}
-  arrays = (place(dataset.train.images), place(dataset.train.labels))
-  return _Run(config, dataset, group, place, arrays, eval_splits, steps_per_epoch)
+  arrays = (dataset.train.images, dataset.train.labels)
+  if mesh is None:
+    arrays = tuple(place(array) for array in arrays)
+  return _Run(config, dataset, group, place, mesh, arrays, eval_splits, steps_per_epoch)
+
+
+def _eval_batches(split, batch_size: int, place: Callable, mesh: Optional[Mesh]) -> tuple:
+  """A split's evaluation batches (`programs.batch_for_eval`) on the devices: placed whole, or
+  over a data-parallel mesh, each process feeding only its rows of each batch, the batch rounded
+  up to a multiple of the devices (the added rows, like the split's padding, weigh zero), so
+  that the devices evaluate the split once between them."""
+  if mesh is None:
+    return place(programs.batch_for_eval(split.images, split.labels, batch_size))
+  batch_size = -(-batch_size // mesh.size) * mesh.size
+  rows = sharding.own_rows(mesh, batch_size)
+  return tuple(sharding.global_batches(mesh, array[:, rows], batch_size)
+               for array in programs.batch_for_eval(split.images, split.labels, batch_size))
 
 
 def local_options(config) -> dict:
@@ -597,8 +629,8 @@ class _Loop:
       self._orders_epoch = chunk.epoch
       self._orders = self.run.group.orders(self.data_rngs, chunk.epoch, self.run.arrays[1])
     began = time.time()
-    self.states, losses = self.run.group.chunk(self.states, *self.run.arrays, self._orders,
-                                               chunk.first_batch, num_steps=chunk.num_steps)
+    batches = self.run.batches(self._orders, chunk)
+    self.states, losses = self.run.group.chunk(self.states, *batches, num_steps=chunk.num_steps)
     losses = np.asarray(losses).reshape(self.run.group.size, chunk.num_steps)
     seconds = time.time() - began
     self.progress.train_seconds += seconds
@@ -708,10 +740,10 @@ class _Loop:
     test = self.run.eval_splits.get("test")
     if test is not None and self._running():
       example_losses = self.run.group.example_losses(self.states, test)
-      weights = np.asarray(test[2])
       for i in self._running():
         _write_test_losses(os.path.join(self.dirs[i], files.TEST_LOSSES_FILE),
-                           {k: v[i] for k, v in example_losses.items()}, weights)
+                           {k: v[i] for k, v in example_losses.items()},
+                           len(self.run.dataset.test.labels))
     return self.run.group.with_trial_axis(self.states)
 
 

@@ -52,15 +52,17 @@ def _final_state(workdir) -> dict:
 
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory):
-  """Workdirs of an uninterrupted two-process run of each estimator, made when first asked."""
+  """Workdirs of an uninterrupted two-process run of each estimator, made when first asked;
+  `stderr[estimator]` holds what the run's processes logged."""
   made = {}
 
   def get(estimator: str):
     if estimator not in made:
       made[estimator] = tmp_path_factory.mktemp(f"two_{estimator}")
-      _run(_launch_command(made[estimator], estimator))
+      get.stderr[estimator] = _run(_launch_command(made[estimator], estimator)).stderr
     return made[estimator]
 
+  get.stderr = {}
   return get
 
 
@@ -85,6 +87,14 @@ def test_two_processes_train_as_one_process_of_four_devices(two_process_runs, on
   # rounding per step: measured at most 9e-8 (forward) and 3e-8 (backprop) after 32 steps.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-6), two["params"],
                one["params"])
+
+
+def test_each_process_gathers_half_of_every_batch(two_process_runs):
+  two_process_runs("forward")
+  for process in range(2):
+    assert any(line.startswith(f"[p{process}] ") and line.endswith(
+        f"process {process} of 2 gathers 32 of the 64 examples of each batch")
+               for line in two_process_runs.stderr["forward"].splitlines()), process
 
 
 def _kill_process_0_mid_run(workdir) -> tuple[int, str]:

@@ -12,10 +12,9 @@ from fgjax import optimizers
 from fgjax import programs
 
 
-@pytest.mark.parametrize("estimator, combine", [
-    ("forward", "mean"), ("forward", "projection"), ("backprop", "mean"),
-    ("activity", "mean"), ("local_activity", "projection"), ("local_backprop", "mean")])
-def test_scan_and_host_loop_take_the_same_steps(estimator, combine):
+def _chunk_setup(estimator: str, combine: str):
+  """A small MLP's train step for `estimator`, its optimizer, a function giving fresh step-0
+  states, and 40 random examples with an epoch order: (step, new_state, images, labels, order)."""
   config = default_config.base_config()
   config.estimator, config.jvp_clip, config.combine = estimator, 1.0, combine
   config.num_directions = 1 if combine == "mean" else 2
@@ -24,21 +23,44 @@ def test_scan_and_host_loop_take_the_same_steps(estimator, combine):
   tx = optimizers.build_optimizer(config)
   loss_fn = programs.make_loss_fn(model.apply, [0.0], [255.0], perturbed=model.perturbed)
   step = programs.make_train_step(loss_fn, tx, config)
+  # each run donates its own copy of the parameters
+  new_state = lambda: programs.init_state(jax.tree.map(np.array, model.params), tx,
+                                          jax.random.PRNGKey(2))
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (40, 4, 4, 1), dtype=np.uint8)
   labels = rng.integers(0, 3, 40).astype(np.int32)
-  order = programs.epoch_order(jax.random.PRNGKey(1), 0, labels)
-  results = []
-  for scan in (True, False):
-    chunk = programs.make_train_chunk(step, 8, scan=scan)
-    params = jax.tree.map(np.array, model.params)  # each run donates its own copy
-    state = programs.init_state(params, tx, jax.random.PRNGKey(2))
-    results.append(chunk(state, images, labels, order, 1, num_steps=3))
-  (scan_state, scan_losses), (loop_state, loop_losses) = results
-  assert loop_losses.shape == (3,) and int(loop_state.step) == int(scan_state.step) == 3
-  np.testing.assert_allclose(loop_losses, scan_losses, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(loop_state.params), jax.tree.leaves(scan_state.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  return step, new_state, images, labels, programs.epoch_order(jax.random.PRNGKey(1), 0, labels)
+
+
+def _assert_same_steps(a, b) -> None:
+  """Two chunks' (state, losses) are the same steps up to float rounding."""
+  (a_state, a_losses), (b_state, b_losses) = a, b
+  assert a_losses.shape == b_losses.shape and int(a_state.step) == int(b_state.step)
+  np.testing.assert_allclose(a_losses, b_losses, rtol=1e-5)
+  for x, y in zip(jax.tree.leaves(a_state.params), jax.tree.leaves(b_state.params)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("estimator, combine", [
+    ("forward", "mean"), ("forward", "projection"), ("backprop", "mean"),
+    ("activity", "mean"), ("local_activity", "projection"), ("local_backprop", "mean")])
+def test_scan_and_host_loop_take_the_same_steps(estimator, combine):
+  step, new_state, images, labels, order = _chunk_setup(estimator, combine)
+  scan, loop = (programs.make_train_chunk(step, 8, scan=scan)(
+      new_state(), images, labels, order, 1, num_steps=3) for scan in (True, False))
+  assert loop[1].shape == (3,) and int(loop[0].step) == 3
+  _assert_same_steps(scan, loop)
+
+
+@pytest.mark.parametrize("scan", [True, False])
+def test_a_fed_chunk_takes_the_steps_of_the_batches_it_is_given(scan):
+  step, new_state, images, labels, order = _chunk_setup("forward", "mean")
+  gathered = programs.make_train_chunk(step, 8, scan=scan)(new_state(), images, labels, order,
+                                                           1, num_steps=3)
+  batches = np.asarray(order)[8:32].reshape(3, 8)  # batches 1 to 3 of the epoch
+  fed = programs.make_train_chunk(step, 8, scan=scan, fed=True)(
+      new_state(), images[batches], labels[batches], None, 0, num_steps=3)
+  _assert_same_steps(gathered, fed)
 
 
 @pytest.mark.parametrize("estimator, combine", [

@@ -4,9 +4,11 @@ The device count of a process is fixed when it first imports JAX, and pytest's o
 one device, so the multi-device checks run in subprocesses started with
 `XLA_FLAGS=--xla_force_host_platform_device_count=N`. This file is also their worker:
 `python tests/test_sharding.py train OUTDIR` (4 devices) trains a few steps of both estimators on
-one device and data-parallel over four, compares them, records the sharded steps' collectives,
-saves the sharded state with orbax, and runs `train_and_evaluate` data-parallel with checkpoints,
-dropping its last one as a kill would; `python tests/test_sharding.py restore OUTDIR` (2 devices)
+one device and data-parallel over four (fed batches gathered on the host), compares them, records
+the sharded steps' collectives, saves the sharded state with orbax, evaluates a split that does
+not fill its batches on one device and over the four, records the rows of a batch each device
+holds, and runs `train_and_evaluate` data-parallel with checkpoints, dropping its last one as a
+kill would; `python tests/test_sharding.py restore OUTDIR` (2 devices)
 restores the orbax checkpoint onto one device and onto a two-device mesh, and resumes the run.
 """
 
@@ -17,6 +19,7 @@ import subprocess
 import sys
 
 import jax
+from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 import pytest
 
@@ -64,23 +67,59 @@ def _initial_state(config, dataset):
 
 
 def _setup(config):
-  """The pieces of `train.train_and_evaluate` up to the first chunk, through the sharding hook."""
+  """The pieces of `train.train_and_evaluate` up to the first chunk, through the sharding hook:
+  (chunk, state, its arguments between the state and num_steps). Data parallel, the chunk takes
+  its NUM_STEPS batches gathered on the host (`sharding.gather_batches`)."""
   dataset = data.load_dataset(config.data)
   model, tx, state = _initial_state(config, dataset)
   loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std)
-  train_loss_fn, place = sharding.data_parallel(config, loss_fn)
-  chunk = programs.make_train_chunk(programs.make_train_step(train_loss_fn, tx, config), config.batch_size)
-  images, labels = place(dataset.train.images), place(dataset.train.labels)
-  order = programs.epoch_order(jax.random.PRNGKey(1), 0, labels)
-  return chunk, place(state), images, labels, order
+  train_loss_fn, place, mesh = sharding.data_parallel(config, loss_fn)
+  chunk = programs.make_train_chunk(programs.make_train_step(train_loss_fn, tx, config),
+                                    config.batch_size, fed=mesh is not None)
+  arrays = dataset.train.images, dataset.train.labels
+  order = programs.epoch_order(jax.random.PRNGKey(1), 0, arrays[1])
+  if mesh is None:
+    return chunk, place(state), (*(place(array) for array in arrays), order, 0)
+  indices = np.asarray(order)[:NUM_STEPS * config.batch_size].reshape(NUM_STEPS, -1)
+  return chunk, place(state), (*sharding.gather_batches(mesh, arrays, indices), None, 0)
 
 
 def _train(config):
   """Trains NUM_STEPS steps; returns (state, losses, collectives of the compiled chunk)."""
-  chunk, state, images, labels, order = _setup(config)
-  compiled = chunk.lower(state, images, labels, order, 0, num_steps=NUM_STEPS).compile()
-  state, losses = compiled(state, images, labels, order, 0)
+  chunk, state, batches = _setup(config)
+  compiled = chunk.lower(state, *batches, num_steps=NUM_STEPS).compile()
+  state, losses = compiled(state, *batches)
   return state, np.asarray(losses), sharding.collectives(compiled.as_text())
+
+
+def _uneven_evaluation() -> dict:
+  """A split of 37 examples evaluated in batches of 10 on one device and over the 4-device mesh
+  (`train._eval_batches`: batches of 12 there, each device holding 3 rows of each)."""
+  config = _config("forward", data_parallel=True)
+  dataset = data.load_dataset(config.data)
+  model, _, _ = _initial_state(config, dataset)
+  loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std)
+  _, place, mesh = sharding.data_parallel(config, loss_fn)
+  split = data.Split(dataset.test.images[:37], dataset.test.labels[:37])
+  evaluate = jax.jit(programs.make_evaluate(loss_fn))
+  one = evaluate(model.params, *train._eval_batches(split, 10, jax.device_put, None))
+  batches = train._eval_batches(split, 10, place, mesh)
+  compiled = evaluate.lower(place(model.params), *batches).compile()
+  shards = sorted({shard.data.shape for shard in batches[0].addressable_shards})
+  return {"one_device": {k: float(v) for k, v in one.items()},
+          "mesh": {k: float(v) for k, v in compiled(place(model.params), *batches).items()},
+          "shapes": [batches[0].shape, shards],
+          "collectives": sharding.collectives(compiled.as_text())}
+
+
+def _device_rows(batch_size: int) -> list:
+  """The rows of a batch that JAX gives each device of the 4-device mesh, in the mesh's order,
+  and those `process_rows` says a process owning only that device holds."""
+  mesh = sharding.make_mesh()
+  indices = NamedSharding(mesh, P(sharding.DATA_AXIS)).devices_indices_map((batch_size,))
+  return [(list(range(batch_size)[indices[device][0]]),
+           sharding.process_rows(range(mesh.size), batch_size, k).tolist())
+          for k, device in enumerate(mesh.devices.flat)]
 
 
 def _worker_train(outdir: str) -> dict:
@@ -108,6 +147,8 @@ def _worker_train(outdir: str) -> dict:
         checkpointer.save(os.path.join(outdir, "orbax"), sharded)
       np.savez(os.path.join(outdir, "expected.npz"),
                *[np.asarray(leaf) for leaf in jax.tree.leaves(sharded)])
+  result["uneven_evaluation"] = _uneven_evaluation()
+  result["device_rows"] = _device_rows(64)
   run = os.path.join(outdir, "run")
   result["run_summary"] = train.train_and_evaluate(_run_config(), run)
   # As if killed after its first checkpoint: the last checkpoint and the summary never written.
@@ -194,6 +235,33 @@ def test_backprop_all_reduces_the_full_gradient(runs):
   assert total >= 4 * result["num_params"], result["collectives"]
 
 
+@pytest.mark.parametrize("device_processes, rows", [
+    ([0, 0, 0, 0], [range(0, 8)]),
+    ([0, 0, 1, 1], [range(0, 4), range(4, 8)]),
+    ([0, 1, 0, 1], [[0, 1, 4, 5], [2, 3, 6, 7]]),  # each device's block of 2 rows
+])
+def test_each_process_gathers_the_rows_its_devices_hold(device_processes, rows):
+  given = [sharding.process_rows(device_processes, 8, process).tolist()
+           for process in sorted(set(device_processes))]
+  assert given == [list(expected) for expected in rows]  # each process's rows, in order
+  assert sorted(sum(given, [])) == list(range(8))  # together, the batch, each row once
+
+
+def test_the_devices_hold_the_rows_process_rows_gives_them(runs):
+  for held, given in runs["train"]["device_rows"]:
+    assert held == given
+
+
+def test_an_uneven_split_is_evaluated_once_over_the_devices(runs):
+  result = runs["train"]["uneven_evaluation"]
+  assert result["shapes"] == [[4, 12, 8, 8, 1], [[4, 3, 8, 8, 1]]]  # 48 rows, 11 of them padding
+  for name, value in result["one_device"].items():
+    assert result["mesh"][name] == pytest.approx(value, rel=1e-6), name
+  # Each device evaluates its own rows: only the sums cross devices.
+  assert {op for op, _, _ in result["collectives"]} == {"all-reduce"}, result["collectives"]
+  assert sum(size for _, _, size in result["collectives"]) <= 16, result["collectives"]
+
+
 def test_batch_must_split_evenly(runs):
   assert "multiple of the 4 devices" in runs["train"]["odd_batch_error"]
 
@@ -268,8 +336,9 @@ def test_collectives_parses_tuples_and_async_forms():
 
 def test_data_parallel_off_leaves_the_loop_unchanged():
   loss_fn = lambda params, images, labels: (0.0, None)
-  train_loss_fn, place = sharding.data_parallel(_config("forward", data_parallel=False), loss_fn)
-  assert train_loss_fn is loss_fn and place is jax.device_put
+  train_loss_fn, place, mesh = sharding.data_parallel(_config("forward", data_parallel=False),
+                                                      loss_fn)
+  assert train_loss_fn is loss_fn and place is jax.device_put and mesh is None
 
 
 if __name__ == "__main__":
