@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fgjax import compilation
 from fgjax import models
 from fgjax import optimizers
 from fgjax import paper
@@ -87,9 +88,10 @@ def make_runner(train_step: Callable, mode: str = "scan") -> Callable:
   """`run(state, images, labels, *extra) -> (state, losses)`: one step per leading index of
   `images`/`labels`, `train_step(state, images[i], labels[i], *extra)`, input state donated.
 
-  mode "scan": all steps in one jitted `lax.scan` call, as `make_train_chunk` runs them: the bare
-  step. mode "jit": one jitted call per step from Python, for comparison (XLA:CPU compiles some
-  convolution gradients inside a loop body into a much slower kernel than outside one).
+  mode "scan": all steps in one `lax.scan` call, as `make_train_chunk` runs them: the bare step.
+  mode "jit": one jitted call per step from Python, as conv nets train on CPU (XLA:CPU compiles
+  convolution gradients inside a loop body into a much slower kernel than outside one). Both
+  compile as fgjax compiles (`compilation.jit`).
   Not `programs.make_train_chunk`: it gathers each batch by an epoch order, which the bare step
   leaves out, and passes no per-call argument such as step_time.py's fixed tangent.
   """
@@ -97,9 +99,9 @@ def make_runner(train_step: Callable, mode: str = "scan") -> Callable:
     def run(state, images, labels, *extra):
       return jax.lax.scan(lambda s, batch: train_step(s, *batch, *extra), state, (images, labels))
 
-    return jax.jit(run, donate_argnums=0)
+    return compilation.jit(run, donate_argnums=0)
   if mode == "jit":
-    step = jax.jit(train_step, donate_argnums=0)
+    step = compilation.jit(train_step, donate_argnums=0)
 
     def run_steps(state, images, labels, *extra):
       losses = []

@@ -32,6 +32,7 @@ import numpy as np
 from experiments import estimators_mnist
 from experiments import runs
 from fgjax import cli
+from fgjax import compilation
 from fgjax import data
 from fgjax import diagnostics
 from fgjax import programs
@@ -79,7 +80,7 @@ def measure(config, dataset, args) -> dict:
     if diagnose is None:
       loss_fn = programs.make_loss_fn(model.apply, dataset.pixel_mean, dataset.pixel_std,
                                       config.loss, perturbed=model.perturbed)
-      diagnose = jax.jit(diagnostics.make_diagnostics(loss_fn, config, args.draws))
+      diagnose = compilation.jit(diagnostics.make_diagnostics(loss_fn, config, args.draws))
     for i, (images, labels) in enumerate(batches(dataset, args.num_batches, seed)):
       values = diagnose(model.params, images, labels, jax.random.PRNGKey(1000 * seed + i))
       layers = [float(v) for name, v in values.items() if name.startswith("cosine/")]

@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from fgjax import convolution
 
 INITS = ("flax", "torch")
 
@@ -137,14 +136,6 @@ def _pool(x):
   return x.reshape(batch, height // 2, 2, width // 2, 2, channels).max(axis=(2, 4))
 
 
-def _apply_layer(layer, x):
-  """A Dense or Conv layer's output; a Conv's through `convolution.conv2d`, the formulation that
-  suits the backend, from the kernel and bias that `nnx.Conv` keeps."""
-  if isinstance(layer, nnx.Conv):
-    return convolution.conv2d(x, layer.kernel[...], layer.padding) + layer.bias[...]
-  return layer(x)
-
-
 def _patch_grid(x, patches: int):
   """A feature map (B, H, W, C) viewed as (B, patch row, H / P, patch column, W / P, C)."""
   batch, height, width, channels = x.shape
@@ -223,7 +214,7 @@ class _Network(nnx.Module):
 
     def layer(module, x):
       inputs = jax.lax.stop_gradient(x) if stop_inputs else x
-      z = _to_patch_major(_apply_layer(module, inputs), self.local_head_patches)
+      z = _to_patch_major(module(inputs), self.local_head_patches)
       if perturbations is not None:
         z = z + next(given)
       activations[-1].append(z)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fgjax import compilation
 from fgjax import estimators
 from fgjax import losses
 
@@ -201,7 +202,7 @@ def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True
   steps_axis = 1 if vmapped else 0
 
   if scan:
-    @functools.partial(jax.jit, static_argnames="num_steps", donate_argnames="state")
+    @functools.partial(compilation.jit, static_argnames="num_steps", donate_argnames="state")
     def train_chunk(state, images, labels, order, first_batch, num_steps):
       body = lambda state, i: one_batch(state, images, labels, order, first_batch + i)
       state, losses = jax.lax.scan(body, state, jnp.arange(num_steps))
@@ -209,7 +210,7 @@ def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True
 
     return train_chunk
 
-  step = jax.jit(one_batch, donate_argnames="state")
+  step = compilation.jit(one_batch, donate_argnames="state")
 
   def train_chunk(state, images, labels, order, first_batch, num_steps):
     losses = []

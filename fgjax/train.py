@@ -51,6 +51,7 @@ from jax.sharding import Mesh
 import numpy as np
 
 from fgjax import checkpointing
+from fgjax import compilation
 from fgjax import config_validation
 from fgjax import data
 from fgjax import default_config
@@ -249,7 +250,8 @@ class _Group:
                                            scan=programs.scans_well(config.model),
                                            vmapped=self.vmapped,
                                            fed=config.sharding.data_parallel)
-    over_trials = lambda f, axes: jax.jit(jax.vmap(f, in_axes=axes) if self.vmapped else f)
+    over_trials = lambda f, axes: compilation.jit(jax.vmap(f, in_axes=axes) if self.vmapped
+                                                  else f)
     self._orders = over_trials(programs.epoch_order, (0, None, None))
     point = optimizers.evaluation_point(config)
     at_point = lambda f: lambda state, *split: f(point(state.params, state.opt_state), *split)

@@ -360,3 +360,18 @@ def test_a_shared_local_head_gives_each_group_its_share_of_the_logits():
   with pytest.raises(ValueError, match="local_groups=3 must divide the 1024 units"):
     models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=True, local_groups=3,
                         local_group_head="shared")
+
+
+def test_pooling_agrees_with_reduce_window_in_value_gradient_and_jvp():
+  """After a ReLU, as in the models: windows of zeros tie, where the two poolings route
+  derivatives differently, but the ReLU's zero derivative there makes them agree."""
+  key = lambda seed: jax.random.PRNGKey(seed)
+  z = jax.random.normal(key(0), (2, 7, 6, 3))  # odd height: the last row is dropped
+  ours = lambda z: models._pool(jax.nn.relu(z))  # pylint: disable=protected-access
+  reference = lambda z: nnx.max_pool(jax.nn.relu(z), window_shape=(2, 2), strides=(2, 2))
+  cotangent, tangent = jax.random.normal(key(1), (2, 3, 3, 3)), jax.random.normal(key(2), z.shape)
+  assert ours(z).shape == reference(z).shape == (2, 3, 3, 3)
+  for a, b in [(ours(z), reference(z)),
+               (jax.vjp(ours, z)[1](cotangent)[0], jax.vjp(reference, z)[1](cotangent)[0]),
+               (jax.jvp(ours, (z,), (tangent,))[1], jax.jvp(reference, (z,), (tangent,))[1])]:
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
