@@ -18,19 +18,23 @@ def base_config() -> ml_collections.ConfigDict:
   config.combine = "mean"  # K tangents' estimates: "mean", or "projection" onto their span
   # Activity estimators: a derivative per group of units (features or channels), G groups.
   config.unit_groups = 1
-  # local_activity, local_backprop: G > 1 gives each of G groups of a block's units a local loss of
-  # its own (group-wise local losses: one derivative per group, one jvp), from G "separate"
-  # classifiers, each reading its own 1/G of the block's units, or from one "shared" classifier
-  # of all the units, each group's loss moved by that group alone (models.LOCAL_GROUP_HEADS).
-  config.local_groups = 1
-  config.local_group_head = "separate"
-  # local_activity, local_backprop: a local loss per "block" of the model, or per "layer" with
-  # parameters (models.LOCAL_LOSS_PER; the CNNs' blocks hold two conv layers, the MLP's one).
-  config.local_loss_per = "block"
-  # local_activity, local_backprop on conv nets: a conv block's local head reads its output
-  # averaged over each of P x P equal patches (1: the whole map); its groups are then (patch,
-  # channel) groups, so one per channel and patch reaches local_groups = P * P * channels.
-  config.local_head_patches = 1
+  # The local heads of local_activity and local_backprop (models.LocalHeads): a linear
+  # classifier after every block but the last, each block trained on its own loss.
+  config.local_heads = ml_collections.ConfigDict()
+  # S > 1 gives each of S equal slices of a block's units a local loss of its own (losses per
+  # slice: one derivative per slice, one jvp); blocks of one layer only.
+  config.local_heads.slices = 1
+  # Whose loss a slice takes (models.SLICE_HEADS): "separate": S classifiers, each reading its
+  # own 1/S of the block's units; "shared": one classifier of all the units, each slice's loss
+  # moved by that slice alone.
+  config.local_heads.slice_head = "separate"
+  # A local loss per "block" of the model, or per "layer" with parameters (models.LOSS_PER; the
+  # CNNs' blocks hold two conv layers, the MLP's one).
+  config.local_heads.loss_per = "block"
+  # Conv nets: a conv block's local head reads its output averaged over each of P x P equal
+  # patches (1: the whole map); its slices are then (patch, channel) slices, so one per channel
+  # and patch reaches slices = P * P * channels.
+  config.local_heads.patches = 1
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
   config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"
   config.loss = "cross_entropy"  # or "clamped_cross_entropy": probabilities clamped to [eps, 1-eps]
@@ -87,3 +91,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.sharding.data_parallel = False  # batch_size must be a multiple of the device count
   config.sharding.num_devices = config_dict.placeholder(int)  # None: every device, all hosts
   return config
+
+
+# Fields renamed since runs were saved: old dotted name -> new one.
+RENAMED = {"local_groups": "local_heads.slices", "local_group_head": "local_heads.slice_head",
+           "local_loss_per": "local_heads.loss_per", "local_head_patches": "local_heads.patches"}
+
+
+def renamed(flat: dict) -> dict:
+  """A flat config dict (dotted names) of a saved run with every field under its current name
+  (RENAMED), so that a run written before a rename resumes and compares as it was."""
+  return {RENAMED.get(name, name): value for name, value in flat.items()}

@@ -187,8 +187,10 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def config_differences(saved: dict, current: dict) -> list[str]:
   """`field (saved X, now Y)` for each result-affecting field where two config dicts differ. A
-  field that `saved` lacks, one added to fgjax after it was written, counts as its default."""
-  saved = {**flatten(files.json_safe(default_config.base_config().to_dict())), **flatten(saved)}
+  field that `saved` lacks, one added to fgjax after it was written, counts as its default; one
+  renamed since counts under its new name (`default_config.renamed`)."""
+  saved = {**flatten(files.json_safe(default_config.base_config().to_dict())),
+           **default_config.renamed(flatten(saved))}
   current = flatten(current)
   missing = "<absent>"
   return [f"{name} (saved {saved.get(name, missing)!r}, now {current.get(name, missing)!r})"
@@ -464,21 +466,18 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
   return _Run(config, dataset, group, place, arrays, eval_splits, steps_per_epoch)
 
 
-def local_options(config) -> dict:
-  """The `models.create_model` keyword arguments for the config's local heads: heads (as the
-  config's local_* fields say) for the local-loss estimators, none for the others."""
-  local = estimators.get(config.estimator).local_heads
-  return {"local_heads": local,
-          "local_groups": int(config.get("local_groups", 1)) if local else 1,
-          "local_group_head": config.get("local_group_head", "separate"),
-          "local_loss_per": config.get("local_loss_per", "block"),
-          "local_head_patches": int(config.get("local_head_patches", 1)) if local else 1}
+def local_heads(config) -> Optional[models.LocalHeads]:
+  """The model's local heads as `config.local_heads` says, for the local-loss estimators; None
+  for the others."""
+  if not estimators.get(config.estimator).local_heads:
+    return None
+  return models.LocalHeads(**config.local_heads.to_dict())
 
 
 def create_model(config, dataset, seed: int) -> models.Model:
-  """The config's model for the dataset, initialised from `seed`, with `local_options`."""
+  """The config's model for the dataset, initialised from `seed`, with its `local_heads`."""
   return models.create_model(config.model, dataset.image_shape, dataset.num_classes, seed,
-                             init=config.init, **local_options(config))
+                             init=config.init, local_heads=local_heads(config))
 
 
 def _initial_states(run: _Run, configs: Sequence):

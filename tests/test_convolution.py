@@ -78,9 +78,9 @@ def test_pooling_agrees_with_reduce_window_in_value_gradient_and_jvp():
 
 NETS = [
     ("cnn", (28, 28, 1), {}),
-    ("cnn", (28, 28, 1), dict(local_heads=True, local_loss_per="layer", local_head_patches=2,
-                              local_groups=2, local_group_head="shared")),
-    ("vgg", (16, 16, 3), dict(local_heads=True)),
+    ("cnn", (28, 28, 1), dict(local_heads=models.LocalHeads(
+        loss_per="layer", patches=2, slices=2, slice_head="shared"))),
+    ("vgg", (16, 16, 3), dict(local_heads=models.LocalHeads())),
 ]
 
 
@@ -96,8 +96,7 @@ def test_every_conv_net_is_the_same_function_with_either_method(name, shape, opt
 
   def local_losses(params):  # the local objective, each block's input cut by stop_gradient
     logits, _ = net.perturbed(params, images, None, True, True)
-    return sum(jnp.sum(jnp.asarray(group[0] if isinstance(group, tuple) else group) ** 2)
-               for group in logits)
+    return sum(jnp.sum(jax.tree.leaves(block.value)[0] ** 2) for block in logits)
 
   results = {}
   for method in convolution.METHODS:
