@@ -64,6 +64,7 @@ import numpy as np
 
 from fgjax import cli
 from fgjax import config_validation
+from fgjax import default_config
 from fgjax import optimizers
 from fgjax import storage
 from fgjax import train
@@ -290,6 +291,8 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
             "num_settings": len(points), "seeds": seeds, "epochs_per_trial": epochs,
             "trials_per_call": train.trials_per_call(config, len(trials))}
   saved = None if restart else files.read_json(os.path.join(workdir, SWEEP_FILE))
+  if saved is not None:  # overrides under the fields' current names, as train compares them
+    saved["config_overrides"] = default_config.renamed(saved.get("config_overrides") or {})
   if saved is not None and {k: saved.get(k) for k in record} != files.json_safe(record):
     raise SweepError(f"{workdir!r} holds another sweep ({SWEEP_FILE} differs); use another "
                      "workdir, or start over with --restart")
