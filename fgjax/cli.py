@@ -44,9 +44,9 @@ def parse_value(text: str):
 
 def _check_field(config, name: str) -> None:
   """ConfigError unless `config` has the (dotted) field `name`, with a close name if one is."""
-  *groups, field = name.split(".")
-  for group in groups:
-    config = config.get(group)
+  *parents, field = name.split(".")
+  for parent in parents:
+    config = config.get(parent)
     if not hasattr(config, "keys"):
       raise ConfigError(f"config has no field {name!r}")
   if field not in config:

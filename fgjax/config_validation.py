@@ -122,7 +122,7 @@ def _estimator_problems(config) -> list[str]:
   if _get(config, "estimator") not in estimators.ESTIMATORS:
     return []  # reported as an unknown choice
   estimator = estimators.get(_get(config, "estimator"))
-  grouped = _either([name for name, other in estimators.REGISTRY.items()
+  with_unit_groups = _either([name for name, other in estimators.REGISTRY.items()
                      if "unit_groups" in other.options])
   local = _either(estimators.LOCAL)
   found = []
@@ -131,7 +131,7 @@ def _estimator_problems(config) -> list[str]:
                  "sharding.data_parallel=False")
   if _get(config, "unit_groups") not in (1, _MISSING) and (
       "unit_groups" not in estimator.options or _get(config, "combine") != "mean"):
-    found.append(f"unit_groups > 1 needs estimator {grouped} and combine 'mean'")
+    found.append(f"unit_groups > 1 needs estimator {with_unit_groups} and combine 'mean'")
   if _get(config, "local_heads.slices") not in (1, _MISSING) and (
       not estimator.local_heads or _get(config, "combine") != "mean"
       or _get(config, "unit_groups") not in (1, _MISSING)):

@@ -58,8 +58,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.num_epochs = 1
   config.seed = 0  # parameter init, data order and tangents; never tuned
   config.num_seeds = 1  # train seeds seed, ..., seed + num_seeds - 1 together (one trial each)
-  # Trials (seeds, sweep settings) vmapped into one compiled call; the rest run one group after
-  # another. None: all of them, except one at a time for convolutional models on CPU and for
+  # Trials (seeds, sweep settings) vmapped into one compiled call; the rest in further calls, one
+  # after another. None: all of them, except one at a time for convolutional models on CPU and for
   # data-parallel runs.
   config.trials_per_call = config_dict.placeholder(int)
   config.on_nonfinite = "stop"  # "stop" the run, or "skip" the step, on a non-finite loss/grad

@@ -3,19 +3,19 @@
 A trial is one training run: a seed (parameter init, data order, tangents) and, for a sweep, the
 optimizer hyperparameters it sets (they live in the optimizer state, so trials share one compiled
 update). A plain run is one trial; `config.num_seeds` makes one trial per seed; `fgjax.sweep` makes
-one per setting and seed. `train_trials` trains them in groups of `config.trials_per_call`: a group
-is one compiled program, vmapped over its trials; groups run one after another (one trial per
-group where vmapping does not pay: convolutions on XLA:CPU, and data-parallel runs).
+one per setting and seed. `train_trials` trains them `config.trials_per_call` at a time: the trials
+of a call share one compiled program, vmapped over them; calls run one after another (one trial
+per call where vmapping does not pay: convolutions on XLA:CPU, and data-parallel runs).
 
 Files (`fgjax.workdir` names them): each trial writes `config.json`, `metrics.jsonl` (a row per
 chunk of steps and per epoch), TensorBoard events, `summary.json` and its per-example test losses
-into its own directory; a group's checkpoints hold all its trials' states.
+into its own directory; a call's checkpoints hold all its trials' states.
 
 Chunks. Steps run in chunks, each one compiled call: a chunk ends at the next multiple of
 `log_every_steps` within its epoch or at the epoch's end. The boundaries are a function of the step
 alone, so a resumed run compiles and runs exactly the chunks of an uninterrupted one. A checkpoint
 is saved at the first chunk end at or past each multiple of `checkpoint_every_steps`, and at the
-end. Each chunk is a short list of events, the methods of `_Loop` that `_train_group` calls in turn:
+end. Each chunk is a short list of events, the methods of `_Loop` that `_train_call` calls in turn:
 run the steps, record their losses, evaluate at an epoch's end, diagnostics, checkpoint, stop (a
 signal or the deadline).
 
@@ -34,7 +34,7 @@ same way.
 Failing safely. The config and workdir are validated and the data loaded before anything is
 written. A non-finite loss or gradient never reaches the parameters: with `on_nonfinite="stop"`
 the trial ends with status "diverged" (its parameters frozen at the last good step while the
-group's other trials go on); with "skip" the step is not applied and counted.
+call's other trials go on); with "skip" the step is not applied and counted.
 """
 
 import contextlib
@@ -235,8 +235,8 @@ def _stack(trees):
   return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
 
 
-class _Group:
-  """The compiled functions that train one group of trials, and the layout they take it in.
+class _Call:
+  """The compiled functions that train the trials of one call, and the layout they take them in.
 
   Several trials are vmapped over a leading trial axis; one trial runs without that axis (the
   plain program, which data parallelism needs). Checkpoints and results always have the trial
@@ -291,10 +291,10 @@ class _Group:
 
 @dataclasses.dataclass(frozen=True)
 class _Run:
-  """What every group of a run trains with."""
+  """What every call of a run trains with."""
   config: object
   dataset: data.Dataset
-  group: _Group
+  call: _Call
   place: Callable  # puts an array on the devices, laid out as the run's sharding says
   arrays: tuple  # the training split's images and labels, placed
   eval_splits: dict  # each evaluated split's name: its evaluation batches, placed
@@ -400,7 +400,7 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
       return finished
 
   run = _prepare_run(config, len(trials), evaluate_test)
-  group_size = run.group.size
+  call_size = run.call.size
 
   # Everything above only read; from here on the workdir is written.
   storage.makedirs(workdir)
@@ -414,31 +414,32 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
     storage.makedirs(run_dir)
     files.write_json(os.path.join(run_dir, files.CONFIG_FILE), _config_dict(trial_cfg))
   summaries = []
-  num_groups = -(-len(trials) // group_size)
-  for g in range(num_groups):
-    members = list(range(g * group_size, min((g + 1) * group_size, len(trials))))
+  num_calls = -(-len(trials) // call_size)
+  for c in range(num_calls):
+    members = list(range(c * call_size, min((c + 1) * call_size, len(trials))))
     if all(finished[i] for i in members):
       summaries += [finished[i] for i in members]
       continue
-    if num_groups > 1:
-      logging.info("group %d/%d: trials %s", g + 1, num_groups,
+    if num_calls > 1:
+      logging.info("call %d/%d: trials %s", c + 1, num_calls,
                    ", ".join(trials[i].directory for i in members))
+    # A call's checkpoints keep the directory name that workdirs written before have.
     checkpoint_dir = os.path.join(workdir, files.CHECKPOINT_DIR,
-                                  *([f"group_{g:04d}"] if num_groups > 1 else []))
-    summaries += _train_group(run, [configs[i] for i in members], [dirs[i] for i in members],
+                                  *([f"group_{c:04d}"] if num_calls > 1 else []))
+    summaries += _train_call(run, [configs[i] for i in members], [dirs[i] for i in members],
                               checkpoint_dir)
   return summaries
 
 
 def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
-  """Loads the data onto the devices and builds the compiled group; writes nothing. Raises
+  """Loads the data onto the devices and builds the compiled call; writes nothing. Raises
   ConfigError or DataError."""
   dataset = data.load_dataset(config.data)
   steps_per_epoch = len(dataset.train) // config.batch_size
   if steps_per_epoch < 1:
     raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(dataset.train)} "
                       f"training examples of {dataset.name}")
-  group_size = trials_per_call(config, num_trials)
+  call_size = trials_per_call(config, num_trials)
   try:
     model = create_model(config, dataset, int(config.seed))
   except ValueError as error:
@@ -447,15 +448,15 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
                                   config.loss, perturbed=model.perturbed)
   train_loss_fn, place = sharding.data_parallel(config, loss_fn)  # config.sharding
   tx = optimizers.build_optimizer(config)
-  group = _Group(programs.make_train_step(train_loss_fn, tx, config),
-                 programs.make_evaluate(loss_fn, config.loss),
-                 programs.make_example_losses(loss_fn),
-                 diagnostics.make_diagnostics(loss_fn, config), config, group_size)
+  call = _Call(programs.make_train_step(train_loss_fn, tx, config),
+                programs.make_evaluate(loss_fn, config.loss),
+                programs.make_example_losses(loss_fn),
+                diagnostics.make_diagnostics(loss_fn, config), config, call_size)
   logging.info("%s / %s / %s on %s: %d parameters, %d trial(s) of %d steps of batch %d "
                "(%d epoch(s)), %d per compiled call", config.estimator, config.model,
                config.optimizer, dataset.name, models.num_params(model.params), num_trials,
                steps_per_epoch * config.num_epochs, config.batch_size, config.num_epochs,
-               group_size)
+               call_size)
   splits = {"validation": dataset.validation, "test": dataset.test}
   if not evaluate_test:
     del splits["test"]
@@ -463,7 +464,7 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
                                                      config.eval_batch_size))
                  for name, split in splits.items()}
   arrays = (place(dataset.train.images), place(dataset.train.labels))
-  return _Run(config, dataset, group, place, arrays, eval_splits, steps_per_epoch)
+  return _Run(config, dataset, call, place, arrays, eval_splits, steps_per_epoch)
 
 
 def local_heads(config) -> Optional[models.LocalHeads]:
@@ -481,10 +482,10 @@ def create_model(config, dataset, seed: int) -> models.Model:
 
 
 def _initial_states(run: _Run, configs: Sequence):
-  """The step-0 TrainStates and data-order keys of a group's trials, with a leading trial axis,
-  padded to the group's size with repeats of the last (so every group has the compiled shape)."""
+  """The step-0 TrainStates and data-order keys of a call's trials, with a leading trial axis,
+  padded to the call's size with repeats of the last (so every call has the compiled shape)."""
   states, data_rngs = [], []
-  for trial_cfg in list(configs) + [configs[-1]] * (run.group.size - len(configs)):
+  for trial_cfg in list(configs) + [configs[-1]] * (run.call.size - len(configs)):
     params = create_model(run.config, run.dataset, int(trial_cfg.seed)).params
     tangent_rng, data_rng = jax.random.split(jax.random.PRNGKey(int(trial_cfg.seed)))
     tx = optimizers.build_optimizer(trial_cfg)
@@ -493,9 +494,10 @@ def _initial_states(run: _Run, configs: Sequence):
   return _stack(states), np.stack(data_rngs)
 
 
-def _train_group(run: _Run, configs: Sequence, dirs: Sequence[str],
-                 checkpoint_dir: str) -> list[dict]:
-  """Trains one group of trials to the end (see the module docstring); returns their summaries."""
+def _train_call(run: _Run, configs: Sequence, dirs: Sequence[str],
+                checkpoint_dir: str) -> list[dict]:
+  """Trains the trials of one call to the end (see the module docstring); returns their
+  summaries."""
   config = run.config
   initial, data_rngs = _initial_states(run, configs)
   # orbax's warnings and errors go to <checkpoint_dir>.log, not the terminal
@@ -529,7 +531,7 @@ def _train_group(run: _Run, configs: Sequence, dirs: Sequence[str],
 
 def _restore(checkpoints: checkpointing.Checkpoints, checkpoint_dir: str, initial,
              dirs: Sequence[str], total_steps: int) -> tuple[object, Progress]:
-  """The group's TrainStates (trial axis) and progress to start from: the newest valid
+  """The call's TrainStates (trial axis) and progress to start from: the newest valid
   checkpoint's, else `initial` at step 0. CheckpointError if its progress cannot be read."""
   restored = checkpoints.restore(initial)
   if restored is None:
@@ -565,11 +567,11 @@ def _open_writers(configs: Sequence, dirs: Sequence[str], start_step: int,
 
 
 class _Loop:
-  """One group's training in this process, from its restored step: the train states on the
+  """One call's training in this process, from its restored step: the train states on the
   devices (in the compiled functions' layout), what the loop carries between chunks (`progress`,
   saved with each checkpoint), which trials have stopped, and their metrics writers.
 
-  Each public method is one event of a chunk of steps, called in the order `_train_group` lists.
+  Each public method is one event of a chunk of steps, called in the order `_train_call` lists.
   """
 
   def __init__(self, run: _Run, configs: Sequence, dirs: Sequence[str],
@@ -578,7 +580,7 @@ class _Loop:
     self.data_rngs, self.progress = data_rngs, progress
     self.step = self.saved_step = int(np.max(initial.step))
     self.stopped = [bool(initial.diverged_at[i] >= 0) for i in range(len(configs))]
-    self.states = run.place(run.group.program_layout(initial))
+    self.states = run.place(run.call.program_layout(initial))
     self.writers = _open_writers(configs, dirs, self.step, self.stopped)
     self.log = _Log(run.total_steps, len(configs))
     self.start = time.time() - progress.elapsed_seconds
@@ -594,11 +596,11 @@ class _Loop:
     self._chunk_began = time.time()
     if chunk.epoch != self._orders_epoch:
       self._orders_epoch = chunk.epoch
-      self._orders = self.run.group.orders(self.data_rngs, chunk.epoch, self.run.arrays[1])
+      self._orders = self.run.call.orders(self.data_rngs, chunk.epoch, self.run.arrays[1])
     began = time.time()
-    self.states, losses = self.run.group.chunk(self.states, *self.run.arrays, self._orders,
+    self.states, losses = self.run.call.chunk(self.states, *self.run.arrays, self._orders,
                                                chunk.first_batch, num_steps=chunk.num_steps)
-    losses = np.asarray(losses).reshape(self.run.group.size, chunk.num_steps)
+    losses = np.asarray(losses).reshape(self.run.call.size, chunk.num_steps)
     seconds = time.time() - began
     self.progress.train_seconds += seconds
     self.step = chunk.end
@@ -608,7 +610,7 @@ class _Loop:
   def record_losses(self, chunk: Chunk, losses: np.ndarray, seconds: float) -> list[float]:
     """Adds each running trial's finite losses of the chunk to its epoch's sums and writes its
     chunk row, or stops it if it diverged. Returns the chunk's mean loss of each running trial."""
-    diverged_at = np.asarray(self.states.diverged_at).reshape(self.run.group.size)
+    diverged_at = np.asarray(self.states.diverged_at).reshape(self.run.call.size)
     alive_losses = []
     for i in self._running():
       trial = self.progress.trials[i]
@@ -633,14 +635,14 @@ class _Loop:
     """Stops trial `i`, which diverged with `loss` at `step`, and says why."""
     trial = self.progress.trials[i]
     self.stopped[i] = True
-    first_loss = float(np.asarray(self.states.first_loss).reshape(self.run.group.size)[i])
+    first_loss = float(np.asarray(self.states.first_loss).reshape(self.run.call.size)[i])
     trial.diverged_reason = _divergence(self.configs[i], loss, first_loss)
     logging.error("%s diverged: %s at step %d (last finite loss %s)", self.dirs[i],
                   trial.diverged_reason, step, _round(trial.last_finite_loss))
 
   def end_of_epoch(self, chunk: Chunk) -> None:
     """Evaluates the trials and writes and logs each running trial's row of the epoch's end."""
-    metrics = {name: self.run.group.evaluate(self.states, split)
+    metrics = {name: self.run.call.evaluate(self.states, split)
                for name, split in self.run.eval_splits.items()}
     for i in self._running():
       trial = self.progress.trials[i]
@@ -659,7 +661,7 @@ class _Loop:
     every = self.run.config.diagnostics_every_steps
     if not every or not chunk.passes_multiple_of(every):
       return
-    values = self.run.group.diagnose(self.states.params, self.run.arrays,
+    values = self.run.call.diagnose(self.states.params, self.run.arrays,
                                      [int(c.seed) for c in self.configs], chunk.end)
     for i in self._running():
       self.writers[i].write({"step": chunk.end, **{k: float(v[i]) for k, v in values.items()}})
@@ -674,7 +676,7 @@ class _Loop:
   def _save(self) -> None:
     for writer in self.writers:
       writer.flush()  # every row up to the checkpoint's step is durable before it
-    self.checkpoints.save(self.run.group.with_trial_axis(self.states), self.progress.to_json())
+    self.checkpoints.save(self.run.call.with_trial_axis(self.states), self.progress.to_json())
     self.saved_step = self.step
 
   def maybe_stop(self, stop: Optional[int]) -> None:
@@ -706,12 +708,12 @@ class _Loop:
     self._close_writers()
     test = self.run.eval_splits.get("test")
     if test is not None and self._running():
-      example_losses = self.run.group.example_losses(self.states, test)
+      example_losses = self.run.call.example_losses(self.states, test)
       weights = np.asarray(test[2])
       for i in self._running():
         _write_test_losses(os.path.join(self.dirs[i], files.TEST_LOSSES_FILE),
                            {k: v[i] for k, v in example_losses.items()}, weights)
-    return self.run.group.with_trial_axis(self.states)
+    return self.run.call.with_trial_axis(self.states)
 
 
 def _log_epoch(name: str, row: dict, num_epochs: int) -> None:
