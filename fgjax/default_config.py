@@ -18,22 +18,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.combine = "mean"  # K tangents' estimates: "mean", or "projection" onto their span
   # Activity estimators: a derivative per group of units (features or channels), G groups.
   config.unit_groups = 1
-  # The local heads of local_activity and local_backprop (models.LocalHeads): a linear
-  # classifier after every block but the last, each block trained on its own loss.
+  # local_activity, local_backprop: a linear classifier after every block but the last, each
+  # block trained on its own loss (models.LocalHeads).
   config.local_heads = ml_collections.ConfigDict()
-  # S > 1 gives each of S equal slices of a block's units a local loss of its own (losses per
-  # slice: one derivative per slice, one jvp); blocks of one layer only.
+  # S > 1: each of S equal slices of a block's units gets a loss of its own, all derivatives
+  # from one jvp; blocks of one layer only.
   config.local_heads.slices = 1
-  # Whose loss a slice takes (models.SLICE_HEADS): "separate": S classifiers, each reading its
-  # own 1/S of the block's units; "shared": one classifier of all the units, each slice's loss
-  # moved by that slice alone.
+  # Whose loss a slice takes: "separate" (S classifiers, each reading its own slice) or "shared"
+  # (one classifier of all the block's units, each slice's loss moved by that slice alone).
   config.local_heads.slice_head = "separate"
-  # A local loss per "block" of the model, or per "layer" with parameters (models.LOSS_PER; the
-  # CNNs' blocks hold two conv layers, the MLP's one).
-  config.local_heads.loss_per = "block"
-  # Conv nets: a conv block's local head reads its output averaged over each of P x P equal
-  # patches (1: the whole map); its slices are then (patch, channel) slices, so one per channel
-  # and patch reaches slices = P * P * channels.
+  config.local_heads.loss_per = "block"  # a local loss per "block" of the model, or per "layer"
+  # Conv nets: a conv block's head reads its output averaged over each of P x P equal patches
+  # (1: the whole map); its slices are then (patch, channel) slices.
   config.local_heads.patches = 1
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
   config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"
@@ -99,6 +95,5 @@ RENAMED = {"local_groups": "local_heads.slices", "local_group_head": "local_head
 
 
 def renamed(flat: dict) -> dict:
-  """A flat config dict (dotted names) of a saved run with every field under its current name
-  (RENAMED), so that a run written before a rename resumes and compares as it was."""
+  """A saved run's flat config dict (dotted names) with every field under its current name."""
   return {RENAMED.get(name, name): value for name, value in flat.items()}

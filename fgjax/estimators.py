@@ -275,20 +275,14 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
       derivative of their own, d_i,g = sum_l <grad_{z_l,i,g} loss_i, u_l,i,g>, from the tangent
       masked to that group: G jvps (vmapped) instead of one. Still unbiased, and the noise now
       grows with the units of one group rather than of all layers. Under local losses a jvp
-      only runs from a block's pre-activations to its local loss (the local head): on the MNIST
-      MLP G = 32 adds about 0.4 of a backprop step; under the model's own loss each jvp runs
-      through the rest of the network. combine must then be "mean".
+      only runs from a block's pre-activations to its local loss (the local head), under the
+      model's own loss through the rest of the network. combine must then be "mean".
 
-  Losses per slice: a loss block's losses may be (B, S) rather than (B,), a `losses.Block` whose
-  kind is per slice: S local classifiers (`models.SlicedLinear`), the s-th of which reads only
-  the s-th of S contiguous, equal slices of the last axis of each of the block's activations.
-  Then one jvp gives every slice the derivative of its own classifier's loss, and each slice's
-  units are scaled by theirs: unbiased for the gradient of the sum of the S losses, with the
-  noise of one slice's units, at the cost of one jvp (unit_groups must be 1, combine "mean").
-  The S losses may also be one shared head's, each moved by its own slice alone (kind
-  SHARED_HEAD, the head a loss block of its own): then the estimate is unbiased for the
-  gradient of the plain local losses, with the noise of one slice's units, still from one jvp,
-  so S up to one slice per unit costs no more than S = 1.
+  Losses per slice: a loss block's losses may be (B, S), a `losses.Block` of a kind other than
+  PLAIN, the s-th moved only by the s-th of S contiguous, equal slices of the last axis of each
+  of the block's activations (S classifiers, or a shared head's slices). One jvp then gives
+  every slice its own derivative, which scales its units: unbiased, with the noise of one
+  slice's units, at the cost of one jvp (unit_groups must be 1, combine "mean").
 
   Returns:
     `(loss, grads)`: the mean of the last loss block's losses (the model's loss) and the estimate.
@@ -304,7 +298,8 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
   zeros = jax.tree.map(jnp.zeros_like, activations)
   block_losses = lambda perturbations: tuple(
       loss_blocks.as_block(block) for block in forward(params, perturbations, False)[0])
-  per_slice = [block.kind.per_slice for block in jax.eval_shape(block_losses, zeros)]
+  per_slice = [block.kind is not loss_blocks.Kind.PLAIN
+               for block in jax.eval_shape(block_losses, zeros)]
   if any(per_slice) and (unit_groups > 1 or combine != "mean"):
     raise ValueError("losses per slice give each slice its derivative already; they take "
                      f"unit_groups=1 and combine='mean', not {unit_groups} and {combine!r}")

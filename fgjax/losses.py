@@ -4,11 +4,8 @@
 paper's forward-gradient runs minimised: the softmax probabilities are clamped to [eps, 1 - eps]
 (eps the float32 machine epsilon, ~1.19e-7) before the log. Each example's loss is then at most
 -log(eps) ~ 15.94, and an example whose label probability lies outside [eps, 1 - eps] contributes
-no gradient, which bounds the directional derivatives a forward gradient sees.
-
-A model's logits come in loss blocks (the pre-activations under one loss, and its logits), each
-a `Block` tagged with its `Kind`: the models make them, `block_losses` turns their logits into
-per-example losses, and the activity estimators read the kind.
+no gradient, which bounds the directional derivatives a forward gradient sees. A model's
+logits come as loss blocks (`Block`) of a `Kind`, which `block_losses` and the estimators read.
 """
 
 import enum
@@ -71,24 +68,15 @@ def per_slice_losses(per_example: Callable, logits, contributions, labels):
 
 
 class Kind(enum.Enum):
-  """What a loss block's logits are, and so its per-example losses."""
+  """What a loss block's logits are: all but PLAIN give a loss per slice of its units, (B, S)."""
   PLAIN = "plain"  # (B, C) logits of one classifier: (B,) losses
-  # (B, S, C): S classifiers side by side, the s-th reading only the s-th of S equal slices of
-  # the block's units: (B, S) losses, slice s's moved by its own units alone
-  SLICE_CLASSIFIERS = "slice classifiers"
-  # (logits (B, C), each slice's contribution to them (B, S, C)) of one head shared by S
-  # slices: (B, S) losses, each the head's loss moved by its own slice alone (per_slice_losses)
-  SHARED_HEAD = "shared head"
-
-  @property
-  def per_slice(self) -> bool:
-    """Whether the block has a loss per slice of its units, (B, S), rather than one, (B,)."""
-    return self is not Kind.PLAIN
+  SLICE_CLASSIFIERS = "separate"  # (B, S, C): S classifiers, one per slice of units
+  SHARED_HEAD = "shared"  # (logits, each slice's share (B, S, C)): per_slice_losses
 
 
 @flax.struct.dataclass
 class Block:
-  """One loss block's logits (as its `kind` says) or per-example losses. A pytree whose kind is
+  """One loss block's logits (as its `kind` says) or per-example losses; a pytree whose kind is
   static, so that it stays known through `jax.jvp`, `jax.vmap` and `jax.eval_shape`."""
   kind: Kind = flax.struct.field(pytree_node=False)
   value: Any

@@ -88,29 +88,15 @@ class SlicedLinear(nnx.Module):
     return out.reshape(x.shape[0], -1) + self.bias[...]
 
 
-# How a local head serves S > 1 slices of its block's units (`LocalHeads.slice_head`):
-# "separate" classifiers, one per slice reading only its own units (SlicedLinear), or one
-# "shared" classifier reading all the block's units, whose loss each slice takes as its own with
-# every other slice's units held fixed (Ren et al.'s concatenated groups under one head).
-SLICE_HEADS = ("separate", "shared")
-# Where local losses sit: one per block of the model (a ConvNet block holds several conv layers),
-# or one per layer with parameters (every layer its own block, so losses per slice apply).
+# The choices of LocalHeads.slice_head and .loss_per (`config.local_heads` says what they do).
+SLICE_HEADS = (losses.Kind.SLICE_CLASSIFIERS.value, losses.Kind.SHARED_HEAD.value)
 LOSS_PER = ("block", "layer")
 
 
 @dataclasses.dataclass(frozen=True)
 class LocalHeads:
   """A model's local heads, a linear classifier after every block but the last, for local
-  losses (`config.local_heads`, whose comments say more; `fgjax.train.local_heads` makes it).
-
-  Attributes:
-    slices: S >= 1; S > 1 gives each of S equal slices of a block's units a loss of its own
-      (blocks of one layer only).
-    slice_head: whose loss a slice takes, one of SLICE_HEADS.
-    loss_per: where local losses sit, one of LOSS_PER.
-    patches: P >= 1; a conv block's head reads its output averaged over each of P x P equal
-      patches instead of the whole map (conv nets only).
-  """
+  losses: the fields of `config.local_heads`, whose comments say what each does."""
   slices: int = 1
   slice_head: str = "separate"
   loss_per: str = "block"
@@ -127,11 +113,8 @@ class LocalHeads:
 
   @property
   def kind(self) -> losses.Kind:
-    """The kind of the loss block each local head closes."""
-    if self.slices == 1:
-      return losses.Kind.PLAIN
-    return (losses.Kind.SHARED_HEAD if self.slice_head == "shared"
-            else losses.Kind.SLICE_CLASSIFIERS)
+    """The kind of the loss block each local head closes (named by slice_head, if S > 1)."""
+    return losses.Kind(self.slice_head) if self.slices > 1 else losses.Kind.PLAIN
 
 
 def _local_head(features: int, num_classes: int, local_heads: LocalHeads, rngs: nnx.Rngs,
@@ -215,8 +198,8 @@ class _Network(nnx.Module):
   """A classifier made of blocks, each a list of steps: a layer (nnx.Linear or nnx.Conv, whose
   output z is a perturbation point) or a parameter-free function (ReLU, pooling, flattening).
   The last block ends with the model's head. Subclasses set `self.local` (their LocalHeads, or
-  None) and `self.local_heads` (an nnx.List of local classifiers, one per block but the last,
-  or None), and list their blocks in `_blocks()`.
+  None), `self.patches` (its patches, 1 without) and `self.local_heads` (an nnx.List of local
+  classifiers, one per block but the last, or None), and list their blocks in `_blocks()`.
 
   Perturbations are an explicit argument of `perturbed` rather than flax's `Module.perturb`:
   that one works through variables a capturing call creates inside the module's state, shaped by
@@ -228,28 +211,19 @@ class _Network(nnx.Module):
   def __call__(self, x):
     return self.perturbed(x)[0][-1].value
 
-  @property
-  def patches(self) -> int:
-    """P of the local heads' P x P patches; 1 without local heads."""
-    return self.local.patches if self.local else 1
-
   def perturbed(self, x, perturbations=None, stop_inputs=False, local=False):
     """`(logits, activations)` of images `x`.
 
     `activations` lists loss blocks, each a list of pre-activations z (every Dense and Conv
     output, before its nonlinearity), `perturbations` (None, or arrays in that structure) added
-    to them, and `logits` holds the logits whose loss belongs to each loss block, as a
-    `losses.Block` of the kind `LocalHeads.kind` says, the model's own last. Without `local`:
-    one loss block, all layers, and the model's logits. With `local`: one loss block per block
-    of the model, each block's input stop-gradiented; the loss blocks of all model blocks but
-    the last end with their local head, whose logits come first in `logits`. A head shared by
-    S slices is a loss block of its own, after its model block's: that one's logits are then
-    the pair (head logits, each slice's contribution to them (B, S, C),
-    `_slice_contributions`), and the head's loss block has the (B, C) logits, moved by the head
-    alone. `stop_inputs` stop-gradients every layer's input, so that a layer's z depends on the
-    parameters through that layer alone. With local heads reading P x P patches (P > 1), a conv
-    layer's z is listed and perturbed patch-major (`_to_patch_major`), so that the slices of
-    its last axis are (patch, channel) slices.
+    to them; `logits` holds each loss block's logits, a `losses.Block` of `LocalHeads.kind`,
+    the model's own last. Without `local`: one loss block, all layers. With `local`: one per
+    block, its input stop-gradiented, closed by its local head (the last by the model's head).
+    A head shared by S slices is a loss block of its own, after its block's, whose logits are
+    (head logits, each slice's share of them, `_slice_contributions`). `stop_inputs`
+    stop-gradients every layer's input, so that a layer's z depends on the parameters through
+    that layer alone. With heads reading P x P patches (P > 1), a conv layer's z is listed
+    patch-major (`_to_patch_major`), so that the slices of its last axis are (patch, channel).
     """
     if local and self.local_heads is None:
       raise ValueError("local losses need a model created with local heads")
@@ -302,7 +276,7 @@ class MLP(_Network):
     sizes = [_flat_size(input_shape), *hidden]
     self.hidden = nnx.List([_linear(a, b, rngs, init) for a, b in zip(sizes[:-1], sizes[1:])])
     self.head = _linear(sizes[-1], num_classes, rngs, init)
-    self.local = local_heads
+    self.local, self.patches = local_heads, 1
     self.local_heads = nnx.List([_local_head(size, num_classes, local_heads, rngs, init)
                                  for size in hidden]) if local_heads else None
 
@@ -350,7 +324,7 @@ class ConvNet(_Network):
           f"with {padding} padding")
     if local_heads:
       _check_patches(local_heads.patches, maps)
-    self.local = local_heads
+    self.local, self.patches = local_heads, local_heads.patches if local_heads else 1
     self.block_sizes = tuple(len(block) for block in blocks)
     self.convs = nnx.List(convs)
     self.dense = _linear(height * width * channels, hidden, rngs, init)

@@ -468,11 +468,9 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
 
 
 def local_heads(config) -> Optional[models.LocalHeads]:
-  """The model's local heads as `config.local_heads` says, for the local-loss estimators; None
-  for the others."""
-  if not estimators.get(config.estimator).local_heads:
-    return None
-  return models.LocalHeads(**config.local_heads.to_dict())
+  """`config.local_heads` for the local-loss estimators; None for the others."""
+  local = estimators.get(config.estimator).local_heads
+  return models.LocalHeads(**config.local_heads) if local else None
 
 
 def create_model(config, dataset, seed: int) -> models.Model:
