@@ -27,7 +27,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Whose loss a slice takes: "separate" (S classifiers, each reading its own slice) or "shared"
   # (one classifier of all the block's units, each slice's loss moved by that slice alone).
   config.local_heads.slice_head = "separate"
-  config.local_heads.loss_per = "block"  # a local loss per "block" of the model, or per "layer"
+  # A local loss per "block" of the model, or per "layer" with parameters (the CNNs' blocks hold
+  # two conv layers, the MLP's one).
+  config.local_heads.loss_per = "block"
   # Conv nets: a conv block's head reads its output averaged over each of P x P equal patches
   # (1: the whole map); its slices are then (patch, channel) slices.
   config.local_heads.patches = 1
