@@ -68,17 +68,18 @@ def step_config(model: str, estimator: str, num_directions: int = 1, tangent: st
   return config
 
 
-def loss_and_params(model: str, seed: int = 0, **local_options):
+def loss_and_params(model: str, seed: int = 0, local_heads=None):
   """`(loss_fn, params)`: the package's `loss_fn(params, images, labels)` (with the perturbation
-  points the activity estimators need) and initial params; `local_options` as in
-  `models.create_model` (`fgjax.train.local_options` gives a config's)."""
-  net = models.create_model(model, MODEL_DATA[model][1], NUM_CLASSES, seed, **local_options)
+  points the activity estimators need) and initial params; `local_heads` as in
+  `models.create_model` (`fgjax.train.local_heads` gives a config's)."""
+  net = models.create_model(model, MODEL_DATA[model][1], NUM_CLASSES, seed,
+                            local_heads=local_heads)
   return programs.make_loss_fn(net.apply, 127.5, 64.0, perturbed=net.perturbed), net.params
 
 
 def build(model: str, config, seed: int = 0):
   """`(train_step, state)`: the package's own step for `config` and a fresh state."""
-  loss_fn, params = loss_and_params(model, seed, **train.local_options(config))
+  loss_fn, params = loss_and_params(model, seed, train.local_heads(config))
   tx = optimizers.build_optimizer(config)
   state = programs.init_state(params, tx, jax.random.PRNGKey(seed + 1))
   return programs.make_train_step(loss_fn, tx, config), state

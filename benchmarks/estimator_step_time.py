@@ -9,12 +9,13 @@ batches of the dataset's shape: backprop, the weight-perturbation forward gradie
 perturbation of the model's loss and activity perturbation with local losses (`local_activity`,
 the model with its local heads), the last two with K = 1, 4 and 32 tangents per example, and
 local_activity with one tangent and a derivative per group of G units (config.unit_groups),
-(the MLP) with group-wise local heads, a classifier per group of units (config.local_groups) or
-one classifier shared by the groups (config.local_group_head = "shared"), (the conv nets) with
-local losses per layer (config.local_loss_per = "layer"), alone, with one shared head's group
-per channel, and with heads reading 2 x 2 patches (config.local_head_patches) and a group per
-patch and channel, and local_backprop, the exact gradients of the local losses (the local
-heads' cost without the jvp), per block and (the MLP) group-wise or (the conv nets) per layer,
+(the MLP) with losses per slice, a classifier per slice of units (config.local_heads.slices;
+named local_groups in the results) or one classifier shared by the slices
+(config.local_heads.slice_head = "shared"), (the conv nets) with local losses per layer
+(config.local_heads.loss_per = "layer"), alone, with one shared head's slice per channel, and
+with heads reading 2 x 2 patches (config.local_heads.patches) and a slice per patch and
+channel, and local_backprop, the exact gradients of the local losses (the local heads' cost
+without the jvp), per block and (the MLP) per slice or (the conv nets) per layer,
 on the whole maps or on patches. The variants take turns over the repeats in one process
 (`common.time_interleaved`), so the ratio to
 backprop, the median of the per-round ratios, is what this measures; absolute times depend on
@@ -35,8 +36,11 @@ PATCH_SHARED_GROUPS = 4 * LAYER_SHARED_GROUPS  # ... on 2 x 2 patches: per patch
 
 
 def _config(model: str, estimator: str, **fields):
+  """The step's config: `fields` by dotted name, the local heads' under `local_heads.`."""
   config = common.step_config(model, estimator)
-  config.update(fields)
+  config.update_from_flattened_dict(
+      {(name if name in config else f"local_heads.{name}"): value
+       for name, value in fields.items()})
   return config
 
 
@@ -49,31 +53,31 @@ def variants(model: str) -> dict:
   for groups in UNIT_GROUPS:
     configs[f"local_activity K=1 G={groups}"] = _config(model, "local_activity",
                                                          unit_groups=groups)
-  if model == "mlp":  # group-wise local heads need blocks of one layer
+  if model == "mlp":  # losses per slice need blocks of one layer
     for groups in LOCAL_GROUPS:
       configs[f"local_activity K=1 local_groups={groups}"] = _config(
-          model, "local_activity", local_groups=groups)
+          model, "local_activity", slices=groups)
     for groups in SHARED_GROUPS:
       configs[f"local_activity K=1 shared local_groups={groups}"] = _config(
-          model, "local_activity", local_groups=groups, local_group_head="shared")
+          model, "local_activity", slices=groups, slice_head="shared")
   else:  # the conv nets' blocks hold two conv layers: local losses per layer
     configs["local_activity K=1 per layer"] = _config(model, "local_activity",
-                                                      local_loss_per="layer")
+                                                      loss_per="layer")
     configs[f"local_activity K=1 per layer shared local_groups={LAYER_SHARED_GROUPS}"] = (
-        _config(model, "local_activity", local_loss_per="layer",
-                local_groups=LAYER_SHARED_GROUPS, local_group_head="shared"))
+        _config(model, "local_activity", loss_per="layer",
+                slices=LAYER_SHARED_GROUPS, slice_head="shared"))
     configs[f"local_activity K=1 per layer 2x2 patches shared local_groups="
             f"{PATCH_SHARED_GROUPS}"] = _config(
-                model, "local_activity", local_loss_per="layer", local_head_patches=2,
-                local_groups=PATCH_SHARED_GROUPS, local_group_head="shared")
+                model, "local_activity", loss_per="layer", patches=2,
+                slices=PATCH_SHARED_GROUPS, slice_head="shared")
   configs["local_backprop"] = _config(model, "local_backprop")
   if model == "mlp":
-    configs["local_backprop local_groups=32"] = _config(model, "local_backprop", local_groups=32)
+    configs["local_backprop local_groups=32"] = _config(model, "local_backprop", slices=32)
   else:
     configs["local_backprop per layer"] = _config(model, "local_backprop",
-                                                  local_loss_per="layer")
+                                                  loss_per="layer")
     configs["local_backprop per layer 2x2 patches"] = _config(
-        model, "local_backprop", local_loss_per="layer", local_head_patches=2)
+        model, "local_backprop", loss_per="layer", patches=2)
   return configs
 
 

@@ -48,7 +48,7 @@ ESTIMATORS = {
     "forward_k1": {"estimator": "forward", "num_directions": 1},
     "local_activity_k1": {"estimator": "local_activity", "num_directions": 1},
     "local_activity_k1_layer": {"estimator": "local_activity", "num_directions": 1,
-                                "local_loss_per": "layer"},
+                                "local_heads.loss_per": "layer"},
     **{name: overrides for name, overrides in estimators_mnist.ESTIMATORS.items()
        if overrides["estimator"] != "local_backprop"}}
 BATCH_SIZE = 64
@@ -58,7 +58,7 @@ def estimator_config(model: str, name: str, args):
   """The SGD backprop row's config of `model` with estimator `name`'s overrides and the data
   options of `args`."""
   config = runs.with_data(runs.row_config(f"mnist_{model}_sgd_bp"), args)
-  config.update(ESTIMATORS[name])
+  config.update_from_flattened_dict(ESTIMATORS[name])
   return config
 
 

@@ -8,16 +8,16 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
 
 1. the activity estimators (ESTIMATORS below: activity perturbation with one tangent; with
    local losses, one tangent and a derivative per group of 32 units (`unit_groups`, 32 jvps);
-   and with group-wise local losses (`local_groups`, one jvp; the MLP only, whose blocks are one
-   layer each): each block's local head split into 32 classifiers, each reading its own 32
-   units, or one head shared by 32 or 1024 groups (of 32 units, or one unit each), each group's
-   loss moved by its units alone (`local_group_head="shared"`); for the CNN, whose blocks hold
-   two conv layers, local losses per layer (`local_loss_per="layer"`) under a shared head with
-   64 groups, one per channel (16 units of the dense layer), and the same with heads reading
-   the conv maps' 2 x 2 patches (`local_head_patches=2`) and 256 groups, one per patch and
-   channel (4 dense units); and, for reference, `local_backprop`, `local_backprop_l32`,
+   and with losses per slice (`local_heads.slices`, one jvp; the MLP only, whose blocks are one
+   layer each): each block's local head split into 32 classifiers, each reading its own slice
+   of 32 units, or one head shared by 32 or 1024 slices (of 32 units, or one unit each), each
+   slice's loss moved by its units alone (`local_heads.slice_head="shared"`); for the CNN, whose
+   blocks hold two conv layers, local losses per layer (`local_heads.loss_per="layer"`) under a
+   shared head with 64 slices, one per channel (16 units of the dense layer), and the same with
+   heads reading the conv maps' 2 x 2 patches (`local_heads.patches=2`) and 256 slices, one per
+   patch and channel (4 dense units); and, for reference, `local_backprop`, `local_backprop_l32`,
    `local_backprop_layer` and `local_backprop_layer_p2`, the exact gradients of the same local
-   losses (greedy local learning), per block, group-wise, per layer or per layer on patches:
+   losses (greedy local learning), per block, per slice, per layer or per layer on patches:
    what the local-loss forward gradients estimate, without their noise) start from the backprop
    row's
    config (`configs/mnist_<model>_<optimizer>_bp.py`: PyTorch initialisation, the plain
@@ -65,32 +65,32 @@ from fgjax import workdir as workdir_files  # pylint: disable=g-import-not-at-to
 
 MODELS = ("mlp", "cnn")
 OPTIMIZERS = ("sgd", "adam")
-# name -> the config overrides of the estimator (on the backprop row's config): the estimator,
-# one tangent per example, and its unit groups (`unit_groups`) or group-wise local losses
-# (`local_groups`, `local_group_head`).
+# name -> the config overrides of the estimator (on the backprop row's config, by dotted name):
+# the estimator, one tangent per example, and its unit groups (`unit_groups`) or losses per slice
+# (`local_heads.slices`, `local_heads.slice_head`).
 ESTIMATORS = {
     "activity_k1": {"estimator": "activity", "num_directions": 1},
     "local_activity_k1_g32": {"estimator": "local_activity", "num_directions": 1,
                               "unit_groups": 32},
     "local_activity_k1_l32": {"estimator": "local_activity", "num_directions": 1,
-                              "local_groups": 32},
+                              "local_heads.slices": 32},
     "local_activity_k1_s32": {"estimator": "local_activity", "num_directions": 1,
-                              "local_groups": 32, "local_group_head": "shared"},
+                              "local_heads.slices": 32, "local_heads.slice_head": "shared"},
     "local_activity_k1_s1024": {"estimator": "local_activity", "num_directions": 1,
-                                "local_groups": 1024, "local_group_head": "shared"},
+                                "local_heads.slices": 1024, "local_heads.slice_head": "shared"},
     "local_activity_k1_layer_s64": {"estimator": "local_activity", "num_directions": 1,
-                                    "local_loss_per": "layer", "local_groups": 64,
-                                    "local_group_head": "shared"},
+                                    "local_heads.loss_per": "layer", "local_heads.slices": 64,
+                                    "local_heads.slice_head": "shared"},
     "local_backprop": {"estimator": "local_backprop", "num_directions": 1},
     "local_backprop_l32": {"estimator": "local_backprop", "num_directions": 1,
-                           "local_groups": 32},
+                           "local_heads.slices": 32},
     "local_backprop_layer": {"estimator": "local_backprop", "num_directions": 1,
-                             "local_loss_per": "layer"},
-    "local_activity_k1_layer_p2_s256": {"estimator": "local_activity", "num_directions": 1,
-                                        "local_loss_per": "layer", "local_head_patches": 2,
-                                        "local_groups": 256, "local_group_head": "shared"},
+                             "local_heads.loss_per": "layer"},
+    "local_activity_k1_layer_p2_s256": {
+        "estimator": "local_activity", "num_directions": 1, "local_heads.loss_per": "layer",
+        "local_heads.patches": 2, "local_heads.slices": 256, "local_heads.slice_head": "shared"},
     "local_backprop_layer_p2": {"estimator": "local_backprop", "num_directions": 1,
-                                "local_loss_per": "layer", "local_head_patches": 2}}
+                                "local_heads.loss_per": "layer", "local_heads.patches": 2}}
 # Learning rates tried per (model, optimizer), low:high:num. With SGD the CNN's activity
 # perturbation diverged within 200 steps at every rate from 1e-3 to 0.3 (each of its conv layers
 # perturbs about 40,000 units per example, the MLP's layers 1,024), so its grid lies lower. An
@@ -145,7 +145,7 @@ def tuned_runs(model: str, optimizer: str, name: str, args) -> list[str]:
   row = f"mnist_{model}_{optimizer}_bp"
   config = _with_data(runs.row_config(row), args)
   overrides = dict(ESTIMATORS[name])
-  config.update(overrides)
+  config.update_from_flattened_dict(overrides)
   logging.info("tuning %s, %s with %s", model, name, optimizer)
   results = sweep.sweep(
       config, os.path.join(args.workdir, "sweeps", f"{model}_{optimizer}_{name}"),
@@ -301,14 +301,14 @@ def plot(results: dict, path: str) -> None:
 
 def why_not(model: str, name: str):
   """Why estimator `name` cannot train `model` (the report's cell), or None if it can:
-  group-wise local heads need blocks of one layer, which the MLP has, and any model with local
+  losses per slice need blocks of one layer, which the MLP has, and any model with local
   losses per layer (the CNN's blocks are two convolutions); heads reading patches need conv
   maps, which the MLP lacks."""
   options = ESTIMATORS[name]
-  if options.get("local_head_patches", 1) > 1 and model == "mlp":
+  if options.get("local_heads.patches", 1) > 1 and model == "mlp":
     return "needs conv maps"
-  if (options.get("local_groups", 1) > 1 and model != "mlp"
-      and options.get("local_loss_per") != "layer"):
+  if (options.get("local_heads.slices", 1) > 1 and model != "mlp"
+      and options.get("local_heads.loss_per") != "layer"):
     return "needs one-layer blocks"
   return None
 

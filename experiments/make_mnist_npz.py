@@ -13,26 +13,26 @@ through $FGJAX_TEST_DATA.
 An existing output file is kept unless --overwrite is given; the file appears only once complete.
 """
 
-import argparse
 import os
-import sys
 
+from absl import flags
 import numpy as np
 
+from fgjax import cli
 from fgjax import default_config
 from fgjax.data import tfds_source
 from fgjax.errors import UserError
 
+FLAGS = flags.FLAGS
 
-def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--output", required=True, help="the .npz file to write")
-  parser.add_argument("--tfds_data_dir", default=None,
-                      help="the tfds dir holding (or to hold) mnist; default: tfds's own")
-  parser.add_argument("--download", action="store_true",
-                      help="download and prepare MNIST first if the tfds dir lacks it")
-  parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-  return parser.parse_args(argv)
+
+def _define_flags():
+  """The command line (defined only when run, so that tests can import this)."""
+  flags.DEFINE_string("output", None, "The .npz file to write.", required=True)
+  flags.DEFINE_string("tfds_data_dir", None,
+                      "The tfds dir holding (or to hold) mnist; default: tfds's own.")
+  flags.DEFINE_bool("download", False, "Download and prepare MNIST first if the tfds dir lacks it.")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 
 
 def load_mnist(tfds_data_dir, download: bool) -> dict[str, np.ndarray]:
@@ -64,22 +64,29 @@ def write_npz(path: str, arrays: dict[str, np.ndarray], overwrite: bool) -> None
 
 def _refuse_to_overwrite(path: str, overwrite: bool) -> None:
   if os.path.exists(path) and not overwrite:
-    raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    raise UserError(f"{path} exists; pass --overwrite to replace it")
 
 
-def main(argv=None) -> None:
-  args = parse_args(argv)
+def make_npz(output: str, tfds_data_dir=None, download: bool = False,
+             overwrite: bool = False) -> str:
+  """Writes MNIST to `output` (the module docstring says how); returns the line that says what
+  it wrote. UserError, before anything is loaded or written, if `output` exists and not
+  `overwrite`, or if the tfds dir cannot serve MNIST."""
+  _refuse_to_overwrite(output, overwrite)  # before loading, or downloading
   try:
-    _refuse_to_overwrite(args.output, args.overwrite)  # before loading, or downloading
-    arrays = load_mnist(args.tfds_data_dir, args.download)
-  except FileExistsError as error:
-    sys.exit(f"make_mnist_npz: {error}")
+    arrays = load_mnist(tfds_data_dir, download)
   except UserError as error:  # its advice names fgjax.main's flags; say which are this script's
-    sys.exit(f"make_mnist_npz: {error} (this script's flags: --tfds_data_dir, --download)")
-  write_npz(args.output, arrays, args.overwrite)
+    raise UserError(f"{error} (this script's flags: --tfds_data_dir, --download)") from None
+  write_npz(output, arrays, overwrite)
   sizes = ", ".join(f"{name} {array.shape} {array.dtype}" for name, array in arrays.items())
-  print(f"wrote {args.output}: {sizes}")
+  return f"wrote {output}: {sizes}"
+
+
+def main(argv):
+  del argv  # cli.run refuses positional arguments
+  print(make_npz(FLAGS.output, FLAGS.tfds_data_dir, FLAGS.download, FLAGS.overwrite))
 
 
 if __name__ == "__main__":
-  main()
+  _define_flags()
+  cli.run(main)

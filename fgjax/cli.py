@@ -23,6 +23,7 @@ from absl import flags
 from absl import logging
 
 from fgjax import config_loading
+from fgjax import default_config
 from fgjax import preemption
 from fgjax.errors import ConfigError, UserError
 
@@ -44,15 +45,21 @@ def parse_value(text: str):
 
 def _check_field(config, name: str) -> None:
   """ConfigError unless `config` has the (dotted) field `name`, with a close name if one is."""
-  *groups, field = name.split(".")
-  for group in groups:
-    config = config.get(group)
+  *parents, field = name.split(".")
+  for parent in parents:
+    config = config.get(parent)
     if not hasattr(config, "keys"):
-      raise ConfigError(f"config has no field {name!r}")
+      raise ConfigError(_no_field(name, None))
   if field not in config:
-    close = difflib.get_close_matches(field, list(config.keys()), n=1)
-    raise ConfigError(f"config has no field {name!r}"
-                      + (f"; did you mean {close[0]!r}?" if close else ""))
+    raise ConfigError(_no_field(name, next(iter(difflib.get_close_matches(
+        field, list(config.keys()), n=1)), None)))
+
+
+def _no_field(name: str, close: Optional[str]) -> str:
+  """The line for a field the config lacks: its new name if it was renamed, or a close one."""
+  if name in default_config.RENAMED:
+    return f"config has no field {name!r}; it is {default_config.RENAMED[name]!r} now"
+  return f"config has no field {name!r}" + (f"; did you mean {close!r}?" if close else "")
 
 
 def apply_overrides(config, overrides: Sequence[str]) -> None:
@@ -106,8 +113,7 @@ def _parse_error(error: Exception) -> str:
   if isinstance(error, (AttributeError, KeyError)):  # a config field that does not exist
     names = re.findall(r"[A-Za-z_][\w.]*", str(error).replace("\\n", " "))
     suggestion = re.search(r'Did you mean "([\w.]+)"', str(error))
-    return (f"config has no field {names[0] if names else str(error)!r}"
-            + (f"; did you mean {suggestion[1]!r}?" if suggestion else ""))
+    return _no_field(names[0] if names else str(error), suggestion and suggestion[1])
   if isinstance(error, (TypeError, ValueError)):  # a value of the wrong type
     return " ".join(str(error).split())
   raise error

@@ -36,15 +36,14 @@ _CHOICES = {
     "on_nonfinite": NONFINITE_POLICIES,
     "data.source": data.SOURCES,
     "init": models.INITS,
-    "local_group_head": models.LOCAL_GROUP_HEADS,
-    "local_loss_per": models.LOCAL_LOSS_PER,
+    "local_heads.slice_head": models.SLICE_HEADS,
+    "local_heads.loss_per": models.LOSS_PER,
     "loss": losses.LOSSES,
 }
 # Integer fields and their smallest allowed value.
 _INTEGERS = {
-    "batch_size": 1, "num_epochs": 1, "num_directions": 1, "unit_groups": 1, "local_groups": 1,
-    "local_head_patches": 1,
-    "eval_batch_size": 1,
+    "batch_size": 1, "num_epochs": 1, "num_directions": 1, "unit_groups": 1,
+    "local_heads.slices": 1, "local_heads.patches": 1, "eval_batch_size": 1,
     "log_every_steps": 1, "checkpoint_every_steps": 1, "keep_checkpoints": 1,
     "seed": None, "data.validation_size": 1, "data.split_seed": 0,
 }
@@ -123,7 +122,7 @@ def _estimator_problems(config) -> list[str]:
   if _get(config, "estimator") not in estimators.ESTIMATORS:
     return []  # reported as an unknown choice
   estimator = estimators.get(_get(config, "estimator"))
-  grouped = _either([name for name, other in estimators.REGISTRY.items()
+  with_unit_groups = _either([name for name, other in estimators.REGISTRY.items()
                      if "unit_groups" in other.options])
   local = _either(estimators.LOCAL)
   found = []
@@ -132,13 +131,14 @@ def _estimator_problems(config) -> list[str]:
                  "sharding.data_parallel=False")
   if _get(config, "unit_groups") not in (1, _MISSING) and (
       "unit_groups" not in estimator.options or _get(config, "combine") != "mean"):
-    found.append(f"unit_groups > 1 needs estimator {grouped} and combine 'mean'")
-  if _get(config, "local_groups") not in (1, _MISSING) and (
+    found.append(f"unit_groups > 1 needs estimator {with_unit_groups} and combine 'mean'")
+  if _get(config, "local_heads.slices") not in (1, _MISSING) and (
       not estimator.local_heads or _get(config, "combine") != "mean"
       or _get(config, "unit_groups") not in (1, _MISSING)):
-    found.append(f"local_groups > 1 needs estimator {local}, combine 'mean' and unit_groups 1")
-  if _get(config, "local_head_patches") not in (1, _MISSING) and not estimator.local_heads:
-    found.append(f"local_head_patches > 1 needs estimator {local}")
+    found.append(f"local_heads.slices > 1 needs estimator {local}, combine 'mean' and "
+                 "unit_groups 1")
+  if _get(config, "local_heads.patches") not in (1, _MISSING) and not estimator.local_heads:
+    found.append(f"local_heads.patches > 1 needs estimator {local}")
   return found
 
 

@@ -18,19 +18,21 @@ def base_config() -> ml_collections.ConfigDict:
   config.combine = "mean"  # K tangents' estimates: "mean", or "projection" onto their span
   # Activity estimators: a derivative per group of units (features or channels), G groups.
   config.unit_groups = 1
-  # local_activity, local_backprop: G > 1 gives each of G groups of a block's units a local loss of
-  # its own (group-wise local losses: one derivative per group, one jvp), from G "separate"
-  # classifiers, each reading its own 1/G of the block's units, or from one "shared" classifier
-  # of all the units, each group's loss moved by that group alone (models.LOCAL_GROUP_HEADS).
-  config.local_groups = 1
-  config.local_group_head = "separate"
-  # local_activity, local_backprop: a local loss per "block" of the model, or per "layer" with
-  # parameters (models.LOCAL_LOSS_PER; the CNNs' blocks hold two conv layers, the MLP's one).
-  config.local_loss_per = "block"
-  # local_activity, local_backprop on conv nets: a conv block's local head reads its output
-  # averaged over each of P x P equal patches (1: the whole map); its groups are then (patch,
-  # channel) groups, so one per channel and patch reaches local_groups = P * P * channels.
-  config.local_head_patches = 1
+  # local_activity, local_backprop: a linear classifier after every block but the last, each
+  # block trained on its own loss (models.LocalHeads).
+  config.local_heads = ml_collections.ConfigDict()
+  # S > 1: each of S equal slices of a block's units gets a loss of its own, all derivatives
+  # from one jvp; blocks of one layer only.
+  config.local_heads.slices = 1
+  # Whose loss a slice takes: "separate" (S classifiers, each reading its own slice) or "shared"
+  # (one classifier of all the block's units, each slice's loss moved by that slice alone).
+  config.local_heads.slice_head = "separate"
+  # A local loss per "block" of the model, or per "layer" with parameters (the CNNs' blocks hold
+  # two conv layers, the MLP's one).
+  config.local_heads.loss_per = "block"
+  # Conv nets: a conv block's head reads its output averaged over each of P x P equal patches
+  # (1: the whole map); its slices are then (patch, channel) slices.
+  config.local_heads.patches = 1
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
   config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"
   config.loss = "cross_entropy"  # or "clamped_cross_entropy": probabilities clamped to [eps, 1-eps]
@@ -54,8 +56,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.num_epochs = 1
   config.seed = 0  # parameter init, data order and tangents; never tuned
   config.num_seeds = 1  # train seeds seed, ..., seed + num_seeds - 1 together (one trial each)
-  # Trials (seeds, sweep settings) vmapped into one compiled call; the rest run one group after
-  # another. None: all of them, except one at a time for convolutional models on CPU and for
+  # Trials (seeds, sweep settings) vmapped into one compiled call; the rest in further calls, one
+  # after another. None: all of them, except one at a time for convolutional models on CPU and for
   # data-parallel runs.
   config.trials_per_call = config_dict.placeholder(int)
   config.on_nonfinite = "stop"  # "stop" the run, or "skip" the step, on a non-finite loss/grad
@@ -87,3 +89,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.sharding.data_parallel = False  # batch_size must be a multiple of the device count
   config.sharding.num_devices = config_dict.placeholder(int)  # None: every device, all hosts
   return config
+
+
+# Fields renamed since runs were saved: old dotted name -> new one.
+RENAMED = {"local_groups": "local_heads.slices", "local_group_head": "local_heads.slice_head",
+           "local_loss_per": "local_heads.loss_per", "local_head_patches": "local_heads.patches"}
+
+
+def renamed(flat: dict) -> dict:
+  """A saved run's flat config dict (dotted names) with every field under its current name."""
+  return {RENAMED.get(name, name): value for name, value in flat.items()}

@@ -38,7 +38,7 @@ def make_diagnostics(loss_fn: Callable, config, num_draws: int = 8) -> Callable:
   - "relative_variance": |ĝ - g|^2 / |g|^2, whose mean is the estimator's relative variance plus
     its squared relative bias (a clip that binds, the projection's scale of about K / n).
 
-  `loss_fn` is `programs.make_loss_fn`'s, with `per_group` for the activity estimators. The
+  `loss_fn` is `programs.make_loss_fn`'s, with `per_block` for the activity estimators. The
   draws run one after another, each reduced to its sums at once: in a `lax.map`, so memory holds
   one estimate at a time, or, where `programs.scans_well` says the backend runs the model badly
   inside a loop (conv nets on CPU: 7x slower per draw), unrolled. Jittable and vmappable over a

@@ -35,6 +35,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from fgjax import losses as loss_blocks
 from fgjax import tangents
 
 # How K directional derivatives d = V^T grad f make one estimate (`config.combine`): "mean" is
@@ -58,20 +59,21 @@ def backprop(loss_fn: LossFn, params: PyTree) -> tuple[jax.Array, PyTree]:
 
 
 def local_objective(losses) -> jax.Array:
-  """What the per-group estimators estimate the gradient of, from each group's per-example losses
-  ((B,), or (B, G) for G local classifiers): the batch mean, summed over a group's classifiers
-  and over the groups. Under local losses each block's parameters reach only their own group's
-  loss, so the gradient trains every block on its own loss."""
-  return sum(group.mean(axis=0).sum() for group in losses)
+  """What the activity estimators estimate the gradient of, from each loss block's per-example
+  losses ((B,), or a `losses.Block` of (B,) or (B, S) losses, one per slice): the batch mean,
+  summed over a block's slices and over the loss blocks. Under local losses each block's
+  parameters reach only their own loss block's loss, so the gradient trains every block on its
+  own loss."""
+  return sum(loss_blocks.as_block(block).value.mean(axis=0).sum() for block in losses)
 
 
 def local_backprop(forward: Callable, params: PyTree) -> tuple[jax.Array, PyTree]:
   """The exact gradient of `local_objective` by reverse-mode AD, for `activity_gradient`'s
   `forward` (its `losses` under local losses: stop-gradients between blocks). Returns the mean of
-  the last group's losses (the model's loss) and the gradient."""
+  the last loss block's losses (the model's loss) and the gradient."""
   def objective(p):
     losses = forward(p, None, False)[0]
-    return local_objective(losses), losses[-1].mean()
+    return local_objective(losses), loss_blocks.as_block(losses[-1]).value.mean()
 
   (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(params)
   return loss, grads
@@ -226,10 +228,10 @@ def _per_unit(derivatives: jax.Array, ndim: int, num_units: int) -> jax.Array:
 
 
 def _by_slice(derivatives: jax.Array, u: jax.Array) -> jax.Array:
-  """sum_k d_k,i,g u_k,i,...,g: tangents u (K, B, ..., units) scaled per example by the
-  derivative (K, B, G) of their slice g of G contiguous, equal slices of the last axis."""
-  num_groups = derivatives.shape[-1]
-  sliced = u.reshape(u.shape[:-1] + (num_groups, u.shape[-1] // num_groups))
+  """sum_k d_k,i,s u_k,i,...,s: tangents u (K, B, ..., units) scaled per example by the
+  derivative (K, B, S) of their slice s of S contiguous, equal slices of the last axis."""
+  num_slices = derivatives.shape[-1]
+  sliced = u.reshape(u.shape[:-1] + (num_slices, u.shape[-1] // num_slices))
   scale = jnp.expand_dims(derivatives, tuple(range(2, u.ndim - 1)) + (u.ndim,))
   return (sliced * scale).sum(0).reshape(u.shape[1:])
 
@@ -257,38 +259,33 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
 
   Args:
     forward: `forward(params, perturbations, stop_inputs) -> (losses, activations)`.
-      `activations` is a list of groups, each a list of pre-activations z shaped (B, ...), with
-      `perturbations` (the same structure, or None) added; `losses` holds each group's (B,)
-      per-example loss, whose derivative estimates the gradient of that group's activations.
-      The last group's loss is the model's own. With `stop_inputs` every layer's input is
-      `jax.lax.stop_gradient`-ed. One group perturbs all layers under the model's loss
-      ("activity"); one group per block, each with a local loss and stop-gradients between
-      blocks, trains each block on its own loss ("local_activity").
+      `activations` is a list of loss blocks, each a list of pre-activations z shaped (B, ...),
+      with `perturbations` (the same structure, or None) added; `losses` holds each loss block's
+      per-example losses, (B,) or a `losses.Block`, whose derivative estimates the gradient of
+      that block's activations. The last loss block's loss is the model's own. With
+      `stop_inputs` every layer's input is `jax.lax.stop_gradient`-ed. One loss block perturbs
+      all layers under the model's loss ("activity"); one per block of the model, each with a
+      local loss and stop-gradients between blocks, trains each block on its own loss
+      ("local_activity").
     params, key, num_directions, tangent, jvp_clip, combine: as in `forward_gradient`, applied per
-      example and group: K tangents of each example's activations, each derivative d_i clipped,
-      the projection onto the span of one example's K tangents in one group.
+      example and loss block: K tangents of each example's activations, each derivative d_i
+      clipped, the projection onto the span of one example's K tangents in one loss block.
     unit_groups: G >= 1. With G > 1 the units of every perturbation point are split by their last
       axis (features, or channels) into G groups (`unit_group_of`), and each group's units get a
       derivative of their own, d_i,g = sum_l <grad_{z_l,i,g} loss_i, u_l,i,g>, from the tangent
       masked to that group: G jvps (vmapped) instead of one. Still unbiased, and the noise now
       grows with the units of one group rather than of all layers. Under local losses a jvp
-      only runs from a block's pre-activations to its local loss (the local head): on the MNIST
-      MLP G = 32 adds about 0.4 of a backprop step; under the model's own loss each jvp runs
-      through the rest of the network. combine must then be "mean".
+      only runs from a block's pre-activations to its local loss (the local head), under the
+      model's own loss through the rest of the network. combine must then be "mean".
 
-  Group-wise local losses: a group's losses may be (B, G) rather than (B,), G local classifiers
-  (`models.GroupedLinear`), the g-th of which reads only the g-th of G contiguous, equal slices
-  of the last axis of each of the group's activations. Then one jvp gives every unit group the
-  derivative of its own classifier's loss, and each slice's units are scaled by theirs: unbiased
-  for the gradient of the sum of the G losses, with the noise of one group's units, at the cost
-  of one jvp (unit_groups must be 1, combine "mean"). The G losses may also be one shared
-  classifier's, each moved by its own unit group alone (`local_group_head="shared"`, the head a
-  group of its own): then the estimate is unbiased for the gradient of the plain local losses,
-  with the noise of one group's units, still from one jvp, so G up to one group per unit costs
-  no more than G = 1.
+  Losses per slice: a loss block's losses may be (B, S), a `losses.Block` of a kind other than
+  PLAIN, the s-th moved only by the s-th of S contiguous, equal slices of the last axis of each
+  of the block's activations (S classifiers, or a shared head's slices). One jvp then gives
+  every slice its own derivative, which scales its units: unbiased, with the noise of one
+  slice's units, at the cost of one jvp (unit_groups must be 1, combine "mean").
 
   Returns:
-    `(loss, grads)`: the mean of the last group's losses (the model's loss) and the estimate.
+    `(loss, grads)`: the mean of the last loss block's losses (the model's loss) and the estimate.
   """
   _check_options(num_directions, jvp_clip, combine)
   if unit_groups < 1 or (unit_groups > 1 and combine != "mean"):
@@ -299,51 +296,58 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
   us = sample.stacked(jax.random.split(key, num_directions), activations,
                       jax.tree.map(lambda _: 0, activations))  # leaves (K, B, ...)
   zeros = jax.tree.map(jnp.zeros_like, activations)
-  group_losses = lambda perturbations: tuple(forward(params, perturbations, False)[0])
-  # A group whose losses are (B, G): G local classifiers, one per unit group.
-  classifier_groups = [shape.ndim == 2 for shape in jax.eval_shape(group_losses, zeros)]
-  if any(classifier_groups) and (unit_groups > 1 or combine != "mean"):
-    raise ValueError("group-wise local losses give each unit group its derivative already; "
-                     f"they take unit_groups=1 and combine='mean', not {unit_groups} and "
-                     f"{combine!r}")
-  directional = jax.vmap(lambda u: jax.jvp(group_losses, (zeros,), (u,)))
+  block_losses = lambda perturbations: tuple(
+      loss_blocks.as_block(block) for block in forward(params, perturbations, False)[0])
+  per_slice = [block.kind is not loss_blocks.Kind.PLAIN
+               for block in jax.eval_shape(block_losses, zeros)]
+  if any(per_slice) and (unit_groups > 1 or combine != "mean"):
+    raise ValueError("losses per slice give each slice its derivative already; they take "
+                     f"unit_groups=1 and combine='mean', not {unit_groups} and {combine!r}")
+  directional = jax.vmap(lambda u: jax.jvp(block_losses, (zeros,), (u,)))
+  values = lambda blocks: [block.value for block in blocks]
   if unit_groups == 1:
-    losses, derivatives = directional(us)  # per group (K, B), or (K, B, G)
+    losses, derivatives = map(values, directional(us))  # per loss block (K, B) or (K, B, S)
   else:
     def masked_to(unit_group):
       return jax.tree.map(lambda u: u * (unit_group_of(u.shape[-1], unit_groups) == unit_group
                                          ).astype(u.dtype), us)
 
-    losses, derivatives = jax.vmap(lambda g: directional(masked_to(g)))(jnp.arange(unit_groups))
-    losses = [group[0] for group in losses]  # derivatives: per group (G, K, B)
+    losses, derivatives = map(values, jax.vmap(lambda g: directional(masked_to(g)))(
+        jnp.arange(unit_groups)))
+    losses = [loss[0] for loss in losses]  # derivatives: per loss block (G, K, B)
   if jvp_clip is not None:
     derivatives = [jnp.clip(d, -jvp_clip, jvp_clip) for d in derivatives]
-  batch_size = jax.tree.leaves(activations)[0].shape[0]
-  cotangents = []
-  for g, group in enumerate(us):
-    if classifier_groups[g]:
-      cotangents.append([(_by_slice(derivatives[g], u) / (num_directions * batch_size))
-                         .astype(u.dtype) for u in group])
-      continue
-    if unit_groups > 1:
-      cotangents.append([(_per_unit(derivatives[g], u.ndim, u.shape[-1]) * u).sum(0)
-                         .astype(u.dtype) / (num_directions * batch_size) for u in group])
-      continue
-    if combine == "mean":
-      coefficients = derivatives[g] / num_directions
-    else:  # per example: its K tangents, (K, B, units) per layer
-      flats = [u.reshape(u.shape[:2] + (-1,)) for u in group]
-      if _uses_gram(num_directions, sum(flat.shape[-1] for flat in flats)):
-        gram = sum(jnp.einsum("kbn,mbn->bkm", flat, flat, preferred_element_type=jnp.float32)
-                   for flat in flats)
-        coefficients = _projection(gram, derivatives[g])
-      else:
-        coefficients = _projection_from_tangents(
-            jnp.moveaxis(jnp.concatenate(flats, axis=-1), 0, 1), derivatives[g])
-    cotangents.append([(jnp.einsum("kb,kb...->b...", coefficients, u) / batch_size).astype(u.dtype)
-                       for u in group])
-  (grads,) = pullback(cotangents)
+  (grads,) = pullback([_cotangents(block_us, block_derivatives, sliced, unit_groups, combine)
+                       for block_us, block_derivatives, sliced in zip(us, derivatives,
+                                                                      per_slice)])
   return losses[-1][0].mean(), grads
+
+
+def _cotangents(us, derivatives: jax.Array, per_slice: bool, unit_groups: int,
+                combine: str) -> list:
+  """The estimate of the mean loss's gradient w.r.t. each pre-activation of one loss block,
+  from its tangents `us` (K, B, ... each) and its derivatives: (K, B); (K, B, S) per slice;
+  or (G, K, B) for G > 1 unit groups."""
+  num_directions, batch_size = us[0].shape[:2]
+  if per_slice:
+    return [(_by_slice(derivatives, u) / (num_directions * batch_size)).astype(u.dtype)
+            for u in us]
+  if unit_groups > 1:
+    return [(_per_unit(derivatives, u.ndim, u.shape[-1]) * u).sum(0).astype(u.dtype)
+            / (num_directions * batch_size) for u in us]
+  if combine == "mean":
+    coefficients = derivatives / num_directions
+  else:  # per example: its K tangents, (K, B, units) per layer
+    flats = [u.reshape(u.shape[:2] + (-1,)) for u in us]
+    if _uses_gram(num_directions, sum(flat.shape[-1] for flat in flats)):
+      gram = sum(jnp.einsum("kbn,mbn->bkm", flat, flat, preferred_element_type=jnp.float32)
+                 for flat in flats)
+      coefficients = _projection(gram, derivatives)
+    else:
+      coefficients = _projection_from_tangents(
+          jnp.moveaxis(jnp.concatenate(flats, axis=-1), 0, 1), derivatives)
+  return [(jnp.einsum("kb,kb...->b...", coefficients, u) / batch_size).astype(u.dtype)
+          for u in us]
 
 
 # The registry of the estimators a run config may name (`config.estimator`). A new estimator is

@@ -4,11 +4,14 @@
 paper's forward-gradient runs minimised: the softmax probabilities are clamped to [eps, 1 - eps]
 (eps the float32 machine epsilon, ~1.19e-7) before the log. Each example's loss is then at most
 -log(eps) ~ 15.94, and an example whose label probability lies outside [eps, 1 - eps] contributes
-no gradient, which bounds the directional derivatives a forward gradient sees.
+no gradient, which bounds the directional derivatives a forward gradient sees. A model's
+logits come as loss blocks (`Block`) of a `Kind`, which `block_losses` and the estimators read.
 """
 
-from typing import Callable
+import enum
+from typing import Any, Callable
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,16 +52,45 @@ def per_example_loss(name: str) -> Callable:
   return _BY_NAME[name]
 
 
-def per_group_losses(per_example: Callable, logits, contributions, labels):
-  """The loss of a classifier shared by G groups of its inputs, once per group: (B, G), each
-  equal to `per_example(logits, labels)` and differentiable only through the group's own
-  contribution to the logits, `contributions` (B, G, C).
+def per_slice_losses(per_example: Callable, logits, contributions, labels):
+  """The loss of a classifier shared by S slices of its inputs, once per slice: (B, S), each
+  equal to `per_example(logits, labels)` and differentiable only through the slice's own
+  contribution to the logits, `contributions` (B, S, C).
 
-  The derivative along a tangent is then <dl/dlogits, the tangent of the group's contribution>
-  per group: the loss's first-order term, with dl/dlogits taken once by forward mode
-  (`jax.jacfwd`, C jvps of the per-example loss) instead of evaluating the loss G times."""
+  The derivative along a tangent is then <dl/dlogits, the tangent of the slice's contribution>
+  per slice: the loss's first-order term, with dl/dlogits taken once by forward mode
+  (`jax.jacfwd`, C jvps of the per-example loss) instead of evaluating the loss S times."""
   logits = jax.lax.stop_gradient(logits)  # so the value and the slope are constants
   slope = jax.vmap(jax.jacfwd(lambda row, label: per_example(row[None], label[None])[0]))(
       logits, labels)  # (B, C)
   moved = contributions - jax.lax.stop_gradient(contributions)  # zero, with the tangents
   return per_example(logits, labels)[:, None] + jnp.einsum("bc,bgc->bg", slope, moved)
+
+
+class Kind(enum.Enum):
+  """What a loss block's logits are: all but PLAIN give a loss per slice of its units, (B, S)."""
+  PLAIN = "plain"  # (B, C) logits of one classifier: (B,) losses
+  SLICE_CLASSIFIERS = "separate"  # (B, S, C): S classifiers, one per slice of units
+  SHARED_HEAD = "shared"  # (logits, each slice's share (B, S, C)): per_slice_losses
+
+
+@flax.struct.dataclass
+class Block:
+  """One loss block's logits (as its `kind` says) or per-example losses; a pytree whose kind is
+  static, so that it stays known through `jax.jvp`, `jax.vmap` and `jax.eval_shape`."""
+  kind: Kind = flax.struct.field(pytree_node=False)
+  value: Any
+
+
+def as_block(output) -> Block:
+  """A loss block's losses as a Block: a bare (B,) array is a PLAIN block's."""
+  return output if isinstance(output, Block) else Block(Kind.PLAIN, output)
+
+
+def block_losses(per_example: Callable, logits: Block, labels) -> Block:
+  """The per-example losses of a loss block from its logits: (B,), or (B, S) per slice."""
+  if logits.kind is Kind.SHARED_HEAD:
+    return Block(logits.kind, per_slice_losses(per_example, *logits.value, labels))
+  if logits.kind is Kind.SLICE_CLASSIFIERS:
+    labels = jnp.broadcast_to(labels[:, None], logits.value.shape[:-1])
+  return Block(logits.kind, per_example(logits.value, labels))

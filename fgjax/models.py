@@ -10,8 +10,8 @@ image size its layers allow.
 Every model is a sequence of blocks (`_Network`): besides `__call__` (the logits), its
 `perturbed` method adds perturbations to the pre-activations of every Dense and Conv layer and
 can stop gradients between blocks and at every layer's input, which is what activity
-perturbation needs (`fgjax.estimators.activity_gradient`). With `local_heads`, every block but
-the last also gets a linear classifier of its own, for local losses.
+perturbation needs (`fgjax.estimators.activity_gradient`). With `local_heads` (a `LocalHeads`),
+every block but the last also gets a linear classifier of its own, for local losses.
 
 Two initialisations: "flax" (Flax's default: lecun-normal weights, zero biases) and "torch"
 (PyTorch's default for nn.Linear and nn.Conv2d, which the paper's code used: weights and biases
@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from fgjax import losses
 
 INITS = ("flax", "torch")
 
@@ -61,66 +62,79 @@ def _linear(fan_in: int, features: int, rngs: nnx.Rngs, init: str) -> nnx.Linear
   return nnx.Linear(fan_in, features, rngs=rngs, **_layer_init(init, fan_in))
 
 
-class GroupedLinear(nnx.Module):
-  """G linear classifiers side by side, the g-th reading only the g-th of G contiguous, equal
-  slices of the input's last axis: (B, D) -> (B, G * C), classifier g's C outputs at
-  [g C, (g + 1) C). A group-wise local head: each group of a block's units gets a loss of its
-  own, which only those units affect (`fgjax.estimators.activity_gradient` then takes one
-  derivative per group from a single jvp). Initialised as G separate (D / G)-input layers."""
+class SlicedLinear(nnx.Module):
+  """S linear classifiers side by side, the s-th reading only the s-th of S contiguous, equal
+  slices of the input's last axis: (B, D) -> (B, S * C), classifier s's C outputs at
+  [s C, (s + 1) C). A local head with a loss per slice of a block's units, which only those
+  units affect (`fgjax.estimators.activity_gradient` then takes one derivative per slice from a
+  single jvp). Initialised as S separate (D / S)-input layers."""
 
-  def __init__(self, in_features: int, out_features: int, groups: int, *, rngs: nnx.Rngs,
+  def __init__(self, in_features: int, out_features: int, slices: int, *, rngs: nnx.Rngs,
                init: str):
-    if groups < 1 or in_features % groups:
-      raise ValueError(f"local_groups={groups} must divide the {in_features} units a local "
-                       "head reads")
-    fan_in = in_features // groups
+    fan_in = in_features // slices
     bound = 1.0 / math.sqrt(fan_in)
     kernel_init = (_uniform(bound) if init == "torch"
                    else nnx.initializers.lecun_normal(batch_axis=(0,)))
     bias_init = _uniform(bound) if init == "torch" else nnx.initializers.zeros_init()
     _layer_init(init, fan_in)  # rejects an unknown init
-    self.groups = groups
-    self.kernel = nnx.Param(kernel_init(rngs.params(), (groups, fan_in, out_features)))
-    self.bias = nnx.Param(bias_init(rngs.params(), (groups * out_features,)))
+    self.slices = slices
+    self.kernel = nnx.Param(kernel_init(rngs.params(), (slices, fan_in, out_features)))
+    self.bias = nnx.Param(bias_init(rngs.params(), (slices * out_features,)))
 
   def __call__(self, x):
-    grouped = x.reshape(x.shape[0], self.groups, -1)
-    out = jnp.einsum("bgi,gio->bgo", grouped, self.kernel[...])
+    sliced = x.reshape(x.shape[0], self.slices, -1)
+    out = jnp.einsum("bsi,sio->bso", sliced, self.kernel[...])
     return out.reshape(x.shape[0], -1) + self.bias[...]
 
 
-# How a block's local head serves G > 1 unit groups (`local_groups`): "separate" classifiers,
-# one per group reading only its own units (GroupedLinear), or one "shared" classifier reading
-# all the block's units, whose loss each group takes as its own with every other group's units
-# held fixed (Ren et al.'s concatenated groups under one head).
-LOCAL_GROUP_HEADS = ("separate", "shared")
-# Where local losses sit: one per block of the model (a ConvNet block holds several conv layers),
-# or one per layer with parameters (every layer its own block, so group-wise local losses apply).
-LOCAL_LOSS_PER = ("block", "layer")
+# The choices of LocalHeads.slice_head and .loss_per (`config.local_heads` says what they do).
+SLICE_HEADS = (losses.Kind.SLICE_CLASSIFIERS.value, losses.Kind.SHARED_HEAD.value)
+LOSS_PER = ("block", "layer")
 
 
-def _local_head(features: int, num_classes: int, groups: int, group_head: str,
-                rngs: nnx.Rngs, init: str):
-  """A block's local classifier: one linear layer (shared by the G groups, if any), or G side by
-  side (GroupedLinear)."""
-  if group_head not in LOCAL_GROUP_HEADS:
-    raise ValueError(f"unknown local_group_head {group_head!r}; choose one of "
-                     f"{LOCAL_GROUP_HEADS}")
-  if groups == 1 or group_head == "shared":
-    if features % groups:
-      raise ValueError(f"local_groups={groups} must divide the {features} units a local head "
-                       "reads")
-    return _linear(features, num_classes, rngs, init)
-  return GroupedLinear(features, num_classes, groups, rngs=rngs, init=init)
+@dataclasses.dataclass(frozen=True)
+class LocalHeads:
+  """A model's local heads, a linear classifier after every block but the last, for local
+  losses: the fields of `config.local_heads`, whose comments say what each does."""
+  slices: int = 1
+  slice_head: str = "separate"
+  loss_per: str = "block"
+  patches: int = 1
+
+  def __post_init__(self):
+    for name, value, choices in (("slice_head", self.slice_head, SLICE_HEADS),
+                                 ("loss_per", self.loss_per, LOSS_PER)):
+      if value not in choices:
+        raise ValueError(f"unknown local_heads.{name} {value!r}; choose one of {choices}")
+    for name, value in (("slices", self.slices), ("patches", self.patches)):
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f"local_heads.{name} must be a positive integer, got {value!r}")
+
+  @property
+  def kind(self) -> losses.Kind:
+    """The kind of the loss block each local head closes (named by slice_head, if S > 1)."""
+    return losses.Kind(self.slice_head) if self.slices > 1 else losses.Kind.PLAIN
 
 
-def _group_contributions(head_input, kernel, groups: int):
-  """(B, G, C): each of G contiguous, equal slices of a shared head's (B, D) input times its
-  rows of the (D, C) kernel, the kernel held fixed: group g's share of the logits, which moves
-  with the group's units alone (the losses of `losses.per_group_losses`)."""
-  sliced = head_input.reshape(head_input.shape[0], groups, -1)
-  kernel = jax.lax.stop_gradient(kernel).reshape(groups, -1, kernel.shape[-1])
-  return jnp.einsum("bgi,gic->bgc", sliced, kernel)
+def _local_head(features: int, num_classes: int, local_heads: LocalHeads, rngs: nnx.Rngs,
+                init: str):
+  """A block's local classifier: one linear layer (shared by the S slices, if any), or S side by
+  side (SlicedLinear)."""
+  if features % local_heads.slices:
+    raise ValueError(f"local_heads.slices={local_heads.slices} must divide the {features} "
+                     "units a local head reads")
+  if local_heads.kind is losses.Kind.SLICE_CLASSIFIERS:
+    return SlicedLinear(features, num_classes, local_heads.slices, rngs=rngs, init=init)
+  return _linear(features, num_classes, rngs, init)
+
+
+def _slice_contributions(head_input, kernel, slices: int):
+  """(B, S, C): each of S contiguous, equal slices of a shared head's (B, D) input times its
+  rows of the (D, C) kernel, the kernel held fixed: slice s's share of the logits, which moves
+  with the slice's units alone (the losses of `losses.per_slice_losses`)."""
+  sliced = head_input.reshape(head_input.shape[0], slices, -1)
+  kernel = jax.lax.stop_gradient(kernel).reshape(slices, -1, kernel.shape[-1])
+  return jnp.einsum("bsi,sic->bsc", sliced, kernel)
 
 
 def _flatten(x):
@@ -174,9 +188,9 @@ def _from_patch_major(z, patches: int):
 class _Network(nnx.Module):
   """A classifier made of blocks, each a list of steps: a layer (nnx.Linear or nnx.Conv, whose
   output z is a perturbation point) or a parameter-free function (ReLU, pooling, flattening).
-  The last block ends with the model's head. Subclasses build `self.local_heads` (an nnx.List of
-  local classifiers, one per block but the last, or None), `self.local_groups` and
-  `self.local_head_patches`, and list their blocks in `_blocks()`.
+  The last block ends with the model's head. Subclasses set `self.local` (their LocalHeads, or
+  None), `self.patches` (its patches, 1 without) and `self.local_heads` (an nnx.List of local
+  classifiers, one per block but the last, or None), and list their blocks in `_blocks()`.
 
   Perturbations are an explicit argument of `perturbed` rather than flax's `Module.perturb`:
   that one works through variables a capturing call creates inside the module's state, shaped by
@@ -186,39 +200,34 @@ class _Network(nnx.Module):
   """
 
   def __call__(self, x):
-    return self.perturbed(x)[0][-1]
+    return self.perturbed(x)[0][-1].value
 
   def perturbed(self, x, perturbations=None, stop_inputs=False, local=False):
     """`(logits, activations)` of images `x`.
 
-    `activations` lists groups of pre-activations z (every Dense and Conv output, before its
-    nonlinearity), `perturbations` (None, or arrays in that structure) added to them, and
-    `logits` holds the logits whose loss belongs to each group, the model's own last. Without
-    `local`: one group, all layers, and the model's logits. With `local`: one group per block,
-    each block's input stop-gradiented; the groups of all blocks but the last end with their
-    local head, whose logits come first in `logits`: (B, C), or (B, G, C) for a group-wise head
-    of G classifiers (`local_groups`), whose activation is its (B, G * C) output. A head shared
-    by G unit groups is a group of its own, after its block's: the block's logits are then the
-    pair (head logits, each group's contribution to them (B, G, C), `_group_contributions`),
-    whose loss each group takes as its own (`losses.per_group_losses`), and the head's group
-    has the (B, C) logits, moved by the head alone.
-    `stop_inputs` stop-gradients every layer's input, so that a layer's z depends on the
-    parameters through that layer alone. With local heads reading P x P patches
-    (`local_head_patches` P > 1), a conv layer's z is listed and perturbed patch-major
-    (`_to_patch_major`), so that the unit groups of its last axis are (patch, channel) groups.
+    `activations` lists loss blocks, each a list of pre-activations z (every Dense and Conv
+    output, before its nonlinearity), `perturbations` (None, or arrays in that structure) added
+    to them; `logits` holds each loss block's logits, a `losses.Block` of `LocalHeads.kind`,
+    the model's own last. Without `local`: one loss block, all layers. With `local`: one per
+    block, its input stop-gradiented, closed by its local head (the last by the model's head).
+    A head shared by S slices is a loss block of its own, after its block's, whose logits are
+    (head logits, each slice's share of them, `_slice_contributions`). `stop_inputs`
+    stop-gradients every layer's input, so that a layer's z depends on the parameters through
+    that layer alone. With heads reading P x P patches (P > 1), a conv layer's z is listed
+    patch-major (`_to_patch_major`), so that the slices of its last axis are (patch, channel).
     """
     if local and self.local_heads is None:
-      raise ValueError("local losses need a model created with local_heads=True")
+      raise ValueError("local losses need a model created with local heads")
     given = iter(jax.tree.leaves(perturbations))  # in layer order
     blocks, logits, activations = self._blocks(), [], []
 
     def layer(module, x):
       inputs = jax.lax.stop_gradient(x) if stop_inputs else x
-      z = _to_patch_major(module(inputs), self.local_head_patches)
+      z = _to_patch_major(module(inputs), self.patches)
       if perturbations is not None:
         z = z + next(given)
       activations[-1].append(z)
-      return _from_patch_major(z, self.local_head_patches)
+      return _from_patch_major(z, self.patches)
 
     for b, steps in enumerate(blocks):
       activations.append([])
@@ -227,19 +236,21 @@ class _Network(nnx.Module):
       for step in steps:
         x = layer(step, x) if isinstance(step, (nnx.Linear, nnx.Conv)) else step(x)
       if local and b < len(blocks) - 1:
-        head, head_input = self.local_heads[b], _local_head_input(x, self.local_head_patches)
-        if self.local_groups > 1 and isinstance(head, nnx.Linear):  # shared by the groups
-          activations.append([])  # the head's own group: its loss alone moves it
+        head, head_input = self.local_heads[b], _local_head_input(x, self.patches)
+        if self.local.kind is losses.Kind.SHARED_HEAD:
+          activations.append([])  # the head's own loss block: its loss alone moves it
           out = layer(head, jax.lax.stop_gradient(head_input))
-          logits += [(out, _group_contributions(head_input, head.kernel[...],
-                                                self.local_groups)), out]
+          logits += [losses.Block(losses.Kind.SHARED_HEAD, (out, _slice_contributions(
+              head_input, head.kernel[...], self.local.slices))),
+                     losses.Block(losses.Kind.PLAIN, out)]
         else:
           out = layer(head, head_input)
-          logits.append(out.reshape(out.shape[0], head.groups, -1)
-                        if isinstance(head, GroupedLinear) else out)
+          if self.local.kind is losses.Kind.SLICE_CLASSIFIERS:
+            out = out.reshape(out.shape[0], self.local.slices, -1)
+          logits.append(losses.Block(self.local.kind, out))
     if not local:
-      activations = [[z for group in activations for z in group]]
-    return logits + [x], activations
+      activations = [[z for block in activations for z in block]]
+    return logits + [losses.Block(losses.Kind.PLAIN, x)], activations
 
 
 class MLP(_Network):
@@ -249,20 +260,16 @@ class MLP(_Network):
   whether local losses sit per block or per layer."""
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, hidden=(1024, 1024),
-               init="flax", local_heads=False, local_groups=1, local_group_head="separate",
-               local_loss_per="block", local_head_patches=1):
-    _check_local_loss_per(local_loss_per)
-    if local_head_patches != 1:
-      raise ValueError(f"local_head_patches={local_head_patches} splits conv feature maps into "
-                       "patches; the MLP has none (leave it 1)")
-    self.local_head_patches = 1
+               init="flax", local_heads: LocalHeads | None = None):
+    if local_heads and local_heads.patches != 1:
+      raise ValueError(f"local_heads.patches={local_heads.patches} splits conv feature maps "
+                       "into patches; the MLP has none (leave it 1)")
     sizes = [_flat_size(input_shape), *hidden]
     self.hidden = nnx.List([_linear(a, b, rngs, init) for a, b in zip(sizes[:-1], sizes[1:])])
     self.head = _linear(sizes[-1], num_classes, rngs, init)
-    self.local_groups = local_groups
-    self.local_heads = nnx.List([
-        _local_head(size, num_classes, local_groups, local_group_head, rngs, init)
-        for size in hidden]) if local_heads else None
+    self.local, self.patches = local_heads, 1
+    self.local_heads = nnx.List([_local_head(size, num_classes, local_heads, rngs, init)
+                                 for size in hidden]) if local_heads else None
 
   def _blocks(self):
     blocks = [[layer, nnx.relu] for layer in self.hidden] + [[self.head]]
@@ -274,25 +281,23 @@ class ConvNet(_Network):
 
   `blocks` lists each block's channel counts; `padding` is "VALID" (the MNIST CNN) or "SAME"
   (the VGG-style CIFAR network). The dense layer and the head form the last block.
-  With local losses per layer (`local_loss_per="layer"`), every conv layer (its ReLU, and the
-  pooling that closes its block) and the dense layer (its ReLU) are blocks of their own, each
-  with a local head, and the head is the last block alone. A conv block's local head reads its
-  output averaged over the whole map, or over each of P x P equal patches
-  (`local_head_patches`): P * P * channels inputs, so the head sees where features are, and
-  group-wise losses can give each (patch, channel) group a derivative of its own.
+  With local losses per layer (`LocalHeads.loss_per="layer"`), every conv layer (its ReLU, and
+  the pooling that closes its block) and the dense layer (its ReLU) are blocks of their own,
+  each with a local head, and the head is the last block alone. A conv block's local head reads
+  its output averaged over the whole map, or over each of P x P equal patches
+  (`LocalHeads.patches`): P * P * channels inputs, so the head sees where features are, and
+  losses per slice can give each (patch, channel) slice a derivative of its own.
   """
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, blocks, padding, hidden=1024,
-               init="flax", local_heads=False, local_groups=1, local_group_head="separate",
-               local_loss_per="block", local_head_patches=1):
-    _check_local_loss_per(local_loss_per)
-    self.per_layer = local_heads and local_loss_per == "layer"
-    if (local_heads and local_groups > 1 and not self.per_layer
+               init="flax", local_heads: LocalHeads | None = None):
+    self.per_layer = bool(local_heads) and local_heads.loss_per == "layer"
+    if (local_heads and local_heads.slices > 1 and not self.per_layer
         and any(len(block) > 1 for block in blocks)):
-      raise ValueError(f"local_groups={local_groups} needs blocks of one layer: a block's earlier "
-                       "layers would feed every group's loss; this network's blocks have "
-                       f"{max(len(block) for block in blocks)} conv layers (local_loss_per="
-                       "'layer' gives every layer a local loss of its own)")
+      raise ValueError(f"local_heads.slices={local_heads.slices} needs blocks of one layer: a "
+                       "block's earlier layers would feed every slice's loss; this network's "
+                       f"blocks have {max(len(block) for block in blocks)} conv layers "
+                       "(local_heads.loss_per='layer' gives every layer a local loss of its own)")
     height, width, channels = input_shape
     convs, maps = [], []  # maps: each conv output's (H, W), and whether pooling follows
     for block in blocks:
@@ -309,19 +314,17 @@ class ConvNet(_Network):
           f"input shape {tuple(input_shape)} is too small for {len(blocks)} conv blocks "
           f"with {padding} padding")
     if local_heads:
-      _check_patches(local_head_patches, maps)
-    self.local_head_patches = local_head_patches if local_heads else 1
+      _check_patches(local_heads.patches, maps)
+    self.local, self.patches = local_heads, local_heads.patches if local_heads else 1
     self.block_sizes = tuple(len(block) for block in blocks)
     self.convs = nnx.List(convs)
     self.dense = _linear(height * width * channels, hidden, rngs, init)
     self.head = _linear(hidden, num_classes, rngs, init)
-    self.local_groups = local_groups
-    area = self.local_head_patches ** 2
+    area = self.patches ** 2
     head_features = ([area * features for block in blocks for features in block] + [hidden]
                      if self.per_layer else [area * block[-1] for block in blocks])
-    self.local_heads = nnx.List([
-        _local_head(features, num_classes, local_groups, local_group_head, rngs, init)
-        for features in head_features]) if local_heads else None
+    self.local_heads = nnx.List([_local_head(features, num_classes, local_heads, rngs, init)
+                                 for features in head_features]) if local_heads else None
 
   def _blocks(self):
     convs, blocks = list(self.convs), []
@@ -338,20 +341,12 @@ def _check_patches(patches: int, maps) -> None:
   """Raises unless P x P equal patches tile every conv output map of `maps` ((H, W, pooled)
   each) and, where 2x2 pooling follows, the pooled map along the same lines: each unit then
   reaches only its own patch's part of a local head's input."""
-  if not isinstance(patches, int) or patches < 1:
-    raise ValueError(f"local_head_patches must be a positive integer, got {patches!r}")
   tiled = lambda size, pooled: size % (2 * patches if pooled else patches) == 0
   if not all(tiled(height, pooled) and tiled(width, pooled) for height, width, pooled in maps):
     raise ValueError(
-        f"local_head_patches={patches} does not split this network's conv output maps "
+        f"local_heads.patches={patches} does not split this network's conv output maps "
         f"{[(height, width) for height, width, _ in maps]} into equal patches (pooled maps "
         "too); choose a divisor of every size")
-
-
-def _check_local_loss_per(local_loss_per: str):
-  if local_loss_per not in LOCAL_LOSS_PER:
-    raise ValueError(f"unknown local_loss_per {local_loss_per!r}; choose one of "
-                     f"{LOCAL_LOSS_PER}")
 
 
 def MnistCNN(input_shape, num_classes, *, rngs, **options):
@@ -398,27 +393,16 @@ def split(module: nnx.Module) -> Model:
 
 
 def create_model(name: str, input_shape, num_classes: int, seed: int, init: str = "flax",
-                 local_heads: bool = False, local_groups: int = 1,
-                 local_group_head: str = "separate", local_loss_per: str = "block",
-                 local_head_patches: int = 1) -> Model:
+                 local_heads: LocalHeads | None = None) -> Model:
   """Builds the registered model `name` for NHWC inputs of `input_shape` (H, W, C), with its
   parameters drawn by the initialisation `init` (one of INITS) from `seed`. `local_heads` adds a
   linear classifier to every block but the last (params["local_heads"]), for local losses; the
-  other parameters stay those of the same seed without it. `local_groups` G > 1 makes each a
-  group-wise head for blocks of one layer: G classifiers, each reading its own 1/G of the block's
-  units (GroupedLinear), or, with `local_group_head="shared"`, one classifier whose loss each
-  group takes as its own (the parameters those of the same seed with local_groups=1).
-  `local_loss_per="layer"` puts a local head after every layer with parameters instead of every
-  block (one of LOCAL_LOSS_PER; the CNNs' blocks hold two conv layers, the MLP's one).
-  `local_head_patches` P > 1 has a conv block's local head read its output averaged over each of
-  P x P patches instead of the whole map (conv nets only)."""
+  other parameters stay those of the same seed without it, and a shared head's those of the
+  same seed with one slice."""
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
   return split(MODELS[name](tuple(input_shape), num_classes, rngs=nnx.Rngs(seed), init=init,
-                            local_heads=local_heads, local_groups=local_groups,
-                            local_group_head=local_group_head,
-                            local_loss_per=local_loss_per,
-                            local_head_patches=local_head_patches))
+                            local_heads=local_heads))
 
 
 def num_params(params) -> int:

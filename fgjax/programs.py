@@ -49,13 +49,13 @@ class LossFn:
 
   Attributes:
     mean: `mean(params, images_uint8, labels) -> (mean loss, logits)`; calling the LossFn calls it.
-    per_group: None, or `per_group(params, images, labels, perturbations, stop_inputs, local) ->
-      (losses, activations)`: each group's (B,) per-example losses (or (B, G), one per local
-      classifier of a group-wise local head, or per unit group of a shared one) and its
-      pre-activations, the forward function the activity estimators take.
+    per_block: None, or `per_block(params, images, labels, perturbations, stop_inputs, local) ->
+      (losses, activations)`: each loss block's per-example losses (a `losses.Block`: (B,), or
+      (B, S), one per slice of its units) and its pre-activations, the forward function the
+      activity estimators take.
   """
   mean: Callable
-  per_group: Optional[Callable] = None
+  per_block: Optional[Callable] = None
 
   def __call__(self, params, images, labels):
     return self.mean(params, images, labels)
@@ -64,7 +64,7 @@ class LossFn:
 def make_loss_fn(apply: Callable, pixel_mean, pixel_std, loss: str = "cross_entropy",
                  perturbed: Optional[Callable] = None) -> LossFn:
   """The LossFn of a model's `apply`; `loss` names a per-example loss of fgjax.losses. With
-  `perturbed` (a `models.Model`'s) it has `per_group`, which the activity estimators take."""
+  `perturbed` (a `models.Model`'s) it has `per_block`, which the activity estimators take."""
   mean = np.asarray(pixel_mean, np.float32)
   inv_std = 1.0 / np.asarray(pixel_std, np.float32)
   per_example = losses.per_example_loss(loss)
@@ -77,21 +77,12 @@ def make_loss_fn(apply: Callable, pixel_mean, pixel_std, loss: str = "cross_entr
   if perturbed is None:
     return LossFn(loss_fn)
 
-  def group_losses(group, labels):
-    """A group's per-example losses from its logits: (B, C); (B, G, C) of G classifiers; or
-    a shared head's (logits, each unit group's contribution)."""
-    if isinstance(group, tuple):
-      return losses.per_group_losses(per_example, *group, labels)
-    if group.ndim == 3:
-      labels = jnp.broadcast_to(labels[:, None], group.shape[:-1])
-    return per_example(group, labels)
-
-  def per_group(params, images, labels, perturbations, stop_inputs, local):
+  def per_block(params, images, labels, perturbations, stop_inputs, local):
     logits, activations = perturbed(params, normalize(images), perturbations, stop_inputs,
                                     local)
-    return [group_losses(group, labels) for group in logits], activations
+    return [losses.block_losses(per_example, block, labels) for block in logits], activations
 
-  return LossFn(loss_fn, per_group)
+  return LossFn(loss_fn, per_block)
 
 
 def make_gradient_fn(config) -> estimators.GradientFn:
@@ -110,17 +101,17 @@ def make_objective(loss_fn: Callable, estimator: estimators.Estimator) -> Callab
   scalar loss of the parameters or `activity_gradient`'s forward function.
 
   `loss_fn` is `(params, images, labels) -> (mean loss, logits)`. The forward function needs a
-  LossFn with `per_group` (`make_loss_fn(..., perturbed=model.perturbed)`), which a
+  LossFn with `per_block` (`make_loss_fn(..., perturbed=model.perturbed)`), which a
   data-parallel loss (`sharding.data_parallel_loss`) is not: ValueError if it is missing.
   """
   if estimator.consumes == estimators.LOSS:
     return lambda images, labels: lambda params: loss_fn(params, images, labels)[0]
-  if not isinstance(loss_fn, LossFn) or loss_fn.per_group is None:
+  if not isinstance(loss_fn, LossFn) or loss_fn.per_block is None:
     raise ValueError(f"estimator {estimator.name!r} needs the loss of make_loss_fn(..., "
                      "perturbed=model.perturbed), on one device")
 
   def objective(images, labels):
-    return lambda params, perturbations, stop_inputs: loss_fn.per_group(
+    return lambda params, perturbations, stop_inputs: loss_fn.per_block(
         params, images, labels, perturbations, stop_inputs, estimator.local_heads)
 
   return objective
@@ -135,8 +126,8 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config)
   a divergence that clipping the directional derivative keeps finite. A diverged state is frozen.
 
   The estimators that consume the perturbed forward need `loss_fn` from `make_loss_fn(...,
-  perturbed=model.perturbed)` (`make_objective`), the local ones a model created with
-  `local_heads=True`.
+  perturbed=model.perturbed)` (`make_objective`), the local ones a model created with local
+  heads.
   """
   gradient = make_gradient_fn(config)
   objective_of = make_objective(loss_fn, estimators.get(config.estimator))

@@ -1,6 +1,6 @@
-"""What the training loop carries between chunks of steps for a group of trials, and its JSON.
+"""What the training loop carries between chunks of steps for the trials of a call, and its JSON.
 
-A checkpoint saves it beside the group's train state (`fgjax.checkpointing`), so that a resumed
+A checkpoint saves it beside the call's train state (`fgjax.checkpointing`), so that a resumed
 run goes on with the epoch's loss sums, the time counters and each trial's last evaluation exactly
 where the checkpoint left them. Its JSON record, written by `Progress.to_json`:
 
@@ -57,10 +57,10 @@ class TrialProgress:
 
 @dataclasses.dataclass
 class Progress:
-  """The progress of a group of trials.
+  """The progress of the trials of a call.
 
   Attributes:
-    trials: one TrialProgress per trial of the group, in the group's order.
+    trials: one TrialProgress per trial of the call, in the call's order.
     train_seconds: the seconds spent in chunks of steps over every session of the run (the chunks
       a kill lost excluded).
     elapsed_seconds: the run's wall-clock seconds at the end of its last chunk, over every session.
@@ -94,7 +94,7 @@ class Progress:
     if version == 1:
       trials = [{"diverged_reason": None, **trial} for trial in trials]
     fields["trials"] = [_from_fields(TrialProgress, trial, "trial") for trial in trials]
-    return _from_fields(cls, fields, "group")
+    return _from_fields(cls, fields, "top-level")
 
 
 def _from_fields(cls, fields: dict, what: str):

@@ -26,19 +26,19 @@ as typed (b2 = 0.9995 must not become 1). `--learning_rate` defaults to
                     data order, tangents); settings rank by their mean over seeds, as seeds are
                     never tuned.
   --epochs=E        the budget of every trial (default 3), whatever the config's num_epochs.
-  --trials_per_call bounds memory: trials run in groups of at most this many, each group one
-                    vmapped program (the last group is padded, so a sweep compiles once).
-                    Default: all trials in one group, except one trial per call for
+  --trials_per_call bounds memory: trials run at most this many per call, each call one
+                    vmapped program (the last call is padded, so a sweep compiles once).
+                    Default: all trials in one call, except one trial per call for
                     convolutional models on XLA:CPU (see fgjax.train.trials_per_call).
 
 Trials are those of fgjax.train's core: each setting with each seed is one trial, the trials
-train in groups of `--trials_per_call` vmapped into one compiled program (they differ only in
-their seed and in scalars held in the optimizer state), with the checkpoints, exact resume and
-per-trial divergence policy of any run. A sweep killed half-way resumes when the same command is
-run again; `--restart` starts it over. Where one small trial leaves an accelerator mostly idle, a
-group costs little more than one trial; on a CPU core, which one trial already keeps busy, it
-costs about what the trials cost one after another, minus their repeated compilation and data
-loading (benchmarks/sweep_speedup.py).
+train `--trials_per_call` at a time, the trials of a call vmapped into one compiled program (they
+differ only in their seed and in scalars held in the optimizer state), with the checkpoints,
+exact resume and per-trial divergence policy of any run. A sweep killed half-way resumes when the
+same command is run again; `--restart` starts it over. Where one small trial leaves an
+accelerator mostly idle, a call of several trials costs little more than one; on a CPU core,
+which one trial already keeps busy, it costs about what the trials cost one after another, minus
+their repeated compilation and data loading (benchmarks/sweep_speedup.py).
 
 Workdir:
   sweep.json                the search (space, epochs, seeds, base config and its overrides)
@@ -64,6 +64,7 @@ import numpy as np
 
 from fgjax import cli
 from fgjax import config_validation
+from fgjax import default_config
 from fgjax import optimizers
 from fgjax import storage
 from fgjax import train
@@ -290,6 +291,8 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
             "num_settings": len(points), "seeds": seeds, "epochs_per_trial": epochs,
             "trials_per_call": train.trials_per_call(config, len(trials))}
   saved = None if restart else files.read_json(os.path.join(workdir, SWEEP_FILE))
+  if saved is not None:  # overrides under the fields' current names, as train compares them
+    saved["config_overrides"] = default_config.renamed(saved.get("config_overrides") or {})
   if saved is not None and {k: saved.get(k) for k in record} != files.json_safe(record):
     raise SweepError(f"{workdir!r} holds another sweep ({SWEEP_FILE} differs); use another "
                      "workdir, or start over with --restart")

@@ -3,19 +3,19 @@
 A trial is one training run: a seed (parameter init, data order, tangents) and, for a sweep, the
 optimizer hyperparameters it sets (they live in the optimizer state, so trials share one compiled
 update). A plain run is one trial; `config.num_seeds` makes one trial per seed; `fgjax.sweep` makes
-one per setting and seed. `train_trials` trains them in groups of `config.trials_per_call`: a group
-is one compiled program, vmapped over its trials; groups run one after another (one trial per
-group where vmapping does not pay: convolutions on XLA:CPU, and data-parallel runs).
+one per setting and seed. `train_trials` trains them `config.trials_per_call` at a time: the trials
+of a call share one compiled program, vmapped over them; calls run one after another (one trial
+per call where vmapping does not pay: convolutions on XLA:CPU, and data-parallel runs).
 
 Files (`fgjax.workdir` names them): each trial writes `config.json`, `metrics.jsonl` (a row per
 chunk of steps and per epoch), TensorBoard events, `summary.json` and its per-example test losses
-into its own directory; a group's checkpoints hold all its trials' states.
+into its own directory; a call's checkpoints hold all its trials' states.
 
 Chunks. Steps run in chunks, each one compiled call: a chunk ends at the next multiple of
 `log_every_steps` within its epoch or at the epoch's end. The boundaries are a function of the step
 alone, so a resumed run compiles and runs exactly the chunks of an uninterrupted one. A checkpoint
 is saved at the first chunk end at or past each multiple of `checkpoint_every_steps`, and at the
-end. Each chunk is a short list of events, the methods of `_Loop` that `_train_group` calls in turn:
+end. Each chunk is a short list of events, the methods of `_Loop` that `_train_call` calls in turn:
 run the steps, record their losses, evaluate at an epoch's end, diagnostics, checkpoint, stop (a
 signal or the deadline).
 
@@ -34,7 +34,7 @@ same way.
 Failing safely. The config and workdir are validated and the data loaded before anything is
 written. A non-finite loss or gradient never reaches the parameters: with `on_nonfinite="stop"`
 the trial ends with status "diverged" (its parameters frozen at the last good step while the
-group's other trials go on); with "skip" the step is not applied and counted.
+call's other trials go on); with "skip" the step is not applied and counted.
 """
 
 import contextlib
@@ -190,8 +190,10 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def config_differences(saved: dict, current: dict) -> list[str]:
   """`field (saved X, now Y)` for each result-affecting field where two config dicts differ. A
-  field that `saved` lacks, one added to fgjax after it was written, counts as its default."""
-  saved = {**flatten(files.json_safe(default_config.base_config().to_dict())), **flatten(saved)}
+  field that `saved` lacks, one added to fgjax after it was written, counts as its default; one
+  renamed since counts under its new name (`default_config.renamed`)."""
+  saved = {**flatten(files.json_safe(default_config.base_config().to_dict())),
+           **default_config.renamed(flatten(saved))}
   current = flatten(current)
   missing = "<absent>"
   return [f"{name} (saved {saved.get(name, missing)!r}, now {current.get(name, missing)!r})"
@@ -236,8 +238,8 @@ def _stack(trees):
   return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
 
 
-class _Group:
-  """The compiled functions that train one group of trials, and the layout they take it in.
+class _Call:
+  """The compiled functions that train the trials of one call, and the layout they take them in.
 
   Several trials are vmapped over a leading trial axis; one trial runs without that axis (the
   plain program, which data parallelism needs). Checkpoints and results always have the trial
@@ -296,10 +298,10 @@ class _Group:
 
 @dataclasses.dataclass(frozen=True)
 class _Run:
-  """What every group of a run trains with."""
+  """What every call of a run trains with."""
   config: object
   dataset: data.Dataset
-  group: _Group
+  call: _Call
   place: Callable  # puts an array on the devices, laid out as the run's sharding says
   mesh: Optional[Mesh]  # the data-parallel mesh; None on one device
   arrays: tuple  # the training split's images and labels: placed, or on the host with a mesh
@@ -311,7 +313,7 @@ class _Run:
     return self.steps_per_epoch * int(self.config.num_epochs)
 
   def batches(self, order, chunk: Chunk) -> tuple:
-    """The arguments of `group.chunk` between the state and `num_steps` for `chunk` of the epoch
+    """The arguments of `call.chunk` between the state and `num_steps` for `chunk` of the epoch
     whose example order is `order`: the training split and `order`, by which the compiled chunk
     gathers its batches on the devices; or, data parallel, the chunk's batches, of which this
     process gathers on the host only the rows its own devices hold."""
@@ -418,7 +420,7 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
       return finished
 
   run = _prepare_run(config, len(trials), evaluate_test)
-  group_size = run.group.size
+  call_size = run.call.size
 
   # Everything above only read; from here on the workdir is written.
   storage.makedirs(workdir)
@@ -432,31 +434,32 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
     storage.makedirs(run_dir)
     files.write_json(os.path.join(run_dir, files.CONFIG_FILE), _config_dict(trial_cfg))
   summaries = []
-  num_groups = -(-len(trials) // group_size)
-  for g in range(num_groups):
-    members = list(range(g * group_size, min((g + 1) * group_size, len(trials))))
+  num_calls = -(-len(trials) // call_size)
+  for c in range(num_calls):
+    members = list(range(c * call_size, min((c + 1) * call_size, len(trials))))
     if all(finished[i] for i in members):
       summaries += [finished[i] for i in members]
       continue
-    if num_groups > 1:
-      logging.info("group %d/%d: trials %s", g + 1, num_groups,
+    if num_calls > 1:
+      logging.info("call %d/%d: trials %s", c + 1, num_calls,
                    ", ".join(trials[i].directory for i in members))
+    # A call's checkpoints keep the directory name that workdirs written before have.
     checkpoint_dir = os.path.join(workdir, files.CHECKPOINT_DIR,
-                                  *([f"group_{g:04d}"] if num_groups > 1 else []))
-    summaries += _train_group(run, [configs[i] for i in members], [dirs[i] for i in members],
+                                  *([f"group_{c:04d}"] if num_calls > 1 else []))
+    summaries += _train_call(run, [configs[i] for i in members], [dirs[i] for i in members],
                               checkpoint_dir)
   return summaries
 
 
 def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
-  """Loads the data onto the devices and builds the compiled group; writes nothing. Raises
+  """Loads the data onto the devices and builds the compiled call; writes nothing. Raises
   ConfigError or DataError."""
   dataset = data.load_dataset(config.data)
   steps_per_epoch = len(dataset.train) // config.batch_size
   if steps_per_epoch < 1:
     raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(dataset.train)} "
                       f"training examples of {dataset.name}")
-  group_size = trials_per_call(config, num_trials)
+  call_size = trials_per_call(config, num_trials)
   try:
     model = create_model(config, dataset, int(config.seed))
   except ValueError as error:
@@ -465,15 +468,15 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
                                   config.loss, perturbed=model.perturbed)
   train_loss_fn, place, mesh = sharding.data_parallel(config, loss_fn)  # config.sharding
   tx = optimizers.build_optimizer(config)
-  group = _Group(programs.make_train_step(train_loss_fn, tx, config),
-                 programs.make_evaluate(loss_fn, config.loss),
-                 programs.make_example_losses(loss_fn),
-                 diagnostics.make_diagnostics(loss_fn, config), config, group_size)
+  call = _Call(programs.make_train_step(train_loss_fn, tx, config),
+                programs.make_evaluate(loss_fn, config.loss),
+                programs.make_example_losses(loss_fn),
+                diagnostics.make_diagnostics(loss_fn, config), config, call_size)
   logging.info("%s / %s / %s on %s: %d parameters, %d trial(s) of %d steps of batch %d "
                "(%d epoch(s)), %d per compiled call", config.estimator, config.model,
                config.optimizer, dataset.name, models.num_params(model.params), num_trials,
                steps_per_epoch * config.num_epochs, config.batch_size, config.num_epochs,
-               group_size)
+               call_size)
   splits = {"validation": dataset.validation, "test": dataset.test}
   if not evaluate_test:
     del splits["test"]
@@ -482,7 +485,7 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
   arrays = (dataset.train.images, dataset.train.labels)
   if mesh is None:
     arrays = tuple(place(array) for array in arrays)
-  return _Run(config, dataset, group, place, mesh, arrays, eval_splits, steps_per_epoch)
+  return _Run(config, dataset, call, place, mesh, arrays, eval_splits, steps_per_epoch)
 
 
 def _eval_batches(split, batch_size: int, place: Callable, mesh: Optional[Mesh]) -> tuple:
@@ -498,28 +501,23 @@ def _eval_batches(split, batch_size: int, place: Callable, mesh: Optional[Mesh])
                for array in programs.batch_for_eval(split.images, split.labels, batch_size))
 
 
-def local_options(config) -> dict:
-  """The `models.create_model` keyword arguments for the config's local heads: heads (as the
-  config's local_* fields say) for the local-loss estimators, none for the others."""
+def local_heads(config) -> Optional[models.LocalHeads]:
+  """`config.local_heads` for the local-loss estimators; None for the others."""
   local = estimators.get(config.estimator).local_heads
-  return {"local_heads": local,
-          "local_groups": int(config.get("local_groups", 1)) if local else 1,
-          "local_group_head": config.get("local_group_head", "separate"),
-          "local_loss_per": config.get("local_loss_per", "block"),
-          "local_head_patches": int(config.get("local_head_patches", 1)) if local else 1}
+  return models.LocalHeads(**config.local_heads) if local else None
 
 
 def create_model(config, dataset, seed: int) -> models.Model:
-  """The config's model for the dataset, initialised from `seed`, with `local_options`."""
+  """The config's model for the dataset, initialised from `seed`, with its `local_heads`."""
   return models.create_model(config.model, dataset.image_shape, dataset.num_classes, seed,
-                             init=config.init, **local_options(config))
+                             init=config.init, local_heads=local_heads(config))
 
 
 def _initial_states(run: _Run, configs: Sequence):
-  """The step-0 TrainStates and data-order keys of a group's trials, with a leading trial axis,
-  padded to the group's size with repeats of the last (so every group has the compiled shape)."""
+  """The step-0 TrainStates and data-order keys of a call's trials, with a leading trial axis,
+  padded to the call's size with repeats of the last (so every call has the compiled shape)."""
   states, data_rngs = [], []
-  for trial_cfg in list(configs) + [configs[-1]] * (run.group.size - len(configs)):
+  for trial_cfg in list(configs) + [configs[-1]] * (run.call.size - len(configs)):
     params = create_model(run.config, run.dataset, int(trial_cfg.seed)).params
     tangent_rng, data_rng = jax.random.split(jax.random.PRNGKey(int(trial_cfg.seed)))
     tx = optimizers.build_optimizer(trial_cfg)
@@ -528,9 +526,10 @@ def _initial_states(run: _Run, configs: Sequence):
   return _stack(states), np.stack(data_rngs)
 
 
-def _train_group(run: _Run, configs: Sequence, dirs: Sequence[str],
-                 checkpoint_dir: str) -> list[dict]:
-  """Trains one group of trials to the end (see the module docstring); returns their summaries."""
+def _train_call(run: _Run, configs: Sequence, dirs: Sequence[str],
+                checkpoint_dir: str) -> list[dict]:
+  """Trains the trials of one call to the end (see the module docstring); returns their
+  summaries."""
   config = run.config
   initial, data_rngs = _initial_states(run, configs)
   # orbax's warnings and errors go to <checkpoint_dir>.log, not the terminal
@@ -564,7 +563,7 @@ def _train_group(run: _Run, configs: Sequence, dirs: Sequence[str],
 
 def _restore(checkpoints: checkpointing.Checkpoints, checkpoint_dir: str, initial,
              dirs: Sequence[str], total_steps: int) -> tuple[object, Progress]:
-  """The group's TrainStates (trial axis) and progress to start from: the newest valid
+  """The call's TrainStates (trial axis) and progress to start from: the newest valid
   checkpoint's, else `initial` at step 0. CheckpointError if its progress cannot be read."""
   restored = checkpoints.restore(initial)
   if restored is None:
@@ -600,11 +599,11 @@ def _open_writers(configs: Sequence, dirs: Sequence[str], start_step: int,
 
 
 class _Loop:
-  """One group's training in this process, from its restored step: the train states on the
+  """One call's training in this process, from its restored step: the train states on the
   devices (in the compiled functions' layout), what the loop carries between chunks (`progress`,
   saved with each checkpoint), which trials have stopped, and their metrics writers.
 
-  Each public method is one event of a chunk of steps, called in the order `_train_group` lists.
+  Each public method is one event of a chunk of steps, called in the order `_train_call` lists.
   """
 
   def __init__(self, run: _Run, configs: Sequence, dirs: Sequence[str],
@@ -613,7 +612,7 @@ class _Loop:
     self.data_rngs, self.progress = data_rngs, progress
     self.step = self.saved_step = int(np.max(initial.step))
     self.stopped = [bool(initial.diverged_at[i] >= 0) for i in range(len(configs))]
-    self.states = run.place(run.group.program_layout(initial))
+    self.states = run.place(run.call.program_layout(initial))
     self.writers = _open_writers(configs, dirs, self.step, self.stopped)
     self.log = _Log(run.total_steps, len(configs))
     self.start = time.time() - progress.elapsed_seconds
@@ -629,11 +628,11 @@ class _Loop:
     self._chunk_began = time.time()
     if chunk.epoch != self._orders_epoch:
       self._orders_epoch = chunk.epoch
-      self._orders = self.run.group.orders(self.data_rngs, chunk.epoch, self.run.arrays[1])
+      self._orders = self.run.call.orders(self.data_rngs, chunk.epoch, self.run.arrays[1])
     began = time.time()
     batches = self.run.batches(self._orders, chunk)
-    self.states, losses = self.run.group.chunk(self.states, *batches, num_steps=chunk.num_steps)
-    losses = np.asarray(losses).reshape(self.run.group.size, chunk.num_steps)
+    self.states, losses = self.run.call.chunk(self.states, *batches, num_steps=chunk.num_steps)
+    losses = np.asarray(losses).reshape(self.run.call.size, chunk.num_steps)
     seconds = time.time() - began
     self.progress.train_seconds += seconds
     self.step = chunk.end
@@ -643,7 +642,7 @@ class _Loop:
   def record_losses(self, chunk: Chunk, losses: np.ndarray, seconds: float) -> list[float]:
     """Adds each running trial's finite losses of the chunk to its epoch's sums and writes its
     chunk row, or stops it if it diverged. Returns the chunk's mean loss of each running trial."""
-    diverged_at = np.asarray(self.states.diverged_at).reshape(self.run.group.size)
+    diverged_at = np.asarray(self.states.diverged_at).reshape(self.run.call.size)
     alive_losses = []
     for i in self._running():
       trial = self.progress.trials[i]
@@ -668,14 +667,14 @@ class _Loop:
     """Stops trial `i`, which diverged with `loss` at `step`, and says why."""
     trial = self.progress.trials[i]
     self.stopped[i] = True
-    first_loss = float(np.asarray(self.states.first_loss).reshape(self.run.group.size)[i])
+    first_loss = float(np.asarray(self.states.first_loss).reshape(self.run.call.size)[i])
     trial.diverged_reason = _divergence(self.configs[i], loss, first_loss)
     logging.error("%s diverged: %s at step %d (last finite loss %s)", self.dirs[i],
                   trial.diverged_reason, step, _round(trial.last_finite_loss))
 
   def end_of_epoch(self, chunk: Chunk) -> None:
     """Evaluates the trials and writes and logs each running trial's row of the epoch's end."""
-    metrics = {name: self.run.group.evaluate(self.states, split)
+    metrics = {name: self.run.call.evaluate(self.states, split)
                for name, split in self.run.eval_splits.items()}
     for i in self._running():
       trial = self.progress.trials[i]
@@ -694,7 +693,7 @@ class _Loop:
     every = self.run.config.diagnostics_every_steps
     if not every or not chunk.passes_multiple_of(every):
       return
-    values = self.run.group.diagnose(self.states.params, self.run.arrays,
+    values = self.run.call.diagnose(self.states.params, self.run.arrays,
                                      [int(c.seed) for c in self.configs], chunk.end)
     for i in self._running():
       self.writers[i].write({"step": chunk.end, **{k: float(v[i]) for k, v in values.items()}})
@@ -709,7 +708,7 @@ class _Loop:
   def _save(self) -> None:
     for writer in self.writers:
       writer.flush()  # every row up to the checkpoint's step is durable before it
-    self.checkpoints.save(self.run.group.with_trial_axis(self.states), self.progress.to_json())
+    self.checkpoints.save(self.run.call.with_trial_axis(self.states), self.progress.to_json())
     self.saved_step = self.step
 
   def maybe_stop(self, stop: Optional[int]) -> None:
@@ -741,12 +740,12 @@ class _Loop:
     self._close_writers()
     test = self.run.eval_splits.get("test")
     if test is not None and self._running():
-      example_losses = self.run.group.example_losses(self.states, test)
+      example_losses = self.run.call.example_losses(self.states, test)
       for i in self._running():
         _write_test_losses(os.path.join(self.dirs[i], files.TEST_LOSSES_FILE),
                            {k: v[i] for k, v in example_losses.items()},
                            len(self.run.dataset.test.labels))
-    return self.run.group.with_trial_axis(self.states)
+    return self.run.call.with_trial_axis(self.states)
 
 
 def _log_epoch(name: str, row: dict, num_epochs: int) -> None:

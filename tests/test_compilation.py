@@ -63,9 +63,9 @@ def test_no_convolution_of_a_conv_net_train_step_runs_in_ynnpack():
 
 NETS = [
     ("cnn", (28, 28, 1), {}),
-    ("cnn", (28, 28, 1), dict(local_heads=True, local_loss_per="layer", local_head_patches=2,
-                              local_groups=2, local_group_head="shared")),
-    ("vgg", (16, 16, 3), dict(local_heads=True)),
+    ("cnn", (28, 28, 1), dict(local_heads=models.LocalHeads(
+        loss_per="layer", patches=2, slices=2, slice_head="shared"))),
+    ("vgg", (16, 16, 3), dict(local_heads=models.LocalHeads())),
 ]
 
 
@@ -81,8 +81,7 @@ def test_every_conv_net_is_the_same_function_under_either_compilation(name, shap
 
   def local_losses(params):  # the local objective, each block's input cut by stop_gradient
     logits, _ = net.perturbed(params, images, None, True, True)
-    return sum(jnp.sum(jnp.asarray(group[0] if isinstance(group, tuple) else group) ** 2)
-               for group in logits)
+    return sum(jnp.sum(jax.tree.leaves(block.value)[0] ** 2) for block in logits)
 
   results = {}
   for name, jit in (("ours", compilation.jit), ("default", jax.jit)):

@@ -46,15 +46,15 @@ BAD_FIELDS = [
     ("unit_groups", 0, "unit_groups must be >= 1, got 0"),
     ("unit_groups", 4, "unit_groups > 1 needs estimator 'activity' or 'local_activity' and "
      "combine 'mean'"),
-    ("local_groups", 0, "local_groups must be >= 1, got 0"),
-    ("local_groups", 4, "local_groups > 1 needs estimator 'local_activity' or 'local_backprop', "
-     "combine 'mean' and unit_groups 1"),
-    ("local_group_head", "joint", "local_group_head 'joint' is unknown; choose one of "
-     "['separate', 'shared']"),
-    ("local_loss_per", "unit", "local_loss_per 'unit' is unknown; choose one of "
+    ("local_heads.slices", 0, "local_heads.slices must be >= 1, got 0"),
+    ("local_heads.slices", 4, "local_heads.slices > 1 needs estimator 'local_activity' or "
+     "'local_backprop', combine 'mean' and unit_groups 1"),
+    ("local_heads.slice_head", "joint", "local_heads.slice_head 'joint' is unknown; choose one "
+     "of ['separate', 'shared']"),
+    ("local_heads.loss_per", "unit", "local_heads.loss_per 'unit' is unknown; choose one of "
      "['block', 'layer']"),
-    ("local_head_patches", 0, "local_head_patches must be >= 1, got 0"),
-    ("local_head_patches", 2, "local_head_patches > 1 needs estimator 'local_activity' or "
+    ("local_heads.patches", 0, "local_heads.patches must be >= 1, got 0"),
+    ("local_heads.patches", 2, "local_heads.patches > 1 needs estimator 'local_activity' or "
      "'local_backprop'"),
     ("eval_batch_size", -5, "eval_batch_size must be >= 1, got -5"),
     ("log_every_steps", 0, "log_every_steps must be >= 1, got 0"),

@@ -21,7 +21,7 @@ from fgjax.workdir import read_metrics
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _problem(local_heads=False, hidden=(6, 5)):
+def _problem(local_heads=None, hidden=(6, 5)):
   """A tiny MLP (119 parameters with the default hidden sizes and no local heads) and a batch of
   16 images."""
   model = models.split(models.MLP((3, 3, 1), 4, rngs=nnx.Rngs(0), hidden=hidden, init="torch",
@@ -32,7 +32,7 @@ def _problem(local_heads=False, hidden=(6, 5)):
   return model.params, images, labels, loss_fn
 
 
-def _diagnose(estimator, num_draws, local_heads=False, hidden=(6, 5), model_name="mlp"):
+def _diagnose(estimator, num_draws, local_heads=None, hidden=(6, 5), model_name="mlp"):
   params, images, labels, loss_fn = _problem(local_heads, hidden)
   config = default_config.base_config()
   config.estimator, config.model = estimator, model_name
@@ -73,15 +73,15 @@ def test_unrolled_draws_give_what_mapped_draws_give(monkeypatch):
   """Where a model runs badly inside a loop (`programs.scans_well` false: conv nets on CPU) the
   draws are unrolled instead of mapped, with the same numbers."""
   monkeypatch.setattr(programs, "scans_well", lambda model_name: model_name != "cnn")
-  mapped = _diagnose("local_activity", 3, local_heads=True)
-  unrolled = _diagnose("local_activity", 3, local_heads=True, model_name="cnn")
+  mapped = _diagnose("local_activity", 3, local_heads=models.LocalHeads())
+  unrolled = _diagnose("local_activity", 3, local_heads=models.LocalHeads(), model_name="cnn")
   assert set(mapped) == set(unrolled)
   for name, value in mapped.items():
     np.testing.assert_allclose(unrolled[name], value, rtol=1e-5, err_msg=name)
 
 
 def test_layers_are_named_by_the_params_dict():
-  result = _diagnose("local_activity", 2, local_heads=True)
+  result = _diagnose("local_activity", 2, local_heads=models.LocalHeads())
   assert set(result) == {"cosine", "relative_variance", "cosine/hidden.0", "cosine/hidden.1",
                          "cosine/head", "cosine/local_heads.0", "cosine/local_heads.1"}
   conv = models.create_model("cnn", (28, 28, 1), 10, seed=0).params

@@ -247,7 +247,7 @@ def test_projection_onto_fewer_tangents_is_an_orthogonal_projection(num_directio
 def _tiny_network():
   """A 4-5-4-3 MLP with local heads (torch init: non-zero biases) and a batch of 3 examples."""
   model = models.split(models.MLP((2, 2, 1), 3, rngs=nnx.Rngs(0), hidden=(5, 4), init="torch",
-                                  local_heads=True))
+                                  local_heads=models.LocalHeads()))
   loss_fn = programs.make_loss_fn(model.apply, [127.5], [64.0], perturbed=model.perturbed)
   images = np.random.default_rng(0).integers(0, 256, (3, 2, 2, 1)).astype(np.uint8)
   return model.params, loss_fn, images, np.array([0, 2, 1], np.int32)
@@ -258,9 +258,10 @@ def _activity_problem(local):
   estimator targets: of the model's loss, or of the sum of the local losses, whose stop-gradients
   between blocks give each block the gradient of its own loss alone."""
   params, loss_fn, images, labels = _tiny_network()
-  forward = lambda p, perturbations, stop_inputs: loss_fn.per_group(
+  forward = lambda p, perturbations, stop_inputs: loss_fn.per_block(
       p, images, labels, perturbations, stop_inputs, local)
-  exact = jax.grad(lambda p: sum(loss.mean() for loss in forward(p, None, False)[0]))(params)
+  exact = jax.grad(lambda p: sum(loss.value.mean() for loss in forward(p, None, False)[0]))(
+      params)
   return forward, params, exact
 
 
@@ -303,27 +304,27 @@ def test_a_derivative_per_unit_group_stays_unbiased_and_lowers_the_variance(loca
   assert variance[2] < 0.7 * variance[1], variance
 
 
-def _group_wise_problem():
-  """(forward, params, exact) of the tiny network with group-wise local heads, 2 classifiers per
+def _per_slice_problem():
+  """(forward, params, exact) of the tiny network with local heads per slice, 2 classifiers per
   block (hidden 6 and 4 units: slices of 3 and 2), and the gradient of the sum of every loss."""
   model = models.split(models.MLP((2, 2, 1), 3, rngs=nnx.Rngs(0), hidden=(6, 4), init="torch",
-                                  local_heads=True, local_groups=2))
+                                  local_heads=models.LocalHeads(slices=2)))
   loss_fn = programs.make_loss_fn(model.apply, [127.5], [64.0], perturbed=model.perturbed)
   images = np.random.default_rng(0).integers(0, 256, (3, 2, 2, 1)).astype(np.uint8)
   labels = np.array([0, 2, 1], np.int32)
-  forward = lambda p, perturbations, stop_inputs: loss_fn.per_group(
+  forward = lambda p, perturbations, stop_inputs: loss_fn.per_block(
       p, images, labels, perturbations, stop_inputs, True)
-  exact = jax.grad(lambda p: sum(loss.mean(0).sum() for loss in forward(p, None, False)[0]))(
-      model.params)
+  exact = jax.grad(lambda p: sum(loss.value.mean(0).sum()
+                                 for loss in forward(p, None, False)[0]))(model.params)
   return forward, model.params, exact
 
 
-def test_group_wise_local_losses_are_unbiased_from_one_jvp():
+def test_losses_per_slice_are_unbiased_from_one_jvp():
   """Each block's local head is 2 classifiers, each reading its own slice of the block's units:
   one jvp gives each slice the derivative of its own classifier's loss, and the estimate of the
   sum of all losses' gradient stays unbiased."""
-  forward, params, exact = _group_wise_problem()
-  assert [loss.shape for loss in forward(params, None, False)[0]] == [(3, 2), (3, 2), (3,)]
+  forward, params, exact = _per_slice_problem()
+  assert [loss.value.shape for loss in forward(params, None, False)[0]] == [(3, 2), (3, 2), (3,)]
   num_keys = 20000
   estimate = jax.jit(jax.vmap(lambda k: _flat(estimators.activity_gradient(
       forward, params, k)[1])))
@@ -333,77 +334,79 @@ def test_group_wise_local_losses_are_unbiased_from_one_jvp():
   assert np.all(np.abs(samples.mean(0) - exact) < 5 * standard_error + 1e-6)
   assert np.linalg.norm(exact) > 10 * np.linalg.norm(standard_error)
   for options in ({"unit_groups": 2}, {"combine": "projection", "num_directions": 2}):
-    with pytest.raises(ValueError, match="group-wise local losses"):
+    with pytest.raises(ValueError, match="losses per slice give each slice its derivative"):
       estimators.activity_gradient(forward, params, jax.random.PRNGKey(0), **options)
 
 
-def _shared_head_problem(groups, network="mlp"):
-  """(forward, params) of a tiny network whose local heads are shared by `groups` unit groups:
+def _shared_head_problem(slices, network="mlp"):
+  """(forward, params) of a tiny network whose local heads are shared by `slices` slices:
   the MLP (hidden 6 and 4 units) or a ConvNet with local losses per layer (two convs of 2
   channels, dense 4 units; with "conv_patches", heads reading 2 x 2 patches, dense 8 units)."""
-  options = dict(rngs=nnx.Rngs(0), init="torch", local_heads=True, local_groups=groups,
-                 local_group_head="shared")
+  local = dict(slices=slices, slice_head="shared")
+  options = dict(rngs=nnx.Rngs(0), init="torch")
   if network == "mlp":
-    shape, module = (2, 2, 1), models.MLP((2, 2, 1), 3, hidden=(6, 4), **options)
+    shape, module = (2, 2, 1), models.MLP((2, 2, 1), 3, hidden=(6, 4), **options,
+                                          local_heads=models.LocalHeads(**local))
   elif network == "conv_per_layer":
-    shape, module = (4, 4, 1), models.ConvNet((4, 4, 1), 3, blocks=((2, 2),), padding="SAME",
-                                              hidden=4, local_loss_per="layer", **options)
+    shape, module = (4, 4, 1), models.ConvNet(
+        (4, 4, 1), 3, blocks=((2, 2),), padding="SAME", hidden=4, **options,
+        local_heads=models.LocalHeads(loss_per="layer", **local))
   else:
-    shape, module = (4, 4, 1), models.ConvNet((4, 4, 1), 3, blocks=((2, 2),), padding="SAME",
-                                              hidden=8, local_loss_per="layer",
-                                              local_head_patches=2, **options)
+    shape, module = (4, 4, 1), models.ConvNet(
+        (4, 4, 1), 3, blocks=((2, 2),), padding="SAME", hidden=8, **options,
+        local_heads=models.LocalHeads(loss_per="layer", patches=2, **local))
   model = models.split(module)
   loss_fn = programs.make_loss_fn(model.apply, [127.5], [64.0], perturbed=model.perturbed)
   images = np.random.default_rng(0).integers(0, 256, (3, *shape)).astype(np.uint8)
   labels = np.array([0, 2, 1], np.int32)
-  forward = lambda p, perturbations, stop_inputs: loss_fn.per_group(
+  forward = lambda p, perturbations, stop_inputs: loss_fn.per_block(
       p, images, labels, perturbations, stop_inputs, True)
   return forward, model.params
 
 
 @pytest.mark.parametrize("network, many", [("mlp", 2), ("conv_per_layer", 2),
                                             ("conv_patches", 8)])
-def test_a_shared_local_head_gives_each_unit_group_its_derivative_from_one_jvp(network, many):
-  """Groups of one shared head: the exact gradient of all the groups' losses is that of the
+def test_a_shared_local_head_gives_each_slice_its_derivative_from_one_jvp(network, many):
+  """Slices of one shared head: the exact gradient of all the slices' losses is that of the
   plain local losses (each block's units, its head and the model's head moved once), and the
-  estimate is unbiased for it, with less variance the more groups (G = 2: groups of 3 and 2
-  units in the MLP; of one channel, and of 2 dense units, in the ConvNet; G = 8 under heads
-  reading 2 x 2 patches: a group per patch and channel, and per dense unit)."""
+  estimate is unbiased for it, with less variance the more slices (S = 2: slices of 3 and 2
+  units in the MLP; of one channel, and of 2 dense units, in the ConvNet; S = 8 under heads
+  reading 2 x 2 patches: a slice per patch and channel, and per dense unit)."""
   forward, params = _shared_head_problem(1, network)
   exact = np.asarray(_flat(estimators.local_backprop(forward, params)[1]))
   num_keys = 20000
   keys = jax.random.split(jax.random.PRNGKey(0), num_keys)
   variance = {}
-  for groups in (1, many):
-    forward, params = _shared_head_problem(groups, network)
+  for slices in (1, many):
+    forward, params = _shared_head_problem(slices, network)
     np.testing.assert_allclose(_flat(estimators.local_backprop(forward, params)[1]), exact,
                                rtol=1e-6, atol=1e-7)
     estimate = jax.jit(jax.vmap(lambda k, f=forward, p=params: _flat(
         estimators.activity_gradient(f, p, k)[1])))
     samples = np.asarray(estimate(keys))
     standard_error = samples.std(0) / np.sqrt(num_keys)
-    assert np.all(np.abs(samples.mean(0) - exact) < 5 * standard_error + 1e-6), groups
-    variance[groups] = samples.var(0).sum()
+    assert np.all(np.abs(samples.mean(0) - exact) < 5 * standard_error + 1e-6), slices
+    variance[slices] = samples.var(0).sum()
   assert variance[many] < 0.7 * variance[1], variance
 
 
-@pytest.mark.parametrize("problem", ["local", "group_wise"])
+@pytest.mark.parametrize("problem", ["local", "per_slice"])
 def test_local_backprop_is_the_exact_gradient_local_activity_estimates(problem):
   """Each block gets the gradient of its own loss alone: the first block's weights that of its
   local head's loss (summed over its classifiers), not the model's."""
   forward, params, exact = (_activity_problem(True) if problem == "local"
-                            else _group_wise_problem())
+                            else _per_slice_problem())
   loss, grads = estimators.local_backprop(forward, params)
   np.testing.assert_allclose(_flat(grads), _flat(exact), rtol=1e-6, atol=1e-7)
-  assert loss == pytest.approx(float(forward(params, None, False)[0][-1].mean()))
-  first_block = jax.grad(lambda p: forward(p, None, False)[0][0].mean(0).sum())(params)
+  assert loss == pytest.approx(float(forward(params, None, False)[0][-1].value.mean()))
+  first_block = jax.grad(lambda p: forward(p, None, False)[0][0].value.mean(0).sum())(params)
   np.testing.assert_allclose(_flat(grads["hidden"][0]), _flat(first_block["hidden"][0]),
                              rtol=1e-6)
   assert np.any(_flat(grads["hidden"][0]))
 
 
 def test_each_slice_is_scaled_by_its_own_derivative():
-  derivatives = jnp.array([[[1.0, 10.0]], [[2.0, 20.0]]])  # (K=2, B=1, G=2)
+  derivatives = jnp.array([[[1.0, 10.0]], [[2.0, 20.0]]])  # (K=2, B=1, S=2)
   u = jnp.ones((2, 1, 4))
   np.testing.assert_allclose(estimators._by_slice(derivatives, u), [[3.0, 3.0, 30.0, 30.0]])
   u = jnp.ones((2, 1, 5, 5, 4))  # conv activations: the slices split the channels
@@ -430,7 +433,7 @@ def test_activity_projection_on_all_units_is_exact(local):
   loss, g = estimators.activity_gradient(forward, params, jax.random.PRNGKey(1),
                                          num_directions=12, combine="projection")
   np.testing.assert_allclose(_flat(g), _flat(exact), rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(loss, forward(params, None, False)[0][-1].mean(), rtol=1e-6)
+  np.testing.assert_allclose(loss, forward(params, None, False)[0][-1].value.mean(), rtol=1e-6)
 
 
 def test_activity_directions_clip_and_key():

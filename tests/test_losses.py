@@ -88,19 +88,19 @@ def test_clamped_matches_the_authors_formula_on_random_logits():
 
 
 @pytest.mark.parametrize("name", losses.LOSSES)
-def test_per_group_losses_move_with_each_groups_share_alone(name):
-  """Each group's loss equals the loss of the logits, and its derivative along a tangent of the
-  shares is that of the loss of the logits along the tangent of that group's share alone."""
+def test_per_slice_losses_move_with_each_slices_share_alone(name):
+  """Each slice's loss equals the loss of the logits, and its derivative along a tangent of the
+  shares is that of the loss of the logits along the tangent of that slice's share alone."""
   per_example = losses.per_example_loss(name)
   keys = jax.random.split(jax.random.PRNGKey(0), 3)
-  shares = jax.random.normal(keys[0], (4, 3, 5))  # B = 4 examples, G = 3 groups, C = 5 classes
+  shares = jax.random.normal(keys[0], (4, 3, 5))  # B = 4 examples, S = 3 slices, C = 5 classes
   logits = shares.sum(1)
   labels = jnp.array([0, 4, 2, 1])
   tangent = jax.random.normal(keys[1], shares.shape)
   value, derivative = jax.jvp(
-      lambda s: losses.per_group_losses(per_example, logits, s, labels), (shares,), (tangent,))
+      lambda s: losses.per_slice_losses(per_example, logits, s, labels), (shares,), (tangent,))
   np.testing.assert_allclose(value, np.repeat(per_example(logits, labels)[:, None], 3, 1),
                              rtol=1e-6)
-  for g in range(3):
-    _, expected = jax.jvp(lambda l: per_example(l, labels), (logits,), (tangent[:, g],))
-    np.testing.assert_allclose(derivative[:, g], expected, rtol=1e-5, atol=1e-6)
+  for s in range(3):
+    _, expected = jax.jvp(lambda l: per_example(l, labels), (logits,), (tangent[:, s],))
+    np.testing.assert_allclose(derivative[:, s], expected, rtol=1e-5, atol=1e-6)

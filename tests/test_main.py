@@ -44,11 +44,13 @@ def test_short_digits_run_writes_files_and_lowers_the_loss(tmp_path, estimator):
 @pytest.mark.parametrize("flags,message", [
     (["--config=configs/default.py:forward", "--config.learnig_rate=0.1"],
      "error: config has no field 'learnig_rate'; did you mean 'learning_rate'?"),
+    (["--config=configs/default.py:local_activity", "--config.local_groups=4"],
+     "error: config has no field 'local_groups'; it is 'local_heads.slices' now"),
     (["--config=configs/absent.py"],
      "error: cannot load the config: [Errno 2] No such file or directory: 'configs/absent.py'"),
     (["--config=configs/default.py:forward", "--config.num_epochs=abc"],
      "error: flag --config.num_epochs=abc: invalid literal for int() with base 10: 'abc'"),
-], ids=["misspelt_field", "missing_file", "malformed_value"])
+], ids=["misspelt_field", "renamed_field", "missing_file", "malformed_value"])
 def test_command_line_mistakes_are_one_line_with_status_2(tmp_path, flags, message):
   result = _run_cli(tmp_path / "run", *flags)
   assert (result.returncode, result.stderr.strip(), result.stdout) == (2, message, "")

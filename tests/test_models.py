@@ -10,6 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
+from fgjax import losses
 from fgjax import models
 
 
@@ -112,9 +113,12 @@ def test_unknown_model():
     models.create_model("resnet", (28, 28, 1), 10, seed=0)
 
 
-def _small(name, local_heads=False, seed=0, **local_options):
+LOCAL = models.LocalHeads()  # local heads, one per block, each one classifier
+
+
+def _small(name, local_heads=None, seed=0):
   """Small networks of both kinds, with non-zero biases, and a batch of 4 inputs."""
-  rngs, options = nnx.Rngs(seed), dict(init="torch", local_heads=local_heads, **local_options)
+  rngs, options = nnx.Rngs(seed), dict(init="torch", local_heads=local_heads)
   if name == "mlp":
     module = models.MLP((3, 3, 1), 4, rngs=rngs, hidden=(6, 5), **options)
     shape = (3, 3, 1)
@@ -131,7 +135,7 @@ def _small(name, local_heads=False, seed=0, **local_options):
 def test_local_heads_are_extra_parameters_only(name, head_inputs):
   shape = (32, 32, 3) if name == "vgg" else (28, 28, 1)
   plain = models.create_model(name, shape, 10, seed=3).params
-  local = models.create_model(name, shape, 10, seed=3, local_heads=True).params
+  local = models.create_model(name, shape, 10, seed=3, local_heads=LOCAL).params
   heads = local.pop("local_heads")
   assert [heads[i]["kernel"].shape for i in range(len(heads))] == [
       (size, 10) for size in head_inputs]
@@ -139,41 +143,43 @@ def test_local_heads_are_extra_parameters_only(name, head_inputs):
 
 
 def test_local_losses_per_layer_make_every_layer_a_block():
-  """local_loss_per="layer": a local head after every conv layer and the dense layer (the
+  """loss_per="layer": a local head after every conv layer and the dense layer (the
   parameters otherwise those of the same seed), the head the last block alone; the MLP's blocks
   are its layers already."""
-  per_block, images, _ = _small("conv", local_heads=True)
-  per_layer = _small("conv", local_heads=True, local_loss_per="layer")[0]
+  per_block, images, _ = _small("conv", LOCAL)
+  per_layer = _small("conv", models.LocalHeads(loss_per="layer"))[0]
   heads = per_layer.params["local_heads"]
   assert [heads[i]["kernel"].shape[0] for i in range(len(heads))] == [3, 3, 4, 5]
   for part in ("convs", "dense", "head"):
     assert jax.tree.all(jax.tree.map(jnp.array_equal, per_block.params[part],
                                      per_layer.params[part]))
   outputs, activations = per_layer.perturbed(per_layer.params, images, None, False, True)
-  assert [[z.shape[-1] for z in group] for group in activations] == [
+  assert [[z.shape[-1] for z in block] for block in activations] == [
       [3, 4], [3, 4], [4, 4], [5, 4], [4]]
-  np.testing.assert_allclose(outputs[-1], per_layer.apply(per_layer.params, images), rtol=1e-6)
+  np.testing.assert_allclose(outputs[-1].value, per_layer.apply(per_layer.params, images),
+                             rtol=1e-6)
   # The second conv's local loss moves the second conv and its head alone.
-  grads = jax.grad(lambda p: per_layer.perturbed(p, images, None, False, True)[0][1].sum())(
+  local_loss = lambda p: per_layer.perturbed(p, images, None, False, True)[0][1].value.sum()
+  grads = jax.grad(local_loss)(
       per_layer.params)
   moved = {path for path, leaf in jax.tree_util.tree_leaves_with_path(grads) if np.any(leaf)}
   assert {jax.tree_util.keystr(path) for path in moved} == {
       "['convs'][1]['kernel']", "['convs'][1]['bias']",
       "['local_heads'][1]['kernel']", "['local_heads'][1]['bias']"}
-  mlp_block, mlp_images, _ = _small("mlp", local_heads=True)
-  mlp_layer = _small("mlp", local_heads=True, local_loss_per="layer")[0]
+  mlp_block, mlp_images, _ = _small("mlp", LOCAL)
+  mlp_layer = _small("mlp", models.LocalHeads(loss_per="layer"))[0]
   assert jax.tree.all(jax.tree.map(jnp.array_equal, mlp_block.params, mlp_layer.params))
-  with pytest.raises(ValueError, match="unknown local_loss_per 'unit'"):
-    _small("conv", local_heads=True, local_loss_per="unit")
+  with pytest.raises(ValueError, match="unknown local_heads.loss_per 'unit'"):
+    _small("conv", models.LocalHeads(loss_per="unit"))
 
 
 def test_local_heads_can_read_patches_of_the_conv_maps():
-  """local_head_patches=2: a conv layer's local head reads its output averaged over each of
+  """patches=2: a conv layer's local head reads its output averaged over each of
   2 x 2 patches (4 x channels inputs; the other parameters those of the same seed), its
   activation comes patch-major (a unit of patch (r, c) at [i, j, (2 r + c) C + channel]), and
   the model computes what it did."""
-  whole, images, _ = _small("conv", local_heads=True, local_loss_per="layer")
-  patched = _small("conv", local_heads=True, local_loss_per="layer", local_head_patches=2)[0]
+  whole, images, _ = _small("conv", models.LocalHeads(loss_per="layer"))
+  patched = _small("conv", models.LocalHeads(loss_per="layer", patches=2))[0]
   heads = patched.params["local_heads"]
   assert [heads[i]["kernel"].shape[0] for i in range(len(heads))] == [12, 12, 16, 5]
   for part in ("convs", "dense", "head"):
@@ -181,53 +187,54 @@ def test_local_heads_can_read_patches_of_the_conv_maps():
   logits = whole.apply(whole.params, images)
   np.testing.assert_allclose(patched.apply(patched.params, images), logits, rtol=1e-6)
   outputs, activations = patched.perturbed(patched.params, images, None, False, True)
-  np.testing.assert_allclose(outputs[-1], logits, rtol=1e-6)
+  np.testing.assert_allclose(outputs[-1].value, logits, rtol=1e-6)
   z = whole.perturbed(whole.params, images, None, False, True)[1][0][0]  # (4, 8, 8, 3)
   patch_major = activations[0][0]
   assert patch_major.shape == (4, 4, 4, 12)
   np.testing.assert_array_equal(patch_major[:, 1, 2, (2 * 1 + 0) * 3 + 2], z[:, 4 + 1, 2, 2])
   patch_means = jax.nn.relu(z).reshape(4, 2, 4, 2, 4, 3).mean(axis=(2, 4)).reshape(4, 12)
-  np.testing.assert_allclose(outputs[0], patch_means @ heads[0]["kernel"] + heads[0]["bias"],
+  np.testing.assert_allclose(outputs[0].value, patch_means @ heads[0]["kernel"] + heads[0]["bias"],
                              rtol=1e-5, atol=1e-6)
-  with pytest.raises(ValueError, match=r"local_head_patches=3 does not split .* \(8, 8\)"):
-    _small("conv", local_heads=True, local_head_patches=3)
+  with pytest.raises(ValueError, match=r"local_heads.patches=3 does not split .* \(8, 8\)"):
+    _small("conv", models.LocalHeads(patches=3))
   with pytest.raises(ValueError, match="the MLP has none"):
-    _small("mlp", local_heads=True, local_head_patches=2)
+    _small("mlp", models.LocalHeads(patches=2))
 
 
-def test_local_losses_per_layer_let_a_conv_net_share_a_head_by_groups():
-  """Group-wise local losses need blocks of one layer: per layer, the CNN takes them (a shared
-  head's group per channel), per block it refuses them, saying why."""
-  model = models.create_model("cnn", (28, 28, 1), 10, seed=0, local_heads=True,
-                              local_groups=64, local_group_head="shared",
-                              local_loss_per="layer")
+def test_local_losses_per_layer_let_a_conv_net_share_a_head_by_slices():
+  """Losses per slice need blocks of one layer: per layer, the CNN takes them (a shared head's
+  slice per channel), per block it refuses them, saying why."""
+  model = models.create_model("cnn", (28, 28, 1), 10, seed=0, local_heads=models.LocalHeads(
+      slices=64, slice_head="shared", loss_per="layer"))
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 28, 28, 1))
   logits, activations = model.perturbed(model.params, images, None, False, True)
-  assert [jax.tree.map(jnp.shape, out) for out in logits] == [
-      ((2, 10), (2, 64, 10)), (2, 10)] * 5 + [(2, 10)]  # 4 convolutions, the dense layer
-  assert [len(group) for group in activations] == [1] * 11
-  with pytest.raises(ValueError, match="local_loss_per='layer' gives every layer"):
-    models.create_model("cnn", (28, 28, 1), 10, seed=0, local_heads=True, local_groups=64,
-                        local_group_head="shared")
+  assert [(out.kind, jax.tree.map(jnp.shape, out.value)) for out in logits] == [
+      (losses.Kind.SHARED_HEAD, ((2, 10), (2, 64, 10))),
+      (losses.Kind.PLAIN, (2, 10))] * 5 + [(losses.Kind.PLAIN, (2, 10))]  # 4 convs, the dense
+  assert [len(block) for block in activations] == [1] * 11
+  with pytest.raises(ValueError, match="local_heads.loss_per='layer' gives every layer"):
+    models.create_model("cnn", (28, 28, 1), 10, seed=0,
+                        local_heads=models.LocalHeads(slices=64, slice_head="shared"))
 
 
 @pytest.mark.parametrize("name", ["mlp", "conv"])
 def test_perturbed_forward_without_perturbations_is_the_model(name):
-  model, images, _ = _small(name, local_heads=True)
+  model, images, _ = _small(name, LOCAL)
   logits = model.apply(model.params, images)
   for local in (False, True):
     for stop_inputs in (False, True):
       outputs, activations = model.perturbed(model.params, images, None, stop_inputs, local)
-      np.testing.assert_allclose(outputs[-1], logits, rtol=1e-6)
+      np.testing.assert_allclose(outputs[-1].value, logits, rtol=1e-6)
       np.testing.assert_allclose(activations[-1][-1], logits, rtol=1e-6)  # the head's z
   _, activations = model.perturbed(model.params, images)
   layers = 3 if name == "mlp" else 5
   assert len(activations) == 1 and len(activations[0]) == layers
   outputs, activations = model.perturbed(model.params, images, None, False, True)
-  # One group per block, each block's layers then its local head; the last block ends in the head.
+  # A loss block per block, each block's layers then its local head; the last ends in the head.
   sizes = [[6, 4], [5, 4], [4]] if name == "mlp" else [[3, 3, 4], [4, 4], [5, 4]]
-  assert [[z.shape[-1] for z in group] for group in activations] == sizes
-  assert [out.shape for out in outputs] == [(4, 4)] * len(sizes)
+  assert [[z.shape[-1] for z in block] for block in activations] == sizes
+  assert [(out.kind, out.value.shape) for out in outputs] == [
+      (losses.Kind.PLAIN, (4, 4))] * len(sizes)
 
 
 def test_perturbations_are_added_to_the_pre_activations():
@@ -242,20 +249,21 @@ def test_perturbations_are_added_to_the_pre_activations():
   only_head = jax.tree.map(jnp.zeros_like, activations)
   only_head[0][-1] = jnp.ones_like(activations[0][-1])
   logits, _ = model.perturbed(model.params, images, only_head)
-  np.testing.assert_allclose(logits[-1], model.apply(model.params, images) + 1, rtol=1e-6)
+  np.testing.assert_allclose(logits[-1].value, model.apply(model.params, images) + 1,
+                             rtol=1e-6)
 
 
 def test_local_model_needs_local_heads():
   model, images, _ = _small("mlp")
-  with pytest.raises(ValueError, match="local_heads=True"):
+  with pytest.raises(ValueError, match="a model created with local heads"):
     model.perturbed(model.params, images, None, False, True)
 
 
 def _losses(model, images, labels, local):
-  """The mean of every group's loss as a function of (params, perturbations)."""
+  """The mean of every loss block's loss as a function of (params, perturbations)."""
   def total(params, perturbations):
     logits, _ = model.perturbed(params, images, perturbations, False, local)
-    return sum(optax.softmax_cross_entropy_with_integer_labels(out, labels).mean()
+    return sum(optax.softmax_cross_entropy_with_integer_labels(out.value, labels).mean()
                for out in logits)
   return total
 
@@ -266,7 +274,7 @@ def test_local_weight_gradient_from_the_exact_activity_gradient_is_backprop(name
   """Given the exact gradient g_z of every pre-activation, the vjp of params -> z with stopped
   layer inputs (no backward pass through the network) gives the exact weight gradient: for
   dense layers sum_i x_i g_{z_i}^T, for convolutions its transposed convolution."""
-  model, images, labels = _small(name, local_heads=True)
+  model, images, labels = _small(name, LOCAL)
   _, activations = model.perturbed(model.params, images, None, False, local)
   zeros = jax.tree.map(jnp.zeros_like, activations)
   total = _losses(model, images, labels, local)
@@ -282,9 +290,9 @@ def test_local_weight_gradient_from_the_exact_activity_gradient_is_backprop(name
 
 
 def test_local_losses_pass_no_gradient_between_blocks():
-  model, images, labels = _small("mlp", local_heads=True)
+  model, images, labels = _small("mlp", LOCAL)
   outputs = lambda p: model.perturbed(p, images, None, False, True)[0]
-  loss = lambda out: optax.softmax_cross_entropy_with_integer_labels(out, labels).mean()
+  loss = lambda out: optax.softmax_cross_entropy_with_integer_labels(out.value, labels).mean()
   first_block = jax.grad(lambda p: loss(outputs(p)[0]))(model.params)
   model_loss = jax.grad(lambda p: loss(outputs(p)[-1]))(model.params)
   assert np.any(first_block["hidden"][0]["kernel"]) and not np.any(first_block["head"]["kernel"])
@@ -295,71 +303,77 @@ def test_local_losses_pass_no_gradient_between_blocks():
 
 
 @pytest.mark.parametrize("init", models.INITS)
-def test_grouped_linear_is_g_linear_layers_on_their_own_slices(init):
-  head = models.GroupedLinear(12, 5, 3, rngs=nnx.Rngs(0), init=init)
+def test_sliced_linear_is_s_linear_layers_on_their_own_slices(init):
+  head = models.SlicedLinear(12, 5, 3, rngs=nnx.Rngs(0), init=init)
   x = jax.random.normal(jax.random.PRNGKey(1), (2, 12))
   out = head(x)
   assert out.shape == (2, 15)
   kernel, bias = head.kernel[...], head.bias[...]
-  for g in range(3):
-    np.testing.assert_allclose(out[:, 5 * g:5 * (g + 1)],
-                               x[:, 4 * g:4 * (g + 1)] @ kernel[g] + bias[5 * g:5 * (g + 1)],
+  for s in range(3):
+    np.testing.assert_allclose(out[:, 5 * s:5 * (s + 1)],
+                               x[:, 4 * s:4 * (s + 1)] @ kernel[s] + bias[5 * s:5 * (s + 1)],
                                rtol=1e-5, atol=1e-6)
   # Each classifier is initialised as a layer of 4 inputs: torch U(-1/2, 1/2), flax std 1/2.
-  big = models.GroupedLinear(4 * 64, 64, 64, rngs=nnx.Rngs(0), init=init).kernel[...]
+  big = models.SlicedLinear(4 * 64, 64, 64, rngs=nnx.Rngs(0), init=init).kernel[...]
   if init == "torch":
     assert 0.45 < np.abs(big).max() <= 0.5
   else:
     assert abs(float(big.std()) - 0.5) < 0.05
-  with pytest.raises(ValueError, match="local_groups=5 must divide the 12 units"):
-    models.GroupedLinear(12, 5, 5, rngs=nnx.Rngs(0), init=init)
+  with pytest.raises(ValueError, match="local_heads.slices=5 must divide the 12 units"):
+    models.MLP((2, 3, 2), 10, rngs=nnx.Rngs(0), hidden=(12,), init=init,
+               local_heads=models.LocalHeads(slices=5))
 
 
-def test_group_wise_local_heads_give_a_loss_per_group():
-  model = models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=True, local_groups=32)
+def test_local_heads_per_slice_give_a_loss_per_slice():
+  model = models.create_model("mlp", (8, 8, 1), 10, seed=0,
+                              local_heads=models.LocalHeads(slices=32))
   images = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 1))
   logits, activations = model.perturbed(model.params, images, None, False, True)
-  assert [out.shape for out in logits] == [(4, 32, 10), (4, 32, 10), (4, 10)]
-  assert [[z.shape for z in group] for group in activations] == [
+  assert [(out.kind, out.value.shape) for out in logits] == [
+      (losses.Kind.SLICE_CLASSIFIERS, (4, 32, 10))] * 2 + [(losses.Kind.PLAIN, (4, 10))]
+  assert [[z.shape for z in block] for block in activations] == [
       [(4, 1024), (4, 320)], [(4, 1024), (4, 320)], [(4, 10)]]
-  with pytest.raises(ValueError, match="local_groups=4 needs blocks of one layer"):
-    models.create_model("cnn", (28, 28, 1), 10, seed=0, local_heads=True, local_groups=4)
+  with pytest.raises(ValueError, match="local_heads.slices=4 needs blocks of one layer"):
+    models.create_model("cnn", (28, 28, 1), 10, seed=0, local_heads=models.LocalHeads(slices=4))
 
 
-def test_a_shared_local_head_gives_each_group_its_share_of_the_logits():
-  """With local_group_head="shared" a block's G unit groups share one classifier (the parameters
-  of the same seed without groups); the block's logits are the head's with each group's share
-  of them, which the group's units alone move; the head is a group of its own."""
-  shared = models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=True, local_groups=4,
-                               local_group_head="shared")
-  plain = models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=True)
+def test_a_shared_local_head_gives_each_slice_its_share_of_the_logits():
+  """With slice_head="shared" a block's S slices share one classifier (the parameters of the
+  same seed with one slice); the block's logits are the head's with each slice's share of
+  them, which the slice's units alone move; the head is a loss block of its own."""
+  shared = models.create_model("mlp", (8, 8, 1), 10, seed=0,
+                               local_heads=models.LocalHeads(slices=4, slice_head="shared"))
+  plain = models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=LOCAL)
   for a, b in zip(jax.tree.leaves(shared.params), jax.tree.leaves(plain.params)):
     np.testing.assert_array_equal(a, b)
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 1))
   logits, activations = shared.perturbed(shared.params, images, None, False, True)
-  assert [jax.tree.map(jnp.shape, out) for out in logits] == [
+  assert [jax.tree.map(jnp.shape, out.value) for out in logits] == [
       ((2, 10), (2, 4, 10)), (2, 10), ((2, 10), (2, 4, 10)), (2, 10), (2, 10)]
-  assert [[z.shape for z in group] for group in activations] == [
+  assert [out.kind for out in logits] == [losses.Kind.SHARED_HEAD, losses.Kind.PLAIN] * 2 + [
+      losses.Kind.PLAIN]
+  assert [[z.shape for z in block] for block in activations] == [
       [(2, 1024)], [(2, 10)], [(2, 1024)], [(2, 10)], [(2, 10)]]
   plain_logits = plain.perturbed(plain.params, images, None, False, True)[0]
-  head_logits, shares = logits[0]
-  np.testing.assert_allclose(head_logits, plain_logits[0], rtol=1e-5, atol=1e-5)
+  head_logits, shares = logits[0].value
+  np.testing.assert_allclose(head_logits, plain_logits[0].value, rtol=1e-5, atol=1e-5)
   bias = shared.params["local_heads"][0]["bias"]
   np.testing.assert_allclose(shares.sum(1) + bias, head_logits, rtol=1e-5, atol=1e-5)
 
-  def first_shares(z):  # the first block's group shares as a function of its z
+  def first_shares(z):  # the first block's slice shares as a function of its z
     return shared.perturbed(shared.params, images, [[z], [0.0], [0.0], [0.0], [0.0]], False,
-                            True)[0][0][1]
+                            True)[0][0].value[1]
 
-  group_1 = jnp.zeros((2, 1024)).at[:, 256:512].set(1.0)  # the units of group 1
-  _, moved = jax.jvp(first_shares, (jnp.zeros((2, 1024)),), (group_1,))
+  slice_1 = jnp.zeros((2, 1024)).at[:, 256:512].set(1.0)  # the units of slice 1
+  _, moved = jax.jvp(first_shares, (jnp.zeros((2, 1024)),), (slice_1,))
   assert np.any(moved[:, 1]) and not np.any(moved[:, [0, 2, 3]])
-  with pytest.raises(ValueError, match="unknown local_group_head 'joint'"):
-    models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=True, local_groups=4,
-                        local_group_head="joint")
-  with pytest.raises(ValueError, match="local_groups=3 must divide the 1024 units"):
-    models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=True, local_groups=3,
-                        local_group_head="shared")
+  with pytest.raises(ValueError, match="unknown local_heads.slice_head 'joint'"):
+    models.LocalHeads(slices=4, slice_head="joint")
+  with pytest.raises(ValueError, match="local_heads.slices must be a positive integer, got 0"):
+    models.LocalHeads(slices=0)
+  with pytest.raises(ValueError, match="local_heads.slices=3 must divide the 1024 units"):
+    models.create_model("mlp", (8, 8, 1), 10, seed=0,
+                        local_heads=models.LocalHeads(slices=3, slice_head="shared"))
 
 
 def test_pooling_agrees_with_reduce_window_in_value_gradient_and_jvp():

@@ -19,7 +19,8 @@ def _chunk_setup(estimator: str, combine: str):
   config.estimator, config.jvp_clip, config.combine = estimator, 1.0, combine
   config.num_directions = 1 if combine == "mean" else 2
   model = models.create_model("mlp", (4, 4, 1), 3, seed=0,
-                              local_heads=estimator in estimators.LOCAL)
+                              local_heads=models.LocalHeads() if estimator in estimators.LOCAL
+                              else None)
   tx = optimizers.build_optimizer(config)
   loss_fn = programs.make_loss_fn(model.apply, [0.0], [255.0], perturbed=model.perturbed)
   step = programs.make_train_step(loss_fn, tx, config)
@@ -95,12 +96,12 @@ def test_activity_gradient_finiteness_is_read_from_the_estimate():
   params = {"w": jnp.ones((1, 1))}
 
   def forward(kink):
-    def per_group(params, perturbations, stop_inputs):
+    def per_block(params, perturbations, stop_inputs):
       z = (jax.lax.stop_gradient(x) if stop_inputs else x) @ params["w"]
       if perturbations is not None:
         z = z + perturbations[0][0]
       return [jnp.sqrt(jnp.abs(z[:, 0] - kink))], [[z]]
-    return per_group
+    return per_block
 
   for kink, finite in ((0.0, True), (1.0, False)):
     loss, grads, grads_finite = gradient(forward(kink), params, jax.random.PRNGKey(0))

@@ -54,7 +54,7 @@ def test_a_record_of_version_1_is_read():
     (lambda r: r.update(version=3), "its progress record has version 3; this fgjax reads "
                                     "versions 1 and 2"),
     (lambda r: r.pop("trials"), "its progress record lacks the list of trials"),
-    (lambda r: r.update(steps=4), "its progress record's group fields are not this fgjax's: "
+    (lambda r: r.update(steps=4), "its progress record's top-level fields are not this fgjax's: "
                                   "missing [], unknown ['steps']"),
     (lambda r: r["trials"][1].pop("last_eval"), "its progress record's trial fields are not "
                                                 "this fgjax's: missing ['last_eval'], unknown []"),

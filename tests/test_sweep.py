@@ -9,7 +9,7 @@ import pytest
 from fgjax import config_loading
 from fgjax import sweep
 from fgjax import train
-from fgjax.workdir import read_metrics
+from fgjax.workdir import read_json, read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "default.py")
@@ -89,6 +89,22 @@ def test_a_sweep_of_another_search_is_refused_on_the_same_workdir(tmp_path):
   sweep.sweep(digits_config("backprop"), workdir, space={"learning_rate": (0.1,)}, epochs=1)
   with pytest.raises(sweep.SweepError, match="holds another sweep"):
     sweep.sweep(digits_config("backprop"), workdir, space={"learning_rate": (0.3,)}, epochs=1)
+
+
+def test_a_sweep_saved_with_a_renamed_override_resumes(tmp_path):
+  """A sweep recorded an override under a field's old name (local_loss_per): it is the same
+  search under the new name (local_heads.loss_per), and resumes."""
+  workdir = str(tmp_path / "sweep")
+  config = digits_config("backprop")
+  config.local_heads.loss_per = "layer"
+  run = lambda: sweep.sweep(config, workdir, space={"learning_rate": (0.1,)}, epochs=1,
+                            config_overrides={"local_heads.loss_per": "layer"})
+  run()
+  record = read_json(os.path.join(workdir, sweep.SWEEP_FILE))
+  record["config_overrides"] = {"local_loss_per": "layer"}
+  with open(os.path.join(workdir, sweep.SWEEP_FILE), "w", encoding="utf-8") as f:
+    json.dump(record, f)
+  assert run()["best"]["hyperparameters"] == {"learning_rate": 0.1}
 
 
 @pytest.mark.parametrize("estimator", ["forward", "backprop"])

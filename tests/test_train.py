@@ -223,6 +223,25 @@ def test_a_run_saved_before_a_field_existed_counts_it_at_its_default(reference, 
     train.train_and_evaluate(digits_config("forward", max_loss_ratio=None), workdir)
 
 
+def test_a_run_saved_with_the_flat_local_head_fields_resumes_under_their_new_names(reference,
+                                                                                  tmp_path):
+  """Runs written before `local_heads` was a block saved its fields flat (local_groups, ...):
+  they compare as the block's fields, so the same experiment resumes and another is named."""
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference["forward"], workdir)
+  saved = read_json(os.path.join(workdir, "config.json"))
+  del saved["local_heads"]
+  saved.update(local_groups=1, local_group_head="separate", local_loss_per="layer",
+               local_head_patches=1)
+  with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+    json.dump(saved, f)
+  with pytest.raises(ConfigError, match=r"run of another config: local_heads.loss_per \(saved "
+                     r"'layer', now 'block'\)\. Use"):
+    train.train_and_evaluate(digits_config("forward"), workdir)
+  assert train.train_and_evaluate(digits_config("forward", local_heads={"loss_per": "layer"}),
+                                  workdir)["status"] == "completed"
+
+
 def test_corrupted_latest_checkpoint_falls_back_and_ends_identically(reference, tmp_path, caplog):
   workdir = str(tmp_path / "run")
   shutil.copytree(reference["backprop"], workdir)
@@ -380,8 +399,9 @@ BAD_INPUTS = [
     ("model_too_big_for_the_images", lambda tmp: digits_config("forward", model="cnn"),
      ConfigError, "model 'cnn' on digits: input shape (8, 8, 1) is too small for 2 conv blocks "
      "with VALID padding"),
-    ("patches_on_the_mlp", lambda tmp: digits_config("local_activity", local_head_patches=2),
-     ConfigError, "model 'mlp' on digits: local_head_patches=2 splits conv feature maps into "
+    ("patches_on_the_mlp",
+     lambda tmp: digits_config("local_activity", local_heads={"patches": 2}),
+     ConfigError, "model 'mlp' on digits: local_heads.patches=2 splits conv feature maps into "
      "patches; the MLP has none"),
     ("batch_larger_than_the_data", lambda tmp: digits_config("forward", batch_size=5000),
      ConfigError, "batch_size 5000 exceeds the 1078 training examples of digits"),

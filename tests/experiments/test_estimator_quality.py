@@ -31,7 +31,7 @@ def test_every_estimator_is_measured_and_fewer_units_per_derivative_is_less_nois
   mean = lambda name, column: float(rows["MLP", name][column].split(" +- ")[0])
   for name in estimator_quality.ESTIMATORS:
     if name == "local_activity_k1_layer_p2_s256":  # heads on patches of conv maps
-      assert rows["MLP", name][0].startswith("does not apply: local_head_patches=2 splits conv")
+      assert rows["MLP", name][0].startswith("does not apply: local_heads.patches=2 splits conv")
       continue
     assert -1 <= mean(name, 0) <= 1 and -1 <= mean(name, 1) <= 1 and mean(name, 2) > 0, name
   # Weight perturbation of 1.1M parameters is almost orthogonal to the gradient; one derivative
@@ -53,7 +53,7 @@ def test_every_estimator_is_measured_and_fewer_units_per_derivative_is_less_nois
 
 
 def test_a_model_that_cannot_take_an_estimator_is_a_row_saying_so(tmp_path):
-  """The MNIST CNN's blocks hold two convolutions: group-wise local heads need local losses per
+  """The MNIST CNN's blocks hold two convolutions: losses per slice need local losses per
   layer there, and the row says why instead of stopping the report."""
   rng = np.random.default_rng(0)
   path = str(tmp_path / "mnist28.npz")
@@ -66,6 +66,6 @@ def test_a_model_that_cannot_take_an_estimator_is_a_row_saying_so(tmp_path):
                            "local_activity_k1_layer_p2_s256"])
   rows = _rows(estimator_quality.run_all(args))
   assert rows["CNN", "local_activity_k1_l32"][0].startswith(
-      "does not apply: local_groups=32 needs blocks of one layer")
+      "does not apply: local_heads.slices=32 needs blocks of one layer")
   for name in ("local_activity_k1_layer_s64", "local_activity_k1_layer_p2_s256"):
     assert 0 < float(rows["CNN", name][0].split(" +- ")[0]) <= 1

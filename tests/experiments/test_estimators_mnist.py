@@ -45,15 +45,17 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path, tiny
   grouped = workdir_files.read_json(os.path.join(
       args.workdir, "mlp_sgd_local_activity_k1_l32_2ep_2seeds", "seed_0",
       workdir_files.CONFIG_FILE))
-  assert (grouped["local_groups"], grouped["unit_groups"]) == (32, 1)
+  assert (grouped["local_heads"]["slices"], grouped["unit_groups"]) == (32, 1)
   shared = workdir_files.read_json(os.path.join(
       args.workdir, "mlp_sgd_local_activity_k1_s1024_2ep_2seeds", "seed_0",
       workdir_files.CONFIG_FILE))
-  assert (shared["local_groups"], shared["local_group_head"]) == (1024, "shared")
+  assert (shared["local_heads"]["slices"], shared["local_heads"]["slice_head"]) == (
+      1024, "shared")
   per_layer = workdir_files.read_json(os.path.join(
       args.workdir, "mlp_sgd_local_activity_k1_layer_s64_2ep_2seeds", "seed_0",
       workdir_files.CONFIG_FILE))
-  assert (per_layer["local_loss_per"], per_layer["local_groups"]) == ("layer", 64)
+  assert (per_layer["local_heads"]["loss_per"], per_layer["local_heads"]["slices"]) == (
+      "layer", 64)
   assert os.path.isfile(os.path.join(args.workdir, "mnist_mlp_sgd_bp_2ep_2seeds", "machine.json"))
   assert os.path.getsize(str(tmp_path / "out" / "report.png")) > 10_000
 

@@ -1,6 +1,9 @@
 """experiments/make_mnist_npz.py on a mocked tfds MNIST: the file fgjax's npz source reads, and
 an existing file kept unless --overwrite."""
 
+import os
+import subprocess
+import sys
 from unittest import mock
 
 import numpy as np
@@ -9,6 +12,7 @@ import tensorflow_datasets as tfds
 
 from experiments import make_mnist_npz
 from fgjax.data import npz
+from fgjax.errors import UserError
 
 NUM_MOCK_EXAMPLES = 32
 
@@ -24,10 +28,9 @@ def mock_mnist():
 
 
 @pytest.mark.usefixtures("mock_mnist")
-def test_writes_the_keras_layout_that_the_npz_source_reads(tmp_path, capsys):
+def test_writes_the_keras_layout_that_the_npz_source_reads(tmp_path):
   path = tmp_path / "new" / "mnist.npz"
-  make_mnist_npz.main([f"--output={path}"])
-  assert f"wrote {path}" in capsys.readouterr().out
+  assert make_mnist_npz.make_npz(str(path)).startswith(f"wrote {path}: x_train (32, 28, 28)")
   with np.load(path) as arrays:
     assert sorted(arrays) == ["x_test", "x_train", "y_test", "y_train"]
     for split in ("train", "test"):
@@ -43,16 +46,27 @@ def test_writes_the_keras_layout_that_the_npz_source_reads(tmp_path, capsys):
 def test_an_existing_file_is_kept_unless_overwrite(tmp_path):
   path = tmp_path / "mnist.npz"
   path.write_bytes(b"precious")
-  with pytest.raises(SystemExit, match="exists; pass --overwrite to replace it"):
-    make_mnist_npz.main([f"--output={path}"])
+  with pytest.raises(UserError, match="exists; pass --overwrite to replace it"):
+    make_mnist_npz.make_npz(str(path))
   assert path.read_bytes() == b"precious"
-  make_mnist_npz.main([f"--output={path}", "--overwrite"])
+  make_mnist_npz.make_npz(str(path), overwrite=True)
   assert npz.load_npz(str(path))[0].images.shape[0] == NUM_MOCK_EXAMPLES
 
 
-def test_unprepared_data_is_a_one_line_exit_naming_the_scripts_flags(tmp_path):
-  with pytest.raises(SystemExit) as exit_info:
-    make_mnist_npz.main([f"--output={tmp_path / 'mnist.npz'}", f"--tfds_data_dir={tmp_path}"])
-  message = str(exit_info.value.code)
+def test_unprepared_data_is_an_error_naming_the_scripts_flags(tmp_path):
+  with pytest.raises(UserError) as error:
+    make_mnist_npz.make_npz(str(tmp_path / "mnist.npz"), tfds_data_dir=str(tmp_path))
+  message = str(error.value)
   assert "is not prepared in" in message and "--tfds_data_dir, --download" in message
   assert "\n" not in message and not (tmp_path / "mnist.npz").exists()
+
+
+def test_the_command_line_says_a_mistake_in_one_line(tmp_path):
+  """The absl command line: an existing --output is one `error:` line and exit status 2."""
+  path = tmp_path / "mnist.npz"
+  path.write_bytes(b"precious")
+  script = os.path.join(os.path.dirname(make_mnist_npz.__file__), "make_mnist_npz.py")
+  done = subprocess.run([sys.executable, script, f"--output={path}"], capture_output=True,
+                        text=True, check=False)
+  assert done.returncode == 2
+  assert done.stderr.strip() == f"error: {path} exists; pass --overwrite to replace it"
