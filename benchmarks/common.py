@@ -1,18 +1,18 @@
 """What the benchmarks share: the machine's description, synthetic data, the benchmarked
-configs, an interleaved timer that reports its progress, and the command line's common options.
+configs, an interleaved timer that reports its progress, and the command lines' common flags.
 
 Synthetic data has the real datasets' shapes (MNIST 28x28x1 for the MLP and CNN, CIFAR-10 32x32x3
 for the VGG network) and dtypes (uint8 pixels, int32 labels): step time does not depend on pixel
 values, and the benchmarks then need no download.
 """
 
-import argparse
 import os
 import statistics
 import sys
 import time
 from typing import Callable
 
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -167,25 +167,24 @@ def markdown_table(columns: list[str], rows: list[list[str]], left: int = 1) -> 
   return [line(columns), "|" + "|".join(align) + "|", *map(line, rows)]
 
 
-def argument_parser(description: str, *, model: bool = True) -> argparse.ArgumentParser:
-  """The options the benchmarks share: `--json` and, with `model`, `--model` and
-  `--batch_size`."""
-  parser = argparse.ArgumentParser(description=description.split("\n")[0])
+def define_flags(*, model: bool = True) -> None:
+  """Defines the flags the benchmarks share: `--json` and, with `model`, `--model` and
+  `--batch_size`. A script calls it at module level: absl flags belong to the process, and each
+  benchmark is a process of its own."""
   if model:
-    parser.add_argument("--model", choices=sorted(MODEL_DATA), default="mlp")
-    parser.add_argument("--batch_size", type=int, default=64)
-  parser.add_argument("--json", help="also write the report as JSON to this path")
-  return parser
+    flags.DEFINE_enum("model", "mlp", sorted(MODEL_DATA), "The network to time.")
+    flags.DEFINE_integer("batch_size", 64, "Examples per step.")
+  flags.DEFINE_string("json", None, "Also write the report as JSON to this path.")
 
 
-def add_step_options(parser: argparse.ArgumentParser) -> None:
-  """The options of the step-time benchmarks: `--steps`, `--repeats` (default: the script's per
-  model) and `--mode`."""
-  parser.add_argument("--steps", type=int, help="steps per compiled call (default per model)")
-  parser.add_argument("--repeats", type=int, help="interleaved timed rounds (default per model)")
-  parser.add_argument("--mode", choices=("scan", "jit"), default="scan",
-                      help="scan: many steps per compiled lax.scan call, as training runs them; "
-                      "jit: one jitted call per step")
+def define_step_flags() -> None:
+  """Defines the flags of the step-time benchmarks: `--steps`, `--repeats` (default: the
+  script's per model) and `--mode`."""
+  flags.DEFINE_integer("steps", None, "Steps per compiled call (default per model).")
+  flags.DEFINE_integer("repeats", None, "Interleaved timed rounds (default per model).")
+  flags.DEFINE_enum("mode", "scan", ["scan", "jit"],
+                    "scan: many steps per compiled lax.scan call, as training runs them; jit: "
+                    "one jitted call per step.")
 
 
 def step_header(report: dict) -> list[str]:

@@ -19,18 +19,26 @@ adds what the devices of one process put into the all-reduces together (how many
 cross between processes depends on the all-reduce's algorithm); process 0 reports.
 """
 
-
+from absl import flags
 import jax
 import numpy as np
 
 from benchmarks import common
 
+from fgjax import cli
 from fgjax import models
 from fgjax import optimizers
 from fgjax import sharding
 from fgjax import programs
 
 DIRECTIONS = (1, 4)
+
+FLAGS = flags.FLAGS
+common.define_flags()
+flags.DEFINE_bool("distributed", False, "Join a multi-process run first, as fgjax.main does.")
+flags.DEFINE_string("coordinator_address", None, "The multi-process run's coordinator.")
+flags.DEFINE_integer("num_processes", None, "Processes of the multi-process run.")
+flags.DEFINE_integer("process_id", None, "This process's index in the multi-process run.")
 
 
 def step_collectives(model: str, config) -> list[tuple[str, str, int]]:
@@ -88,24 +96,18 @@ def format_table(report: dict) -> str:
   return "\n".join(lines)
 
 
-def main():
-  parser = common.argument_parser(__doc__)
-  parser.add_argument("--distributed", action="store_true",
-                      help="join a multi-process run first, as fgjax.main does")
-  parser.add_argument("--coordinator_address")
-  parser.add_argument("--num_processes", type=int)
-  parser.add_argument("--process_id", type=int)
-  args = parser.parse_args()
-  if args.distributed:
-    sharding.initialize_distributed(args.coordinator_address, args.num_processes,
-                                    args.process_id)
+def main(argv):
+  del argv  # cli.run refuses positional arguments
+  if FLAGS.distributed:
+    sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                    FLAGS.process_id)
   if jax.device_count() < 2:
-    parser.error("needs several devices; on a CPU run it with "
-                 "XLA_FLAGS=--xla_force_host_platform_device_count=4")
-  report = measure(args.model, args.batch_size)
+    raise cli.UserError("needs several devices; on a CPU run it with "
+                        "XLA_FLAGS=--xla_force_host_platform_device_count=4")
+  report = measure(FLAGS.model, FLAGS.batch_size)
   if jax.process_index() == 0:
-    common.publish(report, format_table(report), args.json)
+    common.publish(report, format_table(report), FLAGS.json)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

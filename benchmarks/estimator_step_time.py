@@ -24,7 +24,17 @@ the machine and its load, printed with the table. Modes as in step_time.py.
 
 import statistics
 
+from absl import flags
+
 from benchmarks import common
+
+from fgjax import cli
+
+FLAGS = flags.FLAGS
+common.define_flags()
+common.define_step_flags()
+flags.DEFINE_list("only", None, "Time only these variants (comma-separated names as in the "
+                  "table, e.g. 'forward K=1,activity K=1'), and backprop.")
 
 DEFAULTS = {"mlp": (50, 10), "cnn": (5, 5), "vgg": (2, 3)}  # steps per call, repeats
 ACTIVITY_DIRECTIONS = (1, 4, 32)
@@ -109,24 +119,17 @@ def format_table(report: dict) -> str:
   return "\n".join(lines)
 
 
-def main():
-  parser = common.argument_parser(__doc__)
-  common.add_step_options(parser)
-  parser.add_argument("--only", help="time only these variants (comma-separated names as in "
-                      "the table, e.g. 'forward K=1,activity K=1'), and backprop")
-  args = parser.parse_args()
-  only = None
-  if args.only:
-    only = [name.strip() for name in args.only.split(",")]
-    unknown = sorted(set(only) - set(variants(args.model)))
-    if unknown:
-      parser.error(f"--only: unknown variant(s) {', '.join(unknown)}; choose from "
-                   f"{', '.join(variants(args.model))}")
-  steps, repeats = DEFAULTS[args.model]
-  report = measure(args.model, args.batch_size, args.steps or steps, args.repeats or repeats,
-                   args.mode, only)
-  common.publish(report, format_table(report), args.json)
+def main(argv):
+  del argv  # cli.run refuses positional arguments
+  unknown = sorted(set(FLAGS.only or ()) - set(variants(FLAGS.model)))
+  if unknown:
+    raise cli.UserError(f"--only: unknown variant(s) {', '.join(unknown)}; choose from "
+                        f"{', '.join(variants(FLAGS.model))}")
+  steps, repeats = DEFAULTS[FLAGS.model]
+  report = measure(FLAGS.model, FLAGS.batch_size, FLAGS.steps or steps,
+                   FLAGS.repeats or repeats, FLAGS.mode, FLAGS.only or None)
+  common.publish(report, format_table(report), FLAGS.json)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

@@ -17,10 +17,19 @@ import subprocess
 import sys
 import time
 
+from absl import flags
 import jax.numpy as jnp
 
 from benchmarks import common
+from fgjax import cli
 from fgjax import programs
+
+FLAGS = flags.FLAGS
+common.define_flags()
+flags.DEFINE_integer("steps", 5, "Steps per sample.")
+flags.DEFINE_integer("repeats", 3, "Alternating rounds of the two settings.")
+flags.DEFINE_bool("sample", False, "Take one sample in this process and print it as JSON (the "
+                  "script runs itself so).")
 
 SETTINGS = {"kept (default)": "1", "returned (FGJAX_KEEP_FREED_MEMORY=0)": "0"}
 ESTIMATORS = {"backprop": "backprop", "forward gradient": "forward"}
@@ -82,20 +91,14 @@ def format_table(report: dict) -> str:
   return "\n".join(lines)
 
 
-def main():
-  parser = common.argument_parser(__doc__)
-  parser.add_argument("--steps", type=int, default=5, help="steps per sample")
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--sample", action="store_true",
-                      help="take one sample in this process and print it as JSON (the script "
-                      "runs itself so)")
-  args = parser.parse_args()
-  if args.sample:
-    print(json.dumps(sample(args.model, args.steps)))
+def main(argv):
+  del argv  # cli.run refuses positional arguments
+  if FLAGS.sample:
+    print(json.dumps(sample(FLAGS.model, FLAGS.steps)))
     return
-  report = measure(args.model, args.steps, args.repeats)
-  common.publish(report, format_table(report), args.json)
+  report = measure(FLAGS.model, FLAGS.steps, FLAGS.repeats)
+  common.publish(report, format_table(report), FLAGS.json)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

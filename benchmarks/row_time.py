@@ -4,13 +4,13 @@
       -- --config.data.source=npz --config.data.path=mnist.npz
 
 Runs `python -m fgjax.main --config=C --config.num_epochs=1` for each config in a temporary
-workdir (the arguments after `--` go to every run, e.g. where the data is), reads the run's own
-`steps_per_second` from its metrics rows (the first row, which includes compilation, left out when there are more),
-and projects the config's full run: its epochs x steps per epoch at that speed, evaluation left
-out. Runs one after another, each in its own process, as a user would start them.
+workdir (the `--config.<field>=<value>` arguments, after `--` or not, go to every run, e.g.
+where the data is), reads the run's own `steps_per_second` from its metrics rows (the first
+row, which includes compilation, left out when there are more), and projects the config's full
+run: its epochs x steps per epoch at that speed, evaluation left out. Runs one after another,
+each in its own process, as a user would start them.
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -18,9 +18,17 @@ import subprocess
 import sys
 import tempfile
 
+from absl import flags
+
 from benchmarks import common
 
+from fgjax import cli
 from fgjax import config_loading
+
+FLAGS = flags.FLAGS
+common.define_flags(model=False)
+flags.DEFINE_list("configs", None, "Config files to time.")
+flags.mark_flag_as_required("configs")
 
 
 def one_epoch(config_path: str, extra: list[str], workdir: str) -> dict:
@@ -38,16 +46,12 @@ def one_epoch(config_path: str, extra: list[str], workdir: str) -> dict:
   return {"steps_per_second": statistics.median(speeds), "steps_per_epoch": summary["steps"]}
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--configs", required=True, help="comma-separated config files")
-  parser.add_argument("--json", help="also write the report as JSON to this path")
-  args, extra = parser.parse_known_args()
-  extra = [a for a in extra if a != "--"]
+def main(argv, overrides):
+  del argv  # cli.run refuses positional arguments
   rows = []
   with tempfile.TemporaryDirectory() as root:
-    for i, path in enumerate(args.configs.split(",")):
-      measured = one_epoch(path, extra, os.path.join(root, str(i)))
+    for i, path in enumerate(FLAGS.configs):
+      measured = one_epoch(path, overrides, os.path.join(root, str(i)))
       epochs = int(config_loading.load_config(path).num_epochs)
       hours = epochs * measured["steps_per_epoch"] / measured["steps_per_second"] / 3600
       rows.append({"config": path, **measured, "epochs": epochs, "projected_hours": hours})
@@ -56,8 +60,8 @@ def main():
       ["config", "steps/s", "steps per epoch", "epochs", "projected hours"],
       [[row["config"], f"{row['steps_per_second']:.2f}", str(row["steps_per_epoch"]),
         str(row["epochs"]), f"{row['projected_hours']:.2f}"] for row in rows])
-  common.publish(report, "\n".join(table), args.json)
+  common.publish(report, "\n".join(table), FLAGS.json)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main, separate_overrides=True)

@@ -11,7 +11,6 @@ the s-th run in test loss (the largest relative difference): vmapped matmuls may
 order, and long runs amplify that rounding. Prints a markdown table (written to `--out` if given).
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -19,7 +18,20 @@ import sys
 import tempfile
 import time
 
+from absl import flags
+
 from benchmarks import common
+
+from fgjax import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("configs", ["configs/mnist_mlp_sgd_fwd.py", "configs/mnist_mlp_sgd_bp.py"],
+                  "Config files to time.")
+flags.DEFINE_string("data", "", "An MNIST .npz file (empty: the config's data).")
+flags.DEFINE_integer("num_seeds", 5, "Seeds per config.")
+flags.DEFINE_integer("epochs", 1, "Epochs per run.")
+flags.DEFINE_integer("repeats", 1, "Rounds of both ways (the median counts).")
+flags.DEFINE_string("out", None, "Also write the markdown table here.")
 
 
 def _train(config: str, workdir: str, overrides: list[str]) -> float:
@@ -54,23 +66,14 @@ def measure(config: str, overrides: list[str], num_seeds: int, repeats: int) -> 
           "speedup": median(apart) / median(together), "max_relative_difference": max(differences)}
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--configs",
-                      default="configs/mnist_mlp_sgd_fwd.py,configs/mnist_mlp_sgd_bp.py")
-  parser.add_argument("--data", default="", help="an MNIST .npz file (empty: the config's data)")
-  parser.add_argument("--num_seeds", type=int, default=5)
-  parser.add_argument("--epochs", type=int, default=1)
-  parser.add_argument("--repeats", type=int, default=1)
-  parser.add_argument("--out", default=None, help="also write the markdown table here")
-  args = parser.parse_args()
-  overrides = [f"--config.num_epochs={args.epochs}"]
-  if args.data:
-    overrides += ["--config.data.source=npz", f"--config.data.path={args.data}"]
+def main(argv):
+  del argv  # cli.run refuses positional arguments
+  overrides = [f"--config.num_epochs={FLAGS.epochs}"]
+  if FLAGS.data:
+    overrides += ["--config.data.source=npz", f"--config.data.path={FLAGS.data}"]
   machine = common.machine_info()
-  rows = [measure(config, overrides, args.num_seeds, args.repeats)
-          for config in args.configs.split(",")]
-  lines = [f"{args.num_seeds} seeds, {args.epochs} epoch(s) each, median of {args.repeats} "
+  rows = [measure(config, overrides, FLAGS.num_seeds, FLAGS.repeats) for config in FLAGS.configs]
+  lines = [f"{FLAGS.num_seeds} seeds, {FLAGS.epochs} epoch(s) each, median of {FLAGS.repeats} "
            f"round(s), on {common.machine_line(machine)}", "",
            "| config | one program, s | one run per seed, s | speed-up | test loss, largest "
            "relative difference |", "|---|---:|---:|---:|---:|"]
@@ -78,10 +81,10 @@ def main():
             f"{r['speedup']:.2f}x | {r['max_relative_difference']:.1e} |" for r in rows]
   text = "\n".join(lines) + "\n"
   print(text)
-  if args.out:
-    with open(args.out, "w", encoding="utf-8") as f:
+  if FLAGS.out:
+    with open(FLAGS.out, "w", encoding="utf-8") as f:
       f.write(text)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

@@ -24,14 +24,23 @@ a factor (n - 1) / (n + 1), negligible here.
 import statistics
 from unittest import mock
 
+from absl import flags
 import jax
 import jax.numpy as jnp
 
 from benchmarks import common
 
+from fgjax import cli
 from fgjax import estimators
 from fgjax import models
 from fgjax import tangents
+
+FLAGS = flags.FLAGS
+common.define_flags()
+common.define_step_flags()
+flags.DEFINE_integer("variance_draws", None,
+                     "Tangents per law for the variance measurement, 0 to skip it (default per "
+                     "model).")
 
 DEFAULTS = {"mlp": (50, 10, 512), "cnn": (10, 7, 128), "vgg": (2, 3, 32)}  # steps, repeats, draws
 DIRECTIONS = (1, 4)
@@ -178,17 +187,13 @@ def format_table(report: dict) -> str:
   return "\n".join(lines)
 
 
-def main():
-  parser = common.argument_parser(__doc__)
-  common.add_step_options(parser)
-  parser.add_argument("--variance_draws", type=int,
-                      help="tangents per law for the variance measurement, 0 to skip it")
-  args = parser.parse_args()
-  steps, repeats, draws = DEFAULTS[args.model]
-  report = measure(args.model, args.batch_size, args.steps or steps, args.repeats or repeats,
-                   draws if args.variance_draws is None else args.variance_draws, args.mode)
-  common.publish(report, format_table(report), args.json)
+def main(argv):
+  del argv  # cli.run refuses positional arguments
+  steps, repeats, draws = DEFAULTS[FLAGS.model]
+  report = measure(FLAGS.model, FLAGS.batch_size, FLAGS.steps or steps, FLAGS.repeats or repeats,
+                   draws if FLAGS.variance_draws is None else FLAGS.variance_draws, FLAGS.mode)
+  common.publish(report, format_table(report), FLAGS.json)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

@@ -27,13 +27,13 @@ import sys
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fgjax import cli
 from fgjax import config_loading
 from fgjax import data
 from fgjax import models
@@ -136,9 +136,7 @@ def time_whole(config, trials, epochs: int) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
+  del argv  # cli.run refuses positional arguments
   overrides = _parse_overrides(FLAGS.config_overrides)
   rows = []
   for spec in FLAGS.configs:
@@ -180,4 +178,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -23,12 +23,14 @@ import statistics
 import sys
 import time
 
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
 
+from fgjax import cli
 from fgjax import programs
 
 try:
@@ -36,8 +38,9 @@ try:
   from torch import nn  # pylint: disable=g-import-not-at-top
   from torch.func import functional_call, jvp  # pylint: disable=g-import-not-at-top
 except ImportError:
-  sys.exit("benchmarks/torch_compare.py needs PyTorch, an optional benchmark dependency:\n"
-           "  pip install torch==2.13.0   # a CPU build")
+  print("error: benchmarks.torch_compare needs PyTorch, an optional benchmark dependency: "
+        "pip install torch==2.13.0 (a CPU build)", file=sys.stderr)
+  sys.exit(2)
 
 LEARNING_RATE = 1e-4
 JVP_CLIP = 1.0
@@ -46,6 +49,13 @@ DEFAULTS = {"mlp": (50, 10), "cnn": (5, 7), "vgg": (2, 5)}  # steps per sample, 
 CONV_NETS = {"cnn": (((64, 64), (64, 64)), 0, 1024),
              "vgg": (((64, 64), (128, 128), (256, 256)), 1, 4096)}
 MATMUL_SIZE = 2048
+
+FLAGS = flags.FLAGS
+common.define_flags()
+flags.DEFINE_integer("steps", None, "Steps per timed sample (default per model).")
+flags.DEFINE_integer("repeats", None, "Interleaved rounds (default per model).")
+flags.DEFINE_integer("torch_threads", 0,
+                     "PyTorch's intra-op threads (0: its default, one per core).")
 
 
 def torch_network(model: str) -> nn.Module:
@@ -185,19 +195,15 @@ def format_table(report: dict) -> str:
   return "\n".join(lines)
 
 
-def main():
-  parser = common.argument_parser(__doc__)
-  parser.add_argument("--steps", type=int, help="steps per timed sample (default per model)")
-  parser.add_argument("--repeats", type=int, help="interleaved rounds (default per model)")
-  parser.add_argument("--torch_threads", type=int, default=0,
-                      help="PyTorch's intra-op threads (0: its default, one per core)")
-  args = parser.parse_args()
-  if args.batch_size != 64:
-    parser.error("the comparison is at the paper's batch size, 64")
-  steps, repeats = DEFAULTS[args.model]
-  report = measure(args.model, args.steps or steps, args.repeats or repeats, args.torch_threads)
-  common.publish(report, format_table(report), args.json)
+def main(argv):
+  del argv  # cli.run refuses positional arguments
+  if FLAGS.batch_size != 64:
+    raise cli.UserError("the comparison is at the paper's batch size, 64")
+  steps, repeats = DEFAULTS[FLAGS.model]
+  report = measure(FLAGS.model, FLAGS.steps or steps, FLAGS.repeats or repeats,
+                   FLAGS.torch_threads)
+  common.publish(report, format_table(report), FLAGS.json)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

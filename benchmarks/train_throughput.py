@@ -17,13 +17,21 @@ import os
 import statistics
 import tempfile
 
+from absl import flags
 import jax
 import numpy as np
 
 from benchmarks import common
 
+from fgjax import cli
 from fgjax import programs
 from fgjax import metrics_writer
+
+FLAGS = flags.FLAGS
+common.define_flags()
+flags.DEFINE_integer("steps", 300, "Steps per timed sample.")
+flags.DEFINE_integer("chunk", 100, "Steps per compiled call (the configs' log_every_steps).")
+flags.DEFINE_integer("repeats", 5, "Interleaved timed rounds.")
 
 TRAIN_SIZE = {"mlp": 50000, "cnn": 50000, "vgg": 40000}  # training split after validation
 ESTIMATORS = {"forward gradient (K=1, normal)": "forward", "backprop": "backprop"}
@@ -74,9 +82,9 @@ def _bare_call(model, config, batch_size, steps, chunk):
 
 def measure(model: str, batch_size: int, steps: int, chunk: int, repeats: int) -> dict:
   if steps % chunk:
-    raise ValueError(f"--steps {steps} must be a multiple of --chunk {chunk}")
+    raise cli.UserError(f"--steps {steps} must be a multiple of --chunk {chunk}")
   if steps * batch_size > TRAIN_SIZE[model]:
-    raise ValueError(f"--steps {steps} exceed one epoch of {TRAIN_SIZE[model]} examples")
+    raise cli.UserError(f"--steps {steps} exceed one epoch of {TRAIN_SIZE[model]} examples")
   calls, writers = {}, []
   with tempfile.TemporaryDirectory() as workdir:
     for label, estimator in ESTIMATORS.items():
@@ -114,16 +122,11 @@ def format_table(report: dict) -> str:
   return "\n".join(lines)
 
 
-def main():
-  parser = common.argument_parser(__doc__)
-  parser.add_argument("--steps", type=int, default=300, help="steps per timed sample")
-  parser.add_argument("--chunk", type=int, default=100,
-                      help="steps per compiled call (the configs' log_every_steps)")
-  parser.add_argument("--repeats", type=int, default=5)
-  args = parser.parse_args()
-  report = measure(args.model, args.batch_size, args.steps, args.chunk, args.repeats)
-  common.publish(report, format_table(report), args.json)
+def main(argv):
+  del argv  # cli.run refuses positional arguments
+  report = measure(FLAGS.model, FLAGS.batch_size, FLAGS.steps, FLAGS.chunk, FLAGS.repeats)
+  common.publish(report, format_table(report), FLAGS.json)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)
