@@ -85,14 +85,15 @@ def build(model: str, config, seed: int = 0):
   return programs.make_train_step(loss_fn, tx, config), state
 
 
-def make_runner(train_step: Callable, mode: str = "scan") -> Callable:
+def make_runner(train_step: Callable, mode: str = "scan",
+                jit: Callable = compilation.jit) -> Callable:
   """`run(state, images, labels, *extra) -> (state, losses)`: one step per leading index of
   `images`/`labels`, `train_step(state, images[i], labels[i], *extra)`, input state donated.
 
   mode "scan": all steps in one `lax.scan` call, as `make_train_chunk` runs them: the bare step.
   mode "jit": one jitted call per step from Python, as conv nets train on CPU (XLA:CPU compiles
   convolution gradients inside a loop body into a much slower kernel than outside one). Both
-  compile as fgjax compiles (`compilation.jit`).
+  compile with `jit`: as fgjax compiles (`compilation.jit`), unless told otherwise.
   Not `programs.make_train_chunk`: it gathers each batch by an epoch order, which the bare step
   leaves out, and passes no per-call argument such as step_time.py's fixed tangent.
   """
@@ -100,9 +101,9 @@ def make_runner(train_step: Callable, mode: str = "scan") -> Callable:
     def run(state, images, labels, *extra):
       return jax.lax.scan(lambda s, batch: train_step(s, *batch, *extra), state, (images, labels))
 
-    return compilation.jit(run, donate_argnums=0)
+    return jit(run, donate_argnums=0)
   if mode == "jit":
-    step = compilation.jit(train_step, donate_argnums=0)
+    step = jit(train_step, donate_argnums=0)
 
     def run_steps(state, images, labels, *extra):
       losses = []

@@ -13,6 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a flag refuses, a required flag left out, or a value the script's own check refuses.
 BAD_COMMAND_LINES = {
     "communication": (["--model=mlp"], "needs several devices"),  # one CPU device
+    "compile_options": (["--steps=x"], "--steps=x: invalid literal"),
     "estimator_step_time": (["--only=forward K=1,nope"], "unknown variant(s) nope"),
     "host_memory": (["--model", "resnet"], "--model=resnet: value should be one of"),
     "row_time": ([], "--configs must have a value"),
