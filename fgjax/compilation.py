@@ -2,8 +2,8 @@
 
 On CPU, XLA (jaxlib 0.10) hands convolutions by default to YNNPACK, which runs the conv nets' 3x3
 convolutions, and their input and kernel gradients, several times slower than XLA's own (Eigen)
-convolutions on the same machine; matrix products, on the other hand, run fastest in YNNPACK.
-`CPU_OPTIONS` keeps YNNPACK for matrix products alone. Measured in benchmarks/README.md ("Conv
+convolutions on the same machine. `CPU_OPTIONS` keeps YNNPACK for matrix products alone, which
+it runs by default too. Measured in benchmarks/README.md ("Conv
 nets on CPU"). A jaxlib that does not know the option compiles with its defaults (`options`
 tries it once). Other backends (GPU, TPU) compile with their defaults.
 
