@@ -61,7 +61,8 @@ def synthetic_batches(model: str, num_batches: int, batch_size: int, seed: int =
 def step_config(model: str, estimator: str, num_directions: int = 1, tangent: str = "normal"):
   """Table I's setup for `model` with SGD: batch 64 and, for forward gradients, the directional
   derivative clipped to [-1, 1]. The small learning rate keeps long timing runs finite."""
-  config = paper.row_config(MODEL_DATA[model][0], model, "sgd", estimator)
+  config = paper.row_config(MODEL_DATA[model][0], model, "sgd", forward=estimator == "forward")
+  config.estimator = estimator
   config.learning_rate = 1e-4
   config.num_directions = num_directions
   config.tangent = tangent

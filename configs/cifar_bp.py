@@ -16,7 +16,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("cifar10", "vgg", "sgd", "backprop")
+  config = paper.row_config("cifar10", "vgg", "sgd", forward=False)
   config.learning_rate = 0.01
   config.decay = 0.0001
   return config

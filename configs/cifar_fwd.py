@@ -18,7 +18,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("cifar10", "vgg", "sgd", "forward")
+  config = paper.row_config("cifar10", "vgg", "sgd", forward=True)
   config.learning_rate = 0.000433
   config.decay = 1e-06
   return config

@@ -14,7 +14,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("mnist", "cnn", "adam", "backprop")
+  config = paper.row_config("mnist", "cnn", "adam", forward=False)
   config.learning_rate = 0.000236
   config.decay = 0
   config.b1 = 0.9

@@ -16,7 +16,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("mnist", "cnn", "adam", "forward")
+  config = paper.row_config("mnist", "cnn", "adam", forward=True)
   config.learning_rate = 0.00025
   config.decay = 0.0001
   config.b1 = 0.9

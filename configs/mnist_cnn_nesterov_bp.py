@@ -16,7 +16,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("mnist", "cnn", "nesterov", "backprop")
+  config = paper.row_config("mnist", "cnn", "nesterov", forward=False)
   config.learning_rate = 0.01
   config.decay = 0
   config.momentum = 0.783

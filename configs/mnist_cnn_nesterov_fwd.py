@@ -19,7 +19,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("mnist", "cnn", "nesterov", "forward")
+  config = paper.row_config("mnist", "cnn", "nesterov", forward=True)
   config.learning_rate = 0.0001
   config.decay = 0.0001
   config.momentum = 0.9

@@ -15,7 +15,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("mnist", "cnn", "sgd", "forward")
+  config = paper.row_config("mnist", "cnn", "sgd", forward=True)
   config.learning_rate = 0.000398
   config.decay = 1e-05
   return config

@@ -14,7 +14,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("mnist", "mlp", "adam", "backprop")
+  config = paper.row_config("mnist", "mlp", "adam", forward=False)
   config.learning_rate = 0.0001
   config.decay = 0
   config.b1 = 0.9

@@ -16,7 +16,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("mnist", "mlp", "adam", "forward")
+  config = paper.row_config("mnist", "mlp", "adam", forward=True)
   config.learning_rate = 0.0005
   config.decay = 5e-05
   config.b1 = 0.99

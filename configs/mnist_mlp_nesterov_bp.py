@@ -16,7 +16,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("mnist", "mlp", "nesterov", "backprop")
+  config = paper.row_config("mnist", "mlp", "nesterov", forward=False)
   config.learning_rate = 0.1
   config.decay = 0
   config.momentum = 0.5

@@ -21,7 +21,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("mnist", "mlp", "nesterov", "forward")
+  config = paper.row_config("mnist", "mlp", "nesterov", forward=True)
   config.learning_rate = 0.00032
   config.decay = 1e-06
   config.momentum = 0.367

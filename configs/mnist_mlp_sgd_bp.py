@@ -13,7 +13,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("mnist", "mlp", "sgd", "backprop")
+  config = paper.row_config("mnist", "mlp", "sgd", forward=False)
   config.learning_rate = 0.1
   config.decay = 0
   return config

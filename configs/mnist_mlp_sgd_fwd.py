@@ -15,7 +15,7 @@ from fgjax import paper
 
 
 def get_config():
-  config = paper.row_config("mnist", "mlp", "sgd", "forward")
+  config = paper.row_config("mnist", "mlp", "sgd", forward=True)
   config.learning_rate = 0.000464
   config.decay = 1e-05
   return config

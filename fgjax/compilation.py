@@ -2,10 +2,9 @@
 
 On CPU, XLA (jaxlib 0.10) hands convolutions by default to YNNPACK, which runs the conv nets' 3x3
 convolutions, and their input and kernel gradients, several times slower than XLA's own (Eigen)
-convolutions on the same machine. `CPU_OPTIONS` keeps YNNPACK for matrix products alone, which
-it runs by default too. Measured in benchmarks/README.md ("Conv
-nets on CPU"). A jaxlib that does not know the option compiles with its defaults (`options`
-tries it once). Other backends (GPU, TPU) compile with their defaults.
+convolutions on the same machine (benchmarks/README.md, "Conv nets on CPU"). `CPU_OPTIONS`
+keeps YNNPACK for matrix products alone, which it runs by default too. A jaxlib that does not
+know the option, and other backends (GPU, TPU), compile with their defaults.
 
 Every fgjax program that runs a model is compiled through `jit`; so is a user's own step that
 wants the same speed: `compilation.jit(step)` where `jax.jit(step)` would be.

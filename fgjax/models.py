@@ -20,7 +20,7 @@ both U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -49,13 +49,6 @@ def _layer_init(init: str, fan_in: int) -> dict:
     bound = 1.0 / math.sqrt(fan_in)
     return {"kernel_init": _uniform(bound), "bias_init": _uniform(bound)}
   raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
-
-
-def _flat_size(shape: Sequence[int]) -> int:
-  size = 1
-  for dim in shape:
-    size *= dim
-  return size
 
 
 def _linear(fan_in: int, features: int, rngs: nnx.Rngs, init: str) -> nnx.Linear:
@@ -264,7 +257,7 @@ class MLP(_Network):
     if local_heads and local_heads.patches != 1:
       raise ValueError(f"local_heads.patches={local_heads.patches} splits conv feature maps "
                        "into patches; the MLP has none (leave it 1)")
-    sizes = [_flat_size(input_shape), *hidden]
+    sizes = [math.prod(input_shape), *hidden]
     self.hidden = nnx.List([_linear(a, b, rngs, init) for a, b in zip(sizes[:-1], sizes[1:])])
     self.head = _linear(sizes[-1], num_classes, rngs, init)
     self.local, self.patches = local_heads, 1

@@ -24,8 +24,9 @@ PAPER_TEST_LOSS = {
 TABLE_I_ROWS = tuple(PAPER_TEST_LOSS)
 
 
-def row_config(dataset: str, model: str, optimizer: str, estimator: str):
-  """The setup shared by Table I's rows, as the paper's code ran it.
+def row_config(dataset: str, model: str, optimizer: str, forward: bool):
+  """The setup shared by Table I's rows, as the paper's code ran it: its forward-gradient code
+  (`forward`, estimator "forward") or its backprop code (estimator "backprop").
 
   All rows: batch 64, 50 MNIST / 100 CIFAR-10 epochs, a validation split of 10,000 training
   examples, pixels / 255, and PyTorch's default initialisation (init="torch").
@@ -36,7 +37,7 @@ def row_config(dataset: str, model: str, optimizer: str, estimator: str):
   The caller sets the row's own hyperparameters.
   """
   config = default_config.base_config()
-  config.estimator = estimator
+  config.estimator = "forward" if forward else "backprop"
   config.model = model
   config.optimizer = optimizer
   config.init = "torch"
@@ -47,7 +48,6 @@ def row_config(dataset: str, model: str, optimizer: str, estimator: str):
   config.data.source = "tfds"
   config.data.validation_size = 10000
   config.data.normalization = "unit"
-  forward = estimator == "forward"
   config.loss = "clamped_cross_entropy" if forward else "cross_entropy"
   config.jvp_clip = 1.0 if forward and optimizer != "adam" else None
   if optimizer == "adam":

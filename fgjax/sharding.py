@@ -1,37 +1,27 @@
 """Training past one device: data parallelism with `jax.sharding`, and what it costs to talk.
 
-Data parallelism: a `Mesh` over the devices with one axis, "data". Parameters and optimizer state
-are replicated on every device; each step's batch is split along the mesh, each device computes
-on its shard, and the devices average what the estimator needs. The batches reach the devices
-already split: each process gathers on the host only the rows of each batch that its own devices
-hold (`gather_batches`), and JAX joins the processes' rows into one array sharded on the batch
-axis, so that a run takes the same batches, in the same order, whatever its process count.
-Switched on by `config.sharding.data_parallel`; `jax.distributed.initialize` joins the processes
-of a multi-host run (`python -m fgjax.main --distributed`, or `python -m fgjax.launch` on one
-machine), and a run that cannot form ends each process with one line instead of JAX's abort.
+A `Mesh` over the devices with one axis, "data" (`config.sharding.data_parallel`): parameters and
+optimizer state are replicated, each step's batch is split along the mesh, and each process
+gathers on the host only the rows its own devices hold (`gather_batches`), so that a run takes
+the same batches in the same order whatever its process count. `initialize_distributed` joins
+the processes of a multi-host run (`python -m fgjax.main --distributed`, or `python -m
+fgjax.launch` on one machine); a run that cannot form ends each process with one line.
 
-The one wrapper is `data_parallel_loss`: it runs the loss on each device's batch shard inside
-`jax.shard_map` and averages it over the mesh with `lax.pmean`. Both estimators differentiate
-through it unchanged, and what crosses devices follows from the mode of differentiation:
+The one wrapper is `data_parallel_loss`, the loss per device's shard inside `jax.shard_map`,
+averaged with `lax.pmean`. The estimators differentiate through it unchanged, and what crosses
+devices follows from the mode of differentiation:
 
 - backprop (`jax.grad`): the transpose of the replicated parameters' broadcast is a `psum` of
   every device's parameter cotangent, an all-reduce of the full gradient (P floats per step);
-- forward gradient (`jax.jvp`): the tangent v is drawn from the step's key
-  `fold_in(state.rng, state.step)`, replicated like the rest of the state, so every device draws
-  the same v; the JVP of `pmean` is the `pmean` of the directional derivatives, so only the loss
-  and the K derivatives <grad f, v_k> are all-reduced (K + 1 floats per step), and every device
-  rebuilds the same update g = d v locally. The estimator clips d after this average, i.e. on the
-  global batch's derivative, so a sharded run equals a single-device run up to float summation
-  order.
+- forward gradient (`jax.jvp`): every device draws the same tangent v from the replicated step
+  key, and the JVP of `pmean` is the `pmean` of the directional derivatives, so only the loss and
+  the K derivatives are all-reduced (K + 1 floats per step) and every device rebuilds the same
+  update. A clip binds on the global batch's derivative, so a sharded run equals a single-device
+  run up to float summation order.
 
-So `fgjax.estimators` stay as they are: the train loop swaps the loss it differentiates, places
-the train state and feeds the batches split (`data_parallel`). Evaluation is split the same way:
-each device evaluates its rows of every evaluation batch, so that the devices evaluate a split
-once between them, and only the sums of the losses and of the correct predictions cross devices.
-
-`collectives` reads the cross-device operations and their sizes out of a compiled program, which
-is how `benchmarks/communication.py` and the tests show the difference (and that the compiler
-draws the tangent on every device rather than splitting the draw and gathering it).
+Evaluation is split the same way: only the sums of the losses and correct predictions cross
+devices. `collectives` reads the cross-device operations and their sizes out of a compiled
+program (`benchmarks/communication.py`, and the tests).
 """
 
 import os
@@ -133,9 +123,7 @@ def data_parallel_loss(loss_fn: Callable, mesh: Mesh) -> Callable:
 
   The returned function has the same signature and values: params are replicated, images and
   labels are split along their first axis, the per-shard mean losses are averaged with
-  `lax.pmean` (equal shards, so this is the global batch's mean) and the logits stay split. Its
-  derivatives therefore exchange a full gradient under `jax.grad` but only scalars under
-  `jax.jvp` (see the module docstring).
+  `lax.pmean` (equal shards, so this is the global batch's mean) and the logits stay split.
   """
 
   def per_device(params, images, labels):
