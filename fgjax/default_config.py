@@ -18,6 +18,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.combine = "mean"  # K tangents' estimates: "mean", or "projection" onto their span
   # Activity estimators: a derivative per group of units (features or channels), G groups.
   config.unit_groups = 1
+  # Activity estimators: the heads (each loss's last layer) take their loss's exact gradient.
+  config.exact_heads = False
   # local_activity, local_backprop: a linear classifier after every block but the last, each
   # block trained on its own loss (models.LocalHeads).
   config.local_heads = ml_collections.ConfigDict()

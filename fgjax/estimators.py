@@ -239,7 +239,8 @@ def _by_slice(derivatives: jax.Array, u: jax.Array) -> jax.Array:
 def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
                       num_directions: int = 1, tangent: str = "normal",
                       jvp_clip: Optional[float] = None, combine: str = "mean",
-                      unit_groups: int = 1) -> tuple[jax.Array, PyTree]:
+                      unit_groups: int = 1, exact_heads: bool = False
+                      ) -> tuple[jax.Array, PyTree]:
   """Activity perturbation (Ren et al., 2023, "Scaling Forward Gradient With Local Losses").
 
   It perturbs each layer's pre-activations z, per example, instead of the weights: a layer has
@@ -284,6 +285,13 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
   every slice its own derivative, which scales its units: unbiased, with the noise of one
   slice's units, at the cost of one jvp (unit_groups must be 1, combine "mean").
 
+  Exact heads: with `exact_heads`, the layer that makes a loss's logits (a local head, the
+  model's head) is not perturbed; its pre-activations take the exact gradient of that loss
+  instead, by reverse mode through the loss alone, so that a head's parameters get their exact
+  gradient (as in Ren et al.) and its units add no noise to the others' derivatives. A loss
+  block's head is its last activation, except in a block of kind SHARED_HEAD, whose head sits
+  in the next block (as fgjax's models list them).
+
   Returns:
     `(loss, grads)`: the mean of the last loss block's losses (the model's loss) and the estimate.
   """
@@ -298,11 +306,14 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
   zeros = jax.tree.map(jnp.zeros_like, activations)
   block_losses = lambda perturbations: tuple(
       loss_blocks.as_block(block) for block in forward(params, perturbations, False)[0])
-  per_slice = [block.kind is not loss_blocks.Kind.PLAIN
-               for block in jax.eval_shape(block_losses, zeros)]
+  kinds = [block.kind for block in jax.eval_shape(block_losses, zeros)]
+  per_slice = [kind is not loss_blocks.Kind.PLAIN for kind in kinds]
   if any(per_slice) and (unit_groups > 1 or combine != "mean"):
     raise ValueError("losses per slice give each slice its derivative already; they take "
                      f"unit_groups=1 and combine='mean', not {unit_groups} and {combine!r}")
+  heads = [exact_heads and kind is not loss_blocks.Kind.SHARED_HEAD for kind in kinds]
+  us = [[*block[:-1], jnp.zeros_like(block[-1])] if head else block
+        for block, head in zip(us, heads)]  # an exact head is not perturbed
   directional = jax.vmap(lambda u: jax.jvp(block_losses, (zeros,), (u,)))
   values = lambda blocks: [block.value for block in blocks]
   if unit_groups == 1:
@@ -317,10 +328,26 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
     losses = [loss[0] for loss in losses]  # derivatives: per loss block (G, K, B)
   if jvp_clip is not None:
     derivatives = [jnp.clip(d, -jvp_clip, jvp_clip) for d in derivatives]
-  (grads,) = pullback([_cotangents(block_us, block_derivatives, sliced, unit_groups, combine)
-                       for block_us, block_derivatives, sliced in zip(us, derivatives,
-                                                                      per_slice)])
+  cotangents = [_cotangents(block_us, block_derivatives, sliced, unit_groups, combine)
+                for block_us, block_derivatives, sliced in zip(us, derivatives, per_slice)]
+  if exact_heads:
+    exact = iter(_head_cotangents(forward, params, zeros, heads))
+    cotangents = [[*block[:-1], next(exact)] if head else block
+                  for block, head in zip(cotangents, heads)]
+  (grads,) = pullback(cotangents)
   return losses[-1][0].mean(), grads
+
+
+def _head_cotangents(forward: Callable, params: PyTree, zeros, heads: list) -> list:
+  """The exact gradient of `local_objective` w.r.t. the last pre-activations of the loss blocks
+  that `heads` marks, by reverse mode from the losses back to those activations alone."""
+  def objective(head_perturbations):
+    given = iter(head_perturbations)
+    perturbations = [[*block[:-1], next(given)] if head else block
+                     for block, head in zip(zeros, heads)]
+    return local_objective(forward(params, perturbations, False)[0])
+
+  return jax.grad(objective)([block[-1] for block, head in zip(zeros, heads) if head])
 
 
 def _cotangents(us, derivatives: jax.Array, per_slice: bool, unit_groups: int,
@@ -409,12 +436,13 @@ def _forward(num_directions, tangent, jvp_clip, combine) -> GradientFn:
   return gradient
 
 
-def _activity(num_directions, tangent, jvp_clip, combine, unit_groups) -> GradientFn:
+def _activity(num_directions, tangent, jvp_clip, combine, unit_groups,
+              exact_heads) -> GradientFn:
   """`activity_gradient`, of the model's loss or of the local losses (as `forward` gives)."""
   def gradient(forward, params, key):
     loss, grads = activity_gradient(forward, params, key, num_directions=int(num_directions),
                                     tangent=tangent, jvp_clip=jvp_clip, combine=combine,
-                                    unit_groups=int(unit_groups))
+                                    unit_groups=int(unit_groups), exact_heads=bool(exact_heads))
     return loss, grads, _all_finite(grads)
 
   return gradient
@@ -439,10 +467,10 @@ REGISTRY = {estimator.name: estimator for estimator in (
               data_parallel=True, options=(), make=functools.partial(_exact, backprop)),
     Estimator("activity", "activity perturbation of the model's loss: `activity_gradient`",
               PERTURBED_FORWARD, local_heads=False, exact=False, data_parallel=False,
-              options=(*_TANGENT_OPTIONS, "unit_groups"), make=_activity),
+              options=(*_TANGENT_OPTIONS, "unit_groups", "exact_heads"), make=_activity),
     Estimator("local_activity", "activity perturbation of each block's local loss",
               PERTURBED_FORWARD, local_heads=True, exact=False, data_parallel=False,
-              options=(*_TANGENT_OPTIONS, "unit_groups"), make=_activity),
+              options=(*_TANGENT_OPTIONS, "unit_groups", "exact_heads"), make=_activity),
     Estimator("local_backprop", "the exact gradient of the local losses: `local_backprop`",
               PERTURBED_FORWARD, local_heads=True, exact=True, data_parallel=False,
               options=(), make=functools.partial(_exact, local_backprop)),

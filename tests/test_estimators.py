@@ -405,6 +405,38 @@ def test_local_backprop_is_the_exact_gradient_local_activity_estimates(problem):
   assert np.any(_flat(grads["hidden"][0]))
 
 
+@pytest.mark.parametrize("problem", ["global", "local", "per_slice", "shared_conv"])
+def test_exact_heads_take_the_exact_gradient_and_the_rest_stays_unbiased(problem):
+  """With exact_heads every head (the local heads and the model's head; not the layer before a
+  shared head) gets its loss's exact gradient from every key, and the other layers' estimates
+  stay unbiased."""
+  if problem in ("global", "local"):
+    forward, params, _ = _activity_problem(problem == "local")
+  elif problem == "per_slice":
+    forward, params, _ = _per_slice_problem()
+  else:
+    forward, params = _shared_head_problem(2, "conv_per_layer")
+  exact = (estimators.local_backprop(forward, params)[1] if problem != "global"
+           else estimators.backprop(lambda p: forward(p, None, False)[0][-1].value.mean(),
+                                    params)[1])
+  num_keys = 20000
+  estimate = jax.jit(jax.vmap(lambda k: estimators.activity_gradient(
+      forward, params, k, exact_heads=True)[1]))
+  samples = estimate(jax.random.split(jax.random.PRNGKey(0), num_keys))
+  heads = ["head"] + (["local_heads"] if problem != "global" else [])
+  for name in heads:
+    for sample, truth in zip(jax.tree.leaves(samples[name]), jax.tree.leaves(exact[name])):
+      np.testing.assert_allclose(sample, np.broadcast_to(truth, sample.shape), rtol=2e-5,
+                                 atol=1e-6)
+  others = lambda tree: [leaf for name, value in sorted(tree.items()) if name not in heads
+                         for leaf in jax.tree.leaves(value)]
+  flat = np.concatenate([np.asarray(leaf).reshape(num_keys, -1) for leaf in others(samples)], 1)
+  truth = np.concatenate([np.ravel(leaf) for leaf in others(exact)])
+  standard_error = flat.std(0) / np.sqrt(num_keys)
+  assert np.all(np.abs(flat.mean(0) - truth) < 5 * standard_error + 1e-6)
+  assert np.linalg.norm(truth) > 10 * np.linalg.norm(standard_error)
+
+
 def test_each_slice_is_scaled_by_its_own_derivative():
   derivatives = jnp.array([[[1.0, 10.0]], [[2.0, 20.0]]])  # (K=2, B=1, S=2)
   u = jnp.ones((2, 1, 4))
