@@ -107,7 +107,7 @@ GRIDS = {("mlp", "sgd"): "1e-3:0.3:6", ("mlp", "adam"): "1e-5:3e-3:6",
          ("cnn", "sgd", "local_activity_k1_layer_s64"): "1e-4:0.1:7",
          ("cnn", "sgd", "local_backprop_layer"): "1e-3:0.3:6",
          ("cnn", "sgd", "local_activity_k1_layer_p2_s256"): "1e-4:0.1:7",
-         ("cnn", "sgd", "local_activity_k1_layer_p2_s256_xh"): "1e-4:0.1:7",
+         ("cnn", "sgd", "local_activity_k1_layer_p2_s256_xh"): "3e-3:0.1:4",
          ("cnn", "sgd", "local_backprop_layer_p2"): "1e-3:0.3:6"}
 SIDES = ("forward", *ESTIMATORS, "backprop")  # the report's order, and the figure's colours
 COLOURS = plt.get_cmap("tab20")  # one of 20 per side (matplotlib's default cycle has 10)

@@ -204,7 +204,8 @@ class _Network(nnx.Module):
     the model's own last. Without `local`: one loss block, all layers. With `local`: one per
     block, its input stop-gradiented, closed by its local head (the last by the model's head).
     A head shared by S slices is a loss block of its own, after its block's, whose logits are
-    (head logits, each slice's share of them, `_slice_contributions`). `stop_inputs`
+    (head logits, each slice's share of them, `_slice_contributions`). Every other loss block's
+    last pre-activations are the logits of its loss (what `exact_heads` reads). `stop_inputs`
     stop-gradients every layer's input, so that a layer's z depends on the parameters through
     that layer alone. With heads reading P x P patches (P > 1), a conv layer's z is listed
     patch-major (`_to_patch_major`), so that the slices of its last axis are (patch, channel).
