@@ -13,9 +13,7 @@ warnings and errors, if it had any), `summary.json` (with several seeds: their a
 `.lock` (held while a run writes).
 
 A workdir is a local directory or a gs:// prefix; `fgjax.storage` reads and writes either.
-
 Only process 0 of a multi-host run writes files (`is_writer`); orbax coordinates checkpoints.
-A check of the files that only process 0 makes reaches the others through `on_writer`.
 """
 
 import fcntl
@@ -85,14 +83,12 @@ def json_safe(obj):
 
 
 def write_json(path: str, obj) -> None:
-  """Writes `obj` as strict JSON, atomically: readers see the old file or the whole new one, and
-  a failed write (a full disk, no permission) leaves no partial file and raises WorkdirError."""
-  if not is_writer():
-    return
-  write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
+  """Writes `obj` as strict JSON, atomically (see `fgjax.storage.write_bytes`), on the writer."""
+  if is_writer():
+    write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-write_text = storage.write_text  # atomic on a local disk and on gs:// (see write_json)
+write_text = storage.write_text
 
 
 def read_json(path: str) -> Optional[dict]:
@@ -118,12 +114,11 @@ def read_metrics(run_dir: str) -> list[dict]:
 
 
 class Lock:
-  """An exclusive lock on a workdir, held while a run writes it.
+  """An exclusive lock on a workdir, held while a run writes it: a second run on the workdir stops
+  at once with a WorkdirError naming the holder.
 
-  Locally an OS file lock (`flock`): the kernel releases it when the holding process ends, however
-  it ends, so a killed run never leaves its workdir locked. On gs:// an object created only if
-  absent and renewed while held (`fgjax.storage.ObjectLock`, which says what it guarantees). A
-  second run on the same workdir stops at once with a WorkdirError naming the holder.
+  Locally an OS file lock (`flock`), which the kernel releases however the holding process ends,
+  so a killed run never leaves its workdir locked; on gs:// a `fgjax.storage.ObjectLock`.
   """
 
   def __init__(self, workdir: str):
@@ -133,31 +128,26 @@ class Lock:
 
   def acquire(self) -> None:
     """Takes the lock (again: a no-op); WorkdirError if another process holds it."""
-    if not is_writer():
+    if not is_writer() or self._file is not None:
       return
     if self._object is not None:
       self._object.acquire()
       return
-    if self._file is not None:
-      return
-    try:
+    with storage.reported("write", self._path):
       self._file = open(self._path, "a+", encoding="utf-8")
-    except OSError as error:
-      raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
-    try:
-      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      self._file.seek(0)
-      holder = self._file.read().strip() or "another process"
-      self.release()
-      raise WorkdirError(f"workdir {os.path.dirname(self._path)!r} is in use by {holder}; wait "
-                         "for it to end or use another workdir") from None
-    try:  # unbuffered, so that a full disk leaves nothing for close() to fail on
-      os.ftruncate(self._file.fileno(), 0)
-      os.write(self._file.fileno(), f"process {os.getpid()} on {platform.node()}\n".encode())
-    except OSError as error:
-      self.release()
-      raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
+      try:
+        fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # unbuffered, so that a full disk leaves nothing for close() to fail on
+        os.ftruncate(self._file.fileno(), 0)
+        os.write(self._file.fileno(), storage.lock_holder().encode())
+      except BlockingIOError:
+        self._file.seek(0)
+        holder = self._file.read().strip()
+        self.release()
+        raise storage.in_use(self._path, holder) from None
+      except OSError:
+        self.release()
+        raise
 
   def release(self) -> None:
     if self._object is not None:
