@@ -14,21 +14,9 @@ Saves are asynchronous: the state is copied to host memory (the training step do
 buffers, so orbax must not hold them) and written by orbax in the background while training goes
 on; orbax writes each checkpoint into a temporary directory and renames it when complete (on
 gs://, which cannot rename, it marks it complete with a last `commit_success.txt` object), so a
-killed run never leaves a half-written checkpoint under a step's name. A state holding a non-finite
-value, or one whose every trial the divergence guard stopped, is never saved. A write that fails
-(a full disk, no permission) ends in a one-line WorkdirError that names the checkpoint, the cause
-in plain words where it is a full disk, and the newest checkpoint kept; earlier checkpoints stay.
-
-Restores verify what they read: a checkpoint that orbax cannot read, whose CRC-32 differs from the
-one saved with it, or whose step differs from its directory's name, is reported with a warning and
-the next older one is tried.
-
-While a `Checkpoints` is open, orbax's own log records stay out of the terminal: its INFO records
-(about twenty per save) are dropped, and its warnings and errors (a failed save logs a page of
-tracebacks from each of its threads) go to the log file it is given, if any; a program importing
-fgjax keeps its logging otherwise. The tracebacks a failed restore or save leaves behind are
-dropped from the first `Checkpoints` opened on (they arrive at no predictable time, before its
-error is raised or long after).
+killed run never leaves a half-written checkpoint under a step's name. A save that fails (a full
+disk, no permission) is one line, and earlier checkpoints stay; a restore falls back past
+checkpoints that are unreadable or fail their CRC-32.
 """
 
 import errno
@@ -57,8 +45,10 @@ class Restored(NamedTuple):
 
 
 class _OrbaxToFile(std_logging.Filter):
-  """Keeps orbax's records from the terminal: appends its warnings and errors, tracebacks
-  included, to the file `path` (if not None) and drops the rest; other records pass."""
+  """Keeps orbax's records from the terminal: appends its warnings and errors (a failed save logs
+  a page of tracebacks from each of its threads) to the file `path` (if not None) and drops the
+  rest (about twenty INFO records per save); other records pass, so a program importing fgjax
+  keeps its logging."""
 
   def __init__(self, path: Optional[str]):
     super().__init__()
@@ -97,8 +87,9 @@ def _not_a_directory(path: str) -> Optional[str]:
 
 
 def _drop_abandoned_callbacks() -> None:
-  """Installs an unraisable-exception hook that drops the tracebacks a failed orbax restore or
-  save leaves behind (idempotent).
+  """Installs (once, never to be removed) an unraisable-exception hook that drops the tracebacks
+  a failed orbax restore or save leaves behind: they arrive at no predictable time, before its
+  error is raised or long after.
 
   When one read or write fails, orbax closes its asyncio event loop while tensorstore's other
   reads or writes are still in flight; as they finish, their callbacks find the loop closed and
@@ -119,11 +110,6 @@ def _drop_abandoned_callbacks() -> None:
   sys.unraisablehook = hook
 
 
-def _to_host(state):
-  """A host copy of every leaf: a numpy view of a CPU array would see the buffer donated next."""
-  return jax.tree.map(lambda leaf: np.array(leaf, copy=True), state)
-
-
 def _crc32(host_state, progress: dict) -> int:
   """CRC-32 of the state's leaves (dtype, shape and bytes) in tree order, then of `progress`."""
   crc = 0
@@ -131,13 +117,6 @@ def _crc32(host_state, progress: dict) -> int:
     crc = zlib.crc32(f"{leaf.dtype.str}{leaf.shape}".encode(), crc)
     crc = zlib.crc32(np.ascontiguousarray(leaf), crc)
   return zlib.crc32(json.dumps(progress, sort_keys=True).encode(), crc)
-
-
-def _nonfinite_leaves(host_state) -> list[str]:
-  """Key paths of the floating-point leaves that hold a NaN or an infinity."""
-  return [jax.tree_util.keystr(path)
-          for path, leaf in jax.tree_util.tree_leaves_with_path(host_state)
-          if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all()]
 
 
 def _check_writable(directory: str) -> None:
@@ -148,18 +127,15 @@ def _check_writable(directory: str) -> None:
   """
 
   def probe():
-    try:
-      with storage.reported("write checkpoints in", directory):
-        path = epath.Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / ".write_test").write_text("")
-        (path / ".write_test").unlink()
-    except WorkdirError:
-      why = None if storage.is_remote(directory) else _not_a_directory(directory)
-      if why is None:
-        raise
+    why = not storage.is_remote(directory) and _not_a_directory(directory)
+    if why:
       raise WorkdirError(f"cannot write checkpoints in {directory}: {why}; move it away or use "
-                         "another workdir") from None
+                         "another workdir")
+    with storage.reported("write checkpoints in", directory):
+      path = epath.Path(directory)
+      path.mkdir(parents=True, exist_ok=True)
+      (path / ".write_test").write_text("")
+      (path / ".write_test").unlink()
 
   files.on_writer(probe)
 
@@ -168,8 +144,8 @@ class Checkpoints:
   """The checkpoints of one run directory, through an `ocp.CheckpointManager`.
 
   Use as a context manager: leaving it waits for the last asynchronous save to finish. The
-  directory is created and tried with a small file first, so that a path that is not a writable
-  directory is reported before any training. Orbax's warnings and errors go to `log_path`.
+  directory is tried first, so that one that cannot be written is reported before any training.
+  Orbax's warnings and errors go to `log_path`.
   """
 
   def __init__(self, directory: str, keep: int, log_path: Optional[str] = None):
@@ -238,9 +214,11 @@ class Checkpoints:
     buffers). Returns False, saving nothing, if every trial diverged or the state holds a
     non-finite value.
     """
-    host = _to_host(state)
+    # a copy, not a numpy view of a CPU array, which would see the buffer donated next
+    host = jax.tree.map(lambda leaf: np.array(leaf, copy=True), state)
     step = int(np.max(host.step))
-    bad = _nonfinite_leaves(host)
+    bad = [jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_leaves_with_path(host)
+           if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all()]
     if np.all(host.diverged_at >= 0) or bad:
       logging.error("not saving the state of step %d: %s", step,
                     f"non-finite values in {', '.join(bad)}" if bad else "it diverged")
@@ -298,6 +276,7 @@ class Checkpoints:
     return None
 
   def _restore_step(self, step: int, target) -> Restored:
+    """Checkpoint `step`, verified: ValueError if its CRC-32 or its step is not the one saved."""
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target), progress=ocp.args.JsonRestore()))
     state, saved = restored.state, restored.progress
