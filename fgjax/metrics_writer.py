@@ -15,6 +15,7 @@ import io
 import json
 import os
 import time
+import types
 from typing import Optional
 
 from absl import logging
@@ -41,23 +42,15 @@ class _ObjectEventsFile:
   def flush(self) -> None:
     storage.write_bytes(self._path, self._buffer.getvalue())
 
-  def close(self) -> None:
-    self.flush()
+  close = flush
 
 
-class _ObjectEventsFactory:
-  """What tensorboardX asks of a writer for a path prefix; an object store needs no directory."""
+# What tensorboardX asks of a writer factory for a scheme; an object store needs no directory.
+record_writer.register_writer_factory("gs", types.SimpleNamespace(
+    open=_ObjectEventsFile, directory_check=lambda path: None))
 
-  def open(self, path: str) -> _ObjectEventsFile:
-    return _ObjectEventsFile(path)
-
-  def directory_check(self, path: str) -> None:
-    del path
-
-
-record_writer.register_writer_factory("gs", _ObjectEventsFactory())
-
-# TensorBoard events are written through to the disk at least this often (and at checkpoints).
+# TensorBoard events are written through at least this often, for a TensorBoard that watches the
+# run (and at checkpoints).
 FLUSH_SECONDS = 10.0
 # The metrics TensorBoard's HParams dashboard shows beside each run's config.
 HPARAMS_METRICS = ("validation_loss", "validation_accuracy", "test_loss", "test_accuracy",
@@ -72,8 +65,7 @@ class MetricWriter:
   wrote after its last checkpoint and will write again: from the JSON lines, and from TensorBoard
   by a purge event (TensorBoard's reader discards the earlier events from that step on). Rows at
   `start_step` itself are kept. `last_step` is the step of the last row kept (None if there is
-  none), which the caller checks against its checkpoint. Events reach the disk every
-  FLUSH_SECONDS, for a TensorBoard that watches the run; `flush()` before each checkpoint makes
+  none), which the caller checks against its checkpoint. `flush()` before each checkpoint makes
   every row up to its step durable.
   """
 
