@@ -11,6 +11,7 @@ is replaced whole when its upload completes and is never seen half-written.
 
 import contextlib
 import datetime
+import fcntl
 import logging as std_logging
 import os
 import platform
@@ -201,29 +202,25 @@ class AppendFile:
     self.flush()
 
 
-def lock_holder() -> str:
+def _lock_holder() -> str:
   """What a workdir's lock says of the process that holds it."""
   return f"process {os.getpid()} on {platform.node()}\n"
 
 
-def in_use(lock_path: str, holder: str, detail: str = "") -> WorkdirError:
-  """The error for a second run on the workdir whose lock `lock_path` names `holder`."""
-  return WorkdirError(f"workdir {os.path.dirname(lock_path)!r} is in use by "
-                      f"{holder or 'another process'}{detail}; wait for it to end or use another "
-                      "workdir")
+class Lock:
+  """An exclusive lock on a workdir: the file `path` in it, which names the run that holds it.
 
+  Locally an OS file lock (`flock`), which the kernel releases however the holding process ends,
+  so a killed run never leaves its workdir locked.
 
-class ObjectLock:
-  """An exclusive lock on a gs:// workdir: the object `path`, which exists while a run holds it.
-
-  An object store has no file locks, so the object is created only if none exists (an upload with
-  `if_generation_match=0`: of two runs starting at once, exactly one creates it), names its holder
-  and is deleted on release. A killed run cannot delete it, so the holder renews it every
-  `RENEW_SECONDS` from a background thread, and a lock is taken over when its holder is gone: at
-  once when it names a process of this host that no longer exists, else once it has not been
-  renewed for `EXPIRE_SECONDS` (another machine, e.g. a Colab runtime that was recycled). A run
-  stalled for longer than that, clocks more than that apart, or storage unreachable that long can
-  let a second run in: the guarantee is exclusion between live, connected runs.
+  On gs://, an object store without file locks, an object created only if none exists (an upload
+  with `if_generation_match=0`: of two runs starting at once, exactly one creates it) and deleted
+  on release. A killed run cannot delete it, so the holder renews it every `RENEW_SECONDS` from a
+  background thread, and a lock is taken over when its holder is gone: at once when it names a
+  process of this host that no longer exists, else once it has not been renewed for
+  `EXPIRE_SECONDS` (another machine, e.g. a Colab runtime that was recycled). A run stalled for
+  longer than that, clocks more than that apart, or storage unreachable that long can let a
+  second run in: the guarantee is exclusion between live, connected runs.
   """
 
   RENEW_SECONDS = 30.0
@@ -231,69 +228,97 @@ class ObjectLock:
 
   def __init__(self, path: str):
     self.path = path
-    self._blob = self._generation = self._renewer = None
+    self._file = self._blob = self._generation = self._renewer = None
     self._stop = threading.Event()
 
   def acquire(self) -> None:
-    """Takes the lock (again: a no-op); WorkdirError if a live run holds it."""
-    if self._blob is not None:
-      return
+    """Takes the lock (again: a no-op); WorkdirError naming the holder if a live run holds it."""
+    if self._file is None and self._blob is None:
+      with reported("write", self.path):
+        if is_remote(self.path):
+          self._acquire_object()
+        else:
+          self._acquire_file()
+
+  def _acquire_file(self) -> None:
+    self._file = open(self.path, "a+", encoding="utf-8")
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      # unbuffered, so that a full disk leaves nothing for close() to fail on
+      os.ftruncate(self._file.fileno(), 0)
+      os.write(self._file.fileno(), _lock_holder().encode())
+    except BlockingIOError:
+      self._file.seek(0)
+      holder = self._file.read().strip()
+      self.release()
+      raise self._in_use(holder) from None
+    except OSError:
+      self.release()
+      raise
+
+  def _acquire_object(self) -> None:
     from google.api_core import exceptions  # pylint: disable=g-import-not-at-top
     from google.cloud import storage  # pylint: disable=g-import-not-at-top
-    with reported("write", self.path):
-      bucket, _, name = self.path[len(GCS_SCHEME):].partition("/")
-      blob = storage.Client().bucket(bucket).blob(name)
-      try:
-        blob.upload_from_string(lock_holder(), if_generation_match=0)
-      except exceptions.PreconditionFailed:
-        self._take_over(blob)
+    bucket, _, name = self.path[len(GCS_SCHEME):].partition("/")
+    blob = storage.Client().bucket(bucket).blob(name)
+    try:
+      blob.upload_from_string(_lock_holder(), if_generation_match=0)
+    except exceptions.PreconditionFailed:
+      self._take_over(blob)
     self._blob, self._generation = blob, blob.generation
     self._stop.clear()
     self._renewer = threading.Thread(target=self._renew, name="fgjax-lock", daemon=True)
     self._renewer.start()
 
   def _take_over(self, blob) -> None:
-    """Replaces a lock whose holder is gone; WorkdirError naming a live holder."""
+    """Replaces a lock object whose holder is gone; WorkdirError naming a live holder."""
     from google.api_core import exceptions  # pylint: disable=g-import-not-at-top
     current = blob.bucket.get_blob(blob.name)
     if current is not None:
       text = current.download_as_text(if_generation_match=current.generation).strip()
       age = (datetime.datetime.now(datetime.timezone.utc) - current.updated).total_seconds()
       if age <= self.EXPIRE_SECONDS and not _process_is_gone(text):
-        raise in_use(self.path, text, f" (lock renewed {age:.0f} s ago; a lock not renewed for "
-                     f"{self.EXPIRE_SECONDS:.0f} s is taken over)")
+        raise self._in_use(text, f" (lock renewed {age:.0f} s ago; a lock not renewed for "
+                           f"{self.EXPIRE_SECONDS:.0f} s is taken over)")
       logging.warning("taking over the lock of %s, left by %s", self.path, text)
       try:
         current.delete(if_generation_match=current.generation)
       except (exceptions.PreconditionFailed, exceptions.NotFound):
         pass  # another run took it first: the upload below fails
     try:
-      blob.upload_from_string(lock_holder(), if_generation_match=0)
+      blob.upload_from_string(_lock_holder(), if_generation_match=0)
     except exceptions.PreconditionFailed:
       raise WorkdirError(f"workdir {os.path.dirname(self.path)!r} was just taken by another "
                          "run; wait for it to end or use another workdir") from None
+
+  def _in_use(self, holder: str, detail: str = "") -> WorkdirError:
+    return WorkdirError(f"workdir {os.path.dirname(self.path)!r} is in use by "
+                        f"{holder or 'another process'}{detail}; wait for it to end or use "
+                        "another workdir")
 
   def _renew(self) -> None:
     """Rewrites the lock object every RENEW_SECONDS, only if it is still ours."""
     while not self._stop.wait(self.RENEW_SECONDS):
       try:
-        self._blob.upload_from_string(lock_holder(), if_generation_match=self._generation)
+        self._blob.upload_from_string(_lock_holder(), if_generation_match=self._generation)
         self._generation = self._blob.generation
       except Exception as error:  # pylint: disable=broad-except
         logging.error("cannot renew the lock %s (%s)", self.path, first_line(error))
 
   def release(self) -> None:
-    if self._blob is None:
-      return
-    self._stop.set()
-    self._renewer.join()
-    try:
-      self._blob.delete(if_generation_match=self._generation)
-    except Exception as error:  # pylint: disable=broad-except
-      logging.warning("cannot delete the lock %s (%s)", self.path, first_line(error))
-    self._blob = self._renewer = None
+    if self._file is not None:
+      self._file.close()  # releases the lock
+      self._file = None
+    if self._blob is not None:
+      self._stop.set()
+      self._renewer.join()
+      try:
+        self._blob.delete(if_generation_match=self._generation)
+      except Exception as error:  # pylint: disable=broad-except
+        logging.warning("cannot delete the lock %s (%s)", self.path, first_line(error))
+      self._blob = self._renewer = None
 
-  def __enter__(self) -> "ObjectLock":
+  def __enter__(self) -> "Lock":
     self.acquire()
     return self
 
@@ -302,7 +327,7 @@ class ObjectLock:
 
 
 def _process_is_gone(holder: str) -> bool:
-  """Whether a lock's `holder` (see lock_holder) names a process of this host that has ended."""
+  """Whether a lock's `holder` (see _lock_holder) names a process of this host that has ended."""
   match = re.fullmatch(r"process (\d+) on (.*)", holder)
   if not match or match[2] != platform.node():
     return False

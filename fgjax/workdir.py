@@ -16,7 +16,6 @@ A workdir is a local directory or a gs:// prefix; `fgjax.storage` reads and writ
 Only process 0 of a multi-host run writes files (`is_writer`); orbax coordinates checkpoints.
 """
 
-import fcntl
 import json
 import math
 import os
@@ -113,55 +112,16 @@ def read_metrics(run_dir: str) -> list[dict]:
   return rows
 
 
-class Lock:
-  """An exclusive lock on a workdir, held while a run writes it: a second run on the workdir stops
-  at once with a WorkdirError naming the holder.
-
-  Locally an OS file lock (`flock`), which the kernel releases however the holding process ends,
-  so a killed run never leaves its workdir locked; on gs:// a `fgjax.storage.ObjectLock`.
-  """
+class Lock(storage.Lock):
+  """The lock of `workdir`, held while a run writes it (see `fgjax.storage.Lock`); only the
+  writer takes it."""
 
   def __init__(self, workdir: str):
-    self._path = os.path.join(workdir, LOCK_FILE)
-    self._file = None
-    self._object = storage.ObjectLock(self._path) if storage.is_remote(workdir) else None
+    super().__init__(os.path.join(workdir, LOCK_FILE))
 
   def acquire(self) -> None:
-    """Takes the lock (again: a no-op); WorkdirError if another process holds it."""
-    if not is_writer() or self._file is not None:
-      return
-    if self._object is not None:
-      self._object.acquire()
-      return
-    with storage.reported("write", self._path):
-      self._file = open(self._path, "a+", encoding="utf-8")
-      try:
-        fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # unbuffered, so that a full disk leaves nothing for close() to fail on
-        os.ftruncate(self._file.fileno(), 0)
-        os.write(self._file.fileno(), storage.lock_holder().encode())
-      except BlockingIOError:
-        self._file.seek(0)
-        holder = self._file.read().strip()
-        self.release()
-        raise storage.in_use(self._path, holder) from None
-      except OSError:
-        self.release()
-        raise
-
-  def release(self) -> None:
-    if self._object is not None:
-      self._object.release()
-    if self._file is not None:
-      self._file.close()  # releases the lock
-      self._file = None
-
-  def __enter__(self) -> "Lock":
-    self.acquire()
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    self.release()
+    if is_writer():
+      super().acquire()
 
 
 def describe_machine() -> dict:
