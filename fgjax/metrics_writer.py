@@ -130,19 +130,10 @@ def _drop_rows_after(path: str, step: int) -> Optional[int]:
   text = storage.read_text(path)
   if text is None:
     return None
-  kept, last, damaged = [], None, 0
-  lines = text.splitlines(keepends=True)
-  for number, line in enumerate(lines):
-    try:
-      row = json.loads(line)
-    except ValueError:
-      row = None
-    if not (isinstance(row, dict) and isinstance(row.get("step"), int)):
-      damaged += number < len(lines) - 1  # the last line may just have been cut by a kill
-    elif row["step"] <= step:
-      kept.append(json.dumps(row) + "\n")
-      last = row["step"]
+  rows = [workdir_files.metrics_row(line) for line in text.splitlines()]
+  damaged = rows[:-1].count(None)  # the last line may just have been cut by a kill
   if damaged:
     logging.warning("%s: dropped %d damaged line(s) that were not metrics rows", path, damaged)
-  workdir_files.write_text(path, "".join(kept))
-  return last
+  kept = [row for row in rows if row is not None and row["step"] <= step]
+  workdir_files.write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
+  return kept[-1]["step"] if kept else None

@@ -99,17 +99,20 @@ def read_json(path: str) -> Optional[dict]:
     raise WorkdirError(f"cannot read {path} ({error})") from None
 
 
+def metrics_row(line: str) -> Optional[dict]:
+  """The row in a line of `metrics.jsonl`, None if it is not one (damaged, or cut short by a
+  kill)."""
+  try:
+    row = json.loads(line)
+  except ValueError:
+    return None
+  return row if isinstance(row, dict) and isinstance(row.get("step"), int) else None
+
+
 def read_metrics(run_dir: str) -> list[dict]:
-  """All rows of a trial's `metrics.jsonl`, in order (lines cut short by a kill are skipped)."""
-  rows = []
-  for line in (storage.read_text(os.path.join(run_dir, METRICS_FILE)) or "").splitlines():
-    try:
-      row = json.loads(line)
-    except ValueError:
-      continue
-    if isinstance(row, dict) and isinstance(row.get("step"), int):
-      rows.append(row)
-  return rows
+  """All rows of a trial's `metrics.jsonl`, in order (lines that are not rows are skipped)."""
+  text = storage.read_text(os.path.join(run_dir, METRICS_FILE)) or ""
+  return [row for row in map(metrics_row, text.splitlines()) if row is not None]
 
 
 class Lock(storage.Lock):
