@@ -10,13 +10,12 @@ A checkpoint holds two orbax items:
 Data order depends only on (seed, epoch) and tangents on (seed, step), so the step inside the state
 is all a resumed run needs to continue exactly where the checkpoint was taken.
 
-Saves are asynchronous: the state is copied to host memory (the training step donates its device
-buffers, so orbax must not hold them) and written by orbax in the background while training goes
-on; orbax writes each checkpoint into a temporary directory and renames it when complete (on
-gs://, which cannot rename, it marks it complete with a last `commit_success.txt` object), so a
-killed run never leaves a half-written checkpoint under a step's name. A save that fails (a full
-disk, no permission) is one line, and earlier checkpoints stay; a restore falls back past
-checkpoints that are unreadable or fail their CRC-32.
+Saves are asynchronous: orbax writes a host copy of the state in the background while training
+goes on, into a temporary directory that it renames when complete (on gs://, which cannot rename,
+it marks it complete with a last `commit_success.txt` object), so a killed run never leaves a
+half-written checkpoint under a step's name. A save that fails (a full disk, no permission) is
+one line, and earlier checkpoints stay; a restore falls back past checkpoints that are unreadable
+or fail their CRC-32.
 """
 
 import errno
@@ -44,28 +43,26 @@ class Restored(NamedTuple):
   progress: dict
 
 
-class _OrbaxToFile(std_logging.Filter):
-  """Keeps orbax's records from the terminal: appends its warnings and errors (a failed save logs
-  a page of tracebacks from each of its threads) to the file `path` (if not None) and drops the
-  rest (about twenty INFO records per save); other records pass, so a program importing fgjax
-  keeps its logging."""
+def _orbax_to_file(path: Optional[str]):
+  """A logging filter that keeps orbax's records from the terminal: it appends their warnings and
+  errors (a failed save logs a page of tracebacks from each of its threads) to the file `path`
+  (if not None) and drops the rest (about twenty INFO records per save); other records pass, so a
+  program importing fgjax keeps its logging."""
+  formatter = std_logging.Formatter("%(asctime)s %(levelname)s %(filename)s:%(lineno)d] "
+                                    "%(message)s")
 
-  def __init__(self, path: Optional[str]):
-    super().__init__()
-    self._path = path
-    self._format = std_logging.Formatter("%(asctime)s %(levelname)s %(filename)s:%(lineno)d] "
-                                         "%(message)s")
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
+  def keep(record: std_logging.LogRecord) -> bool:
     if f"{os.sep}orbax{os.sep}" not in record.pathname:
       return True
-    if self._path is not None and record.levelno >= std_logging.WARNING:
+    if path is not None and record.levelno >= std_logging.WARNING:
       try:
-        with open(self._path, "a", encoding="utf-8") as f:
-          f.write(self._format.format(record) + "\n")
+        with open(path, "a", encoding="utf-8") as f:
+          f.write(formatter.format(record) + "\n")
       except OSError:
         pass  # a full disk: the save's own error says so
     return False
+
+  return keep
 
 
 def _no_space(error: BaseException) -> bool:
@@ -155,7 +152,7 @@ class Checkpoints:
       storage.point_tensorstore_at_emulator()
     self._saving = None  # the step of the last save started
     _drop_abandoned_callbacks()
-    self._filter = _OrbaxToFile(log_path)
+    self._filter = _orbax_to_file(log_path)
     std_logging.getLogger("absl").addFilter(self._filter)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True,
                                            enable_async_checkpointing=True)
@@ -210,11 +207,10 @@ class Checkpoints:
     """Starts saving `state` (TrainStates stacked over trials) and `progress` (JSON) under the
     trials' step.
 
-    Both are copied first, so the caller may go on changing them (and donating the state's
-    buffers). Returns False, saving nothing, if every trial diverged or the state holds a
+    Both are copied first (not viewed), so the caller may go on changing them and donating the
+    state's buffers. Returns False, saving nothing, if every trial diverged or the state holds a
     non-finite value.
     """
-    # a copy, not a numpy view of a CPU array, which would see the buffer donated next
     host = jax.tree.map(lambda leaf: np.array(leaf, copy=True), state)
     step = int(np.max(host.step))
     bad = [jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_leaves_with_path(host)

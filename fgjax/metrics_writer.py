@@ -4,11 +4,7 @@ TensorBoard events are written with tensorboardX's protocol buffers, without Ten
 default writer imports TensorFlow, which fgjax does not otherwise need), synchronously and by one
 writer: each session of a run writes its own event file (named with its start time), so no two
 writers ever share a file and a kill can cut only the last record of the file it was writing,
-which TensorBoard's reader skips. On gs:// the events go through fgjax.storage
-(`_ObjectEventsFile`, registered with tensorboardX for the scheme), not through tensorboardX's
-own google-cloud-storage writer, which uploads its file again when garbage-collected after
-closing, at interpreter exit if need be (an error then, or a hang while the service is
-unreachable). Only process 0 of a multi-host run writes.
+which TensorBoard's reader skips. Only process 0 of a multi-host run writes.
 """
 
 import io
@@ -31,7 +27,9 @@ from fgjax import workdir as workdir_files
 class _ObjectEventsFile:
   """A TensorBoard events file on gs://: its records are held in memory and the whole object is
   uploaded at each flush (`MetricWriter.flush`: every FLUSH_SECONDS, before each checkpoint and on
-  close)."""
+  close). tensorboardX's own gs:// writer uploads its file again when garbage-collected after
+  closing, at interpreter exit if need be (an error then, or a hang while the service is
+  unreachable)."""
 
   def __init__(self, path: str):
     self._path, self._buffer = path, io.BytesIO()

@@ -26,8 +26,6 @@ from etils import epath
 from fgjax.errors import ConfigError, WorkdirError
 
 GCS_SCHEME = "gs://"
-GCS_PACKAGES = ("gcsfs", "google.cloud.storage")
-INSTALL_GCS = 'pip install "fgjax[gcs]"'
 
 
 def is_remote(path: str) -> bool:
@@ -60,11 +58,12 @@ def check_workdir(workdir: str) -> None:
   exists and can be reached (a local workdir is checked by fgjax.config_validation)."""
   if not workdir.startswith(GCS_SCHEME):
     raise ConfigError(f"workdir {workdir!r}: only local paths and {GCS_SCHEME} are supported")
-  for package in GCS_PACKAGES:
+  for package in ("gcsfs", "google.cloud.storage"):
     try:
       __import__(package)
     except ImportError:
-      raise ConfigError(f"a workdir on {GCS_SCHEME} needs {package}: {INSTALL_GCS}") from None
+      raise ConfigError(f"a workdir on {GCS_SCHEME} needs {package}: "
+                        'pip install "fgjax[gcs]"') from None
   bucket = GCS_SCHEME + workdir[len(GCS_SCHEME):].split("/", 1)[0]
   gcsfs_log = std_logging.getLogger("gcsfs")  # its retries' tracebacks: we report the failure
   level = gcsfs_log.level
@@ -80,12 +79,9 @@ def check_workdir(workdir: str) -> None:
 
 
 def point_tensorstore_at_emulator() -> None:
-  """Sets TENSORSTORE_GCS_HTTP_URL to STORAGE_EMULATOR_HOST when only the latter is set.
-
-  google-cloud-storage and gcsfs follow STORAGE_EMULATOR_HOST; tensorstore has its own variable.
-  Setting it keeps checkpoints from going to the real service while the other files go to the
-  emulator.
-  """
+  """Sets TENSORSTORE_GCS_HTTP_URL to STORAGE_EMULATOR_HOST when only the latter is set, so that
+  checkpoints (tensorstore) never go to the real service while the other files (gcsfs and
+  google-cloud-storage, which follow STORAGE_EMULATOR_HOST) go to the emulator."""
   emulator = os.environ.get("STORAGE_EMULATOR_HOST")
   if emulator and "TENSORSTORE_GCS_HTTP_URL" not in os.environ:
     os.environ["TENSORSTORE_GCS_HTTP_URL"] = (
@@ -210,17 +206,14 @@ def _lock_holder() -> str:
 class Lock:
   """An exclusive lock on a workdir: the file `path` in it, which names the run that holds it.
 
-  Locally an OS file lock (`flock`), which the kernel releases however the holding process ends,
-  so a killed run never leaves its workdir locked.
-
-  On gs://, an object store without file locks, an object created only if none exists (an upload
-  with `if_generation_match=0`: of two runs starting at once, exactly one creates it) and deleted
-  on release. A killed run cannot delete it, so the holder renews it every `RENEW_SECONDS` from a
-  background thread, and a lock is taken over when its holder is gone: at once when it names a
-  process of this host that no longer exists, else once it has not been renewed for
-  `EXPIRE_SECONDS` (another machine, e.g. a Colab runtime that was recycled). A run stalled for
-  longer than that, clocks more than that apart, or storage unreachable that long can let a
-  second run in: the guarantee is exclusion between live, connected runs.
+  Locally an OS file lock (`flock`), which the kernel releases however the holding process ends.
+  On gs://, which has no file locks, an object created only if none exists (an upload with
+  `if_generation_match=0`: of two runs starting at once, exactly one creates it) and deleted on
+  release. A killed run cannot delete it, so its holder renews it every `RENEW_SECONDS`, and a
+  lock is taken over at once if it names a process of this host that no longer exists, else once
+  it has not been renewed for `EXPIRE_SECONDS` (another machine, e.g. a recycled Colab runtime).
+  A run stalled that long, clocks that far apart or storage unreachable that long can let a second
+  run in: the guarantee is exclusion between live, connected runs.
   """
 
   RENEW_SECONDS = 30.0
