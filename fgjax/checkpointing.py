@@ -18,6 +18,7 @@ one line, and earlier checkpoints stay; a restore falls back past checkpoints th
 or fail their CRC-32.
 """
 
+import contextlib
 import errno
 import json
 import logging as std_logging
@@ -137,7 +138,7 @@ def _check_writable(directory: str) -> None:
   files.on_writer(probe)
 
 
-class Checkpoints:
+class Checkpoints(contextlib.AbstractContextManager):
   """The checkpoints of one run directory, through an `ocp.CheckpointManager`.
 
   Use as a context manager: leaving it waits for the last asynchronous save to finish. The
@@ -157,9 +158,6 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True,
                                            enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
-
-  def __enter__(self) -> "Checkpoints":
-    return self
 
   def __exit__(self, *exc_info) -> None:
     self.close()

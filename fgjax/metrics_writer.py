@@ -69,8 +69,7 @@ class MetricWriter:
 
   def __init__(self, run_dir: str, start_step: int = 0, hparams: Optional[dict] = None):
     self._path = os.path.join(run_dir, workdir_files.METRICS_FILE)
-    self._jsonl = self._events = None
-    self.last_step = None
+    self._jsonl = self._events = self.last_step = None
     self._flushed = time.time()
     if not workdir_files.is_writer():
       return

@@ -228,10 +228,7 @@ class Lock:
     """Takes the lock (again: a no-op); WorkdirError naming the holder if a live run holds it."""
     if self._file is None and self._blob is None:
       with reported("write", self.path):
-        if is_remote(self.path):
-          self._acquire_object()
-        else:
-          self._acquire_file()
+        (self._acquire_object if is_remote(self.path) else self._acquire_file)()
 
   def _acquire_file(self) -> None:
     self._file = open(self.path, "a+", encoding="utf-8")

@@ -16,6 +16,7 @@ A workdir is a local directory or a gs:// prefix; `fgjax.storage` reads and writ
 Only process 0 of a multi-host run writes files (`is_writer`); orbax coordinates checkpoints.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -100,8 +101,7 @@ def read_json(path: str) -> Optional[dict]:
 
 
 def metrics_row(line: str) -> Optional[dict]:
-  """The row in a line of `metrics.jsonl`, None if it is not one (damaged, or cut short by a
-  kill)."""
+  """The row in a line of `metrics.jsonl`; None if the line is damaged or cut short by a kill."""
   try:
     row = json.loads(line)
   except ValueError:
@@ -116,8 +116,7 @@ def read_metrics(run_dir: str) -> list[dict]:
 
 
 class Lock(storage.Lock):
-  """The lock of `workdir`, held while a run writes it (see `fgjax.storage.Lock`); only the
-  writer takes it."""
+  """The lock of `workdir` (see `fgjax.storage.Lock`), which only the writer takes."""
 
   def __init__(self, workdir: str):
     super().__init__(os.path.join(workdir, LOCK_FILE))
@@ -130,12 +129,8 @@ class Lock(storage.Lock):
 def describe_machine() -> dict:
   """CPU model, CPU counts, accelerator and library versions: what a timing depends on."""
   cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      cpu = next((line.split(":", 1)[1].strip() for line in f
-                  if line.startswith("model name")), cpu)
-  except OSError:
-    pass
+  with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+    cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
   import flax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   return {"cpu": cpu, "cpus_on_machine": os.cpu_count(),
