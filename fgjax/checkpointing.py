@@ -118,11 +118,8 @@ def _crc32(host_state, progress: dict) -> int:
 
 
 def _check_writable(directory: str) -> None:
-  """Creates `directory` and writes a small file in it; WorkdirError if that fails.
-
-  In a multi-host run only process 0 tries (the processes' probes of a shared directory would
-  collide) and the others wait for its outcome (`workdir.on_writer`).
-  """
+  """Creates `directory` and writes a small file in it; WorkdirError if that fails. Only the writer
+  tries (the processes' probes of a shared directory would collide); the others wait for it."""
 
   def probe():
     why = not storage.is_remote(directory) and _not_a_directory(directory)

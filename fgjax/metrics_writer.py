@@ -47,8 +47,7 @@ class _ObjectEventsFile:
 record_writer.register_writer_factory("gs", types.SimpleNamespace(
     open=_ObjectEventsFile, directory_check=lambda path: None))
 
-# TensorBoard events are written through at least this often, for a TensorBoard that watches the
-# run (and at checkpoints).
+# TensorBoard events are written through this often (and at checkpoints), for a live TensorBoard.
 FLUSH_SECONDS = 10.0
 # The metrics TensorBoard's HParams dashboard shows beside each run's config.
 HPARAMS_METRICS = ("validation_loss", "validation_accuracy", "test_loss", "test_accuracy",
