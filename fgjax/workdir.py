@@ -88,7 +88,7 @@ def write_json(path: str, obj) -> None:
     write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-write_text = storage.write_text
+write_text = storage.write_text  # atomic (see `fgjax.storage.write_bytes`)
 
 
 def read_json(path: str) -> Optional[dict]:
