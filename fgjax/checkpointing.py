@@ -10,27 +10,15 @@ A checkpoint holds two orbax items:
 Data order depends only on (seed, epoch) and tangents on (seed, step), so the step inside the state
 is all a resumed run needs to continue exactly where the checkpoint was taken.
 
-Saves are asynchronous: the state is copied to host memory (the training step donates its device
-buffers, so orbax must not hold them) and written by orbax in the background while training goes
-on; orbax writes each checkpoint into a temporary directory and renames it when complete (on
-gs://, which cannot rename, it marks it complete with a last `commit_success.txt` object), so a
-killed run never leaves a half-written checkpoint under a step's name. A state holding a non-finite
-value, or one whose every trial the divergence guard stopped, is never saved. A write that fails
-(a full disk, no permission) ends in a one-line WorkdirError that names the checkpoint, the cause
-in plain words where it is a full disk, and the newest checkpoint kept; earlier checkpoints stay.
-
-Restores verify what they read: a checkpoint that orbax cannot read, whose CRC-32 differs from the
-one saved with it, or whose step differs from its directory's name, is reported with a warning and
-the next older one is tried.
-
-While a `Checkpoints` is open, orbax's own log records stay out of the terminal: its INFO records
-(about twenty per save) are dropped, and its warnings and errors (a failed save logs a page of
-tracebacks from each of its threads) go to the log file it is given, if any; a program importing
-fgjax keeps its logging otherwise. The tracebacks a failed restore or save leaves behind are
-dropped from the first `Checkpoints` opened on (they arrive at no predictable time, before its
-error is raised or long after).
+Saves are asynchronous: orbax writes a host copy of the state in the background while training
+goes on, into a temporary directory that it renames when complete (on gs://, which cannot rename,
+it marks it complete with a last `commit_success.txt` object), so a killed run never leaves a
+half-written checkpoint under a step's name. A save that fails (a full disk, no permission) is
+one line, and earlier checkpoints stay; a restore falls back past checkpoints that are unreadable
+or fail their CRC-32.
 """
 
+import contextlib
 import errno
 import json
 import logging as std_logging
@@ -56,26 +44,26 @@ class Restored(NamedTuple):
   progress: dict
 
 
-class _OrbaxToFile(std_logging.Filter):
-  """Keeps orbax's records from the terminal: appends its warnings and errors, tracebacks
-  included, to the file `path` (if not None) and drops the rest; other records pass."""
+def _orbax_to_file(path: Optional[str]):
+  """A logging filter that keeps orbax's records from the terminal: it appends their warnings and
+  errors (a failed save logs a page of tracebacks from each of its threads) to the file `path`
+  (if not None) and drops the rest (about twenty INFO records per save); other records pass, so a
+  program importing fgjax keeps its logging."""
+  formatter = std_logging.Formatter("%(asctime)s %(levelname)s %(filename)s:%(lineno)d] "
+                                    "%(message)s")
 
-  def __init__(self, path: Optional[str]):
-    super().__init__()
-    self._path = path
-    self._format = std_logging.Formatter("%(asctime)s %(levelname)s %(filename)s:%(lineno)d] "
-                                         "%(message)s")
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
+  def keep(record: std_logging.LogRecord) -> bool:
     if f"{os.sep}orbax{os.sep}" not in record.pathname:
       return True
-    if self._path is not None and record.levelno >= std_logging.WARNING:
+    if path is not None and record.levelno >= std_logging.WARNING:
       try:
-        with open(self._path, "a", encoding="utf-8") as f:
-          f.write(self._format.format(record) + "\n")
+        with open(path, "a", encoding="utf-8") as f:
+          f.write(formatter.format(record) + "\n")
       except OSError:
         pass  # a full disk: the save's own error says so
     return False
+
+  return keep
 
 
 def _no_space(error: BaseException) -> bool:
@@ -97,8 +85,9 @@ def _not_a_directory(path: str) -> Optional[str]:
 
 
 def _drop_abandoned_callbacks() -> None:
-  """Installs an unraisable-exception hook that drops the tracebacks a failed orbax restore or
-  save leaves behind (idempotent).
+  """Installs (once, never to be removed) an unraisable-exception hook that drops the tracebacks
+  a failed orbax restore or save leaves behind: they arrive at no predictable time, before its
+  error is raised or long after.
 
   When one read or write fails, orbax closes its asyncio event loop while tensorstore's other
   reads or writes are still in flight; as they finish, their callbacks find the loop closed and
@@ -119,11 +108,6 @@ def _drop_abandoned_callbacks() -> None:
   sys.unraisablehook = hook
 
 
-def _to_host(state):
-  """A host copy of every leaf: a numpy view of a CPU array would see the buffer donated next."""
-  return jax.tree.map(lambda leaf: np.array(leaf, copy=True), state)
-
-
 def _crc32(host_state, progress: dict) -> int:
   """CRC-32 of the state's leaves (dtype, shape and bytes) in tree order, then of `progress`."""
   crc = 0
@@ -133,43 +117,30 @@ def _crc32(host_state, progress: dict) -> int:
   return zlib.crc32(json.dumps(progress, sort_keys=True).encode(), crc)
 
 
-def _nonfinite_leaves(host_state) -> list[str]:
-  """Key paths of the floating-point leaves that hold a NaN or an infinity."""
-  return [jax.tree_util.keystr(path)
-          for path, leaf in jax.tree_util.tree_leaves_with_path(host_state)
-          if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all()]
-
-
 def _check_writable(directory: str) -> None:
-  """Creates `directory` and writes a small file in it; WorkdirError if that fails.
-
-  In a multi-host run only process 0 tries (the processes' probes of a shared directory would
-  collide) and the others wait for its outcome (`workdir.on_writer`).
-  """
+  """Creates `directory` and writes a small file in it; WorkdirError if that fails. Only the writer
+  tries (the processes' probes of a shared directory would collide); the others wait for it."""
 
   def probe():
-    try:
-      with storage.reported("write checkpoints in", directory):
-        path = epath.Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / ".write_test").write_text("")
-        (path / ".write_test").unlink()
-    except WorkdirError:
-      why = None if storage.is_remote(directory) else _not_a_directory(directory)
-      if why is None:
-        raise
+    why = not storage.is_remote(directory) and _not_a_directory(directory)
+    if why:
       raise WorkdirError(f"cannot write checkpoints in {directory}: {why}; move it away or use "
-                         "another workdir") from None
+                         "another workdir")
+    with storage.reported("write checkpoints in", directory):
+      path = epath.Path(directory)
+      path.mkdir(parents=True, exist_ok=True)
+      (path / ".write_test").write_text("")
+      (path / ".write_test").unlink()
 
   files.on_writer(probe)
 
 
-class Checkpoints:
+class Checkpoints(contextlib.AbstractContextManager):
   """The checkpoints of one run directory, through an `ocp.CheckpointManager`.
 
   Use as a context manager: leaving it waits for the last asynchronous save to finish. The
-  directory is created and tried with a small file first, so that a path that is not a writable
-  directory is reported before any training. Orbax's warnings and errors go to `log_path`.
+  directory is tried first, so that one that cannot be written is reported before any training.
+  Orbax's warnings and errors go to `log_path`.
   """
 
   def __init__(self, directory: str, keep: int, log_path: Optional[str] = None):
@@ -179,14 +150,11 @@ class Checkpoints:
       storage.point_tensorstore_at_emulator()
     self._saving = None  # the step of the last save started
     _drop_abandoned_callbacks()
-    self._filter = _OrbaxToFile(log_path)
+    self._filter = _orbax_to_file(log_path)
     std_logging.getLogger("absl").addFilter(self._filter)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True,
                                            enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
-
-  def __enter__(self) -> "Checkpoints":
-    return self
 
   def __exit__(self, *exc_info) -> None:
     self.close()
@@ -234,13 +202,14 @@ class Checkpoints:
     """Starts saving `state` (TrainStates stacked over trials) and `progress` (JSON) under the
     trials' step.
 
-    Both are copied first, so the caller may go on changing them (and donating the state's
-    buffers). Returns False, saving nothing, if every trial diverged or the state holds a
+    Both are copied first (not viewed), so the caller may go on changing them and donating the
+    state's buffers. Returns False, saving nothing, if every trial diverged or the state holds a
     non-finite value.
     """
-    host = _to_host(state)
+    host = jax.tree.map(lambda leaf: np.array(leaf, copy=True), state)
     step = int(np.max(host.step))
-    bad = _nonfinite_leaves(host)
+    bad = [jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_leaves_with_path(host)
+           if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all()]
     if np.all(host.diverged_at >= 0) or bad:
       logging.error("not saving the state of step %d: %s", step,
                     f"non-finite values in {', '.join(bad)}" if bad else "it diverged")
@@ -298,6 +267,7 @@ class Checkpoints:
     return None
 
   def _restore_step(self, step: int, target) -> Restored:
+    """Checkpoint `step`, verified: ValueError if its CRC-32 or its step is not the one saved."""
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target), progress=ocp.args.JsonRestore()))
     state, saved = restored.state, restored.progress

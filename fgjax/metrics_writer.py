@@ -4,17 +4,14 @@ TensorBoard events are written with tensorboardX's protocol buffers, without Ten
 default writer imports TensorFlow, which fgjax does not otherwise need), synchronously and by one
 writer: each session of a run writes its own event file (named with its start time), so no two
 writers ever share a file and a kill can cut only the last record of the file it was writing,
-which TensorBoard's reader skips. On gs:// the events go through fgjax.storage
-(`_ObjectEventsFile`, registered with tensorboardX for the scheme), not through tensorboardX's
-own google-cloud-storage writer, which uploads its file again when garbage-collected after
-closing, at interpreter exit if need be (an error then, or a hang while the service is
-unreachable). Only process 0 of a multi-host run writes.
+which TensorBoard's reader skips. Only process 0 of a multi-host run writes.
 """
 
 import io
 import json
 import os
 import time
+import types
 from typing import Optional
 
 from absl import logging
@@ -30,7 +27,9 @@ from fgjax import workdir as workdir_files
 class _ObjectEventsFile:
   """A TensorBoard events file on gs://: its records are held in memory and the whole object is
   uploaded at each flush (`MetricWriter.flush`: every FLUSH_SECONDS, before each checkpoint and on
-  close)."""
+  close). tensorboardX's own gs:// writer uploads its file again when garbage-collected after
+  closing, at interpreter exit if need be (an error then, or a hang while the service is
+  unreachable)."""
 
   def __init__(self, path: str):
     self._path, self._buffer = path, io.BytesIO()
@@ -41,23 +40,14 @@ class _ObjectEventsFile:
   def flush(self) -> None:
     storage.write_bytes(self._path, self._buffer.getvalue())
 
-  def close(self) -> None:
-    self.flush()
+  close = flush
 
 
-class _ObjectEventsFactory:
-  """What tensorboardX asks of a writer for a path prefix; an object store needs no directory."""
+# What tensorboardX asks of a writer factory for a scheme; an object store needs no directory.
+record_writer.register_writer_factory("gs", types.SimpleNamespace(
+    open=_ObjectEventsFile, directory_check=lambda path: None))
 
-  def open(self, path: str) -> _ObjectEventsFile:
-    return _ObjectEventsFile(path)
-
-  def directory_check(self, path: str) -> None:
-    del path
-
-
-record_writer.register_writer_factory("gs", _ObjectEventsFactory())
-
-# TensorBoard events are written through to the disk at least this often (and at checkpoints).
+# TensorBoard events are written through this often (and at checkpoints), for a live TensorBoard.
 FLUSH_SECONDS = 10.0
 # The metrics TensorBoard's HParams dashboard shows beside each run's config.
 HPARAMS_METRICS = ("validation_loss", "validation_accuracy", "test_loss", "test_accuracy",
@@ -72,15 +62,13 @@ class MetricWriter:
   wrote after its last checkpoint and will write again: from the JSON lines, and from TensorBoard
   by a purge event (TensorBoard's reader discards the earlier events from that step on). Rows at
   `start_step` itself are kept. `last_step` is the step of the last row kept (None if there is
-  none), which the caller checks against its checkpoint. Events reach the disk every
-  FLUSH_SECONDS, for a TensorBoard that watches the run; `flush()` before each checkpoint makes
+  none), which the caller checks against its checkpoint. `flush()` before each checkpoint makes
   every row up to its step durable.
   """
 
   def __init__(self, run_dir: str, start_step: int = 0, hparams: Optional[dict] = None):
     self._path = os.path.join(run_dir, workdir_files.METRICS_FILE)
-    self._jsonl = self._events = None
-    self.last_step = None
+    self._jsonl = self._events = self.last_step = None
     self._flushed = time.time()
     if not workdir_files.is_writer():
       return
@@ -138,19 +126,10 @@ def _drop_rows_after(path: str, step: int) -> Optional[int]:
   text = storage.read_text(path)
   if text is None:
     return None
-  kept, last, damaged = [], None, 0
-  lines = text.splitlines(keepends=True)
-  for number, line in enumerate(lines):
-    try:
-      row = json.loads(line)
-    except ValueError:
-      row = None
-    if not (isinstance(row, dict) and isinstance(row.get("step"), int)):
-      damaged += number < len(lines) - 1  # the last line may just have been cut by a kill
-    elif row["step"] <= step:
-      kept.append(json.dumps(row) + "\n")
-      last = row["step"]
+  rows = [workdir_files.metrics_row(line) for line in text.splitlines()]
+  damaged = rows[:-1].count(None)  # the last line may just have been cut by a kill
   if damaged:
     logging.warning("%s: dropped %d damaged line(s) that were not metrics rows", path, damaged)
-  workdir_files.write_text(path, "".join(kept))
-  return last
+  kept = [row for row in rows if row is not None and row["step"] <= step]
+  workdir_files.write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
+  return kept[-1]["step"] if kept else None

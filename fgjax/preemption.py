@@ -1,21 +1,19 @@
 """Stopping a run cleanly when it is told to: SIGTERM (preemption) and Ctrl-C (SIGINT).
 
 Schedulers send SIGTERM some time before they kill a job (Colab, preemptible TPU VMs, Kubernetes,
-SLURM). While `handle_signals()` is active (`train.train_trials` enters it), the first SIGTERM or
-SIGINT only asks the training loop to stop: it finishes its current chunk of steps, saves a
-checkpoint, waits for every save in flight and raises `Stopped`; the command lines print one line
-and exit with `Stopped.exit_status`. A second signal stops the process at once (what a kill does,
-which a run also survives).
+SLURM). While `handle_signals()` is active, the first SIGTERM or SIGINT only asks the training
+loop to stop: it finishes its current chunk of steps, saves a checkpoint, waits for every save in
+flight and raises `Stopped`. A second signal stops the process at once (as a kill does, which a
+run also survives).
 
-A multi-process run must stop all its processes at the same step, since a checkpoint is saved by
-all of them together. There, SIGTERM is left to jax's preemption service (started by
-`jax.distributed.initialize`, which catches SIGTERM itself) and `stop_requested` asks it through
-`multihost_utils.reached_preemption_sync_point`. When any process is told to stop, the service
-tells the others; each reports the last number it was called with, and all agree to stop at the
-largest plus one. The call numbers must therefore count up by one, identically in every process: the
-training loop passes the number of the chunk since this process started training (1, 2, ...), and
-the chunks are a function of the restored step alone, so chunk n ends at the same step everywhere
-and all processes stop there together. Ctrl-C is not intercepted in a multi-process run.
+A multi-process run must stop all its processes at the same step, since they save a checkpoint
+together. There Ctrl-C is not intercepted and SIGTERM is left to jax's preemption service (started
+by `jax.distributed.initialize`, which catches SIGTERM itself): when any process is told to stop,
+the service tells the others; each reports the last number it passed to
+`multihost_utils.reached_preemption_sync_point`, and all stop at the largest plus one. The numbers
+must thus count up by one identically everywhere: the loop passes the number of the chunk since
+this process started training, and chunks depend on the restored step alone, so chunk n ends at the
+same step in every process.
 """
 
 import contextlib
@@ -29,8 +27,7 @@ from absl import logging
 import jax
 from jax.experimental import multihost_utils
 
-# Exit statuses of a stopped run, as a shell reports a process that the signal ended: 128 + the
-# signal's number.
+# Exit statuses of a stopped run, as a shell reports a process the signal ended: 128 + its number.
 EXIT_PREEMPTED = 128 + signal.SIGTERM  # 143
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
 _EXIT_STATUS = {signal.SIGTERM: EXIT_PREEMPTED, signal.SIGINT: EXIT_INTERRUPTED}
@@ -66,11 +63,8 @@ def _handle(signum, frame) -> None:
 
 @contextlib.contextmanager
 def handle_signals() -> Iterator[None]:
-  """Turns SIGTERM and SIGINT into stop requests while active (see the module docstring).
-
-  Does nothing off the main thread (Python delivers signals there only) and in a multi-process
-  run.
-  """
+  """Turns SIGTERM and SIGINT into stop requests while active, except off the main thread (Python
+  delivers signals there only) and in a multi-process run."""
   global _received
   previous = {}
   if (threading.current_thread() is threading.main_thread()

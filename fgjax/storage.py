@@ -1,32 +1,21 @@
 """Where a workdir's files live: a local directory or a Google Cloud Storage bucket (gs://).
 
-Every file a run writes or reads goes through one of these layers, all of which take the same
-path strings (`gs://bucket/run/...` or a local path):
-- fgjax's own files (config, metrics, summaries, test losses, a sweep's results): this module,
-  through etils `epath`, which reaches gs:// through gcsfs;
-- checkpoints: orbax, which lists, creates and commits through `epath` (so gcsfs) and writes the
-  arrays with tensorstore's own GCS driver;
-- TensorBoard events: tensorboardX's records, uploaded by this module (see fgjax.metrics_writer);
-- the lock of a gs:// workdir: google-cloud-storage (see `ObjectLock`).
-`pip install "fgjax[gcs]"` installs gcsfs and google-cloud-storage; tensorstore comes with orbax.
+fgjax's own files go through this module, on etils `epath` (which reaches gs:// through gcsfs);
+checkpoints through orbax (`epath`, and tensorstore's own GCS driver for the arrays); TensorBoard
+events through tensorboardX, uploaded by this module; the lock of a gs:// workdir through
+google-cloud-storage. `pip install "fgjax[gcs]"` installs gcsfs and google-cloud-storage.
 
 Writes are atomic on both: a local file is written under a temporary name and renamed; an object
-is replaced whole when its upload completes and is never seen half-written. An object cannot be
-appended to, so `AppendFile` (metrics.jsonl) uploads the whole file again on each flush.
-
-Emulators: google-cloud-storage and gcsfs follow `STORAGE_EMULATOR_HOST` (with its scheme:
-`http://127.0.0.1:4443`); tensorstore has its own variable, `TENSORSTORE_GCS_HTTP_URL`, which
-`point_tensorstore_at_emulator` sets to the same address when it is unset, so that checkpoints
-never go to the real service while the other files go to the emulator.
+is replaced whole when its upload completes and is never seen half-written.
 """
 
 import contextlib
 import datetime
+import fcntl
 import logging as std_logging
 import os
 import platform
 import re
-import shutil
 import threading
 import time
 from typing import Optional, Sequence
@@ -37,8 +26,6 @@ from etils import epath
 from fgjax.errors import ConfigError, WorkdirError
 
 GCS_SCHEME = "gs://"
-GCS_PACKAGES = ("gcsfs", "google.cloud.storage")
-INSTALL_GCS = 'pip install "fgjax[gcs]"'
 
 
 def is_remote(path: str) -> bool:
@@ -49,11 +36,6 @@ def is_remote(path: str) -> bool:
 def first_line(error: BaseException) -> str:
   """`Type: the first line of the message`, for a one-line report of a library's error."""
   return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}"
-
-
-def _failure(action: str, path: str, error: BaseException) -> WorkdirError:
-  reason = error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
-  return WorkdirError(f"cannot {action} {path}: {reason}")
 
 
 @contextlib.contextmanager
@@ -67,7 +49,8 @@ def reported(action: str, path: str):
   except Exception as error:  # pylint: disable=broad-except
     if not (isinstance(error, OSError) or is_remote(path)):
       raise
-    raise _failure(action, path, error) from None
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
+    raise WorkdirError(f"cannot {action} {path}: {reason}") from None
 
 
 def check_workdir(workdir: str) -> None:
@@ -75,11 +58,12 @@ def check_workdir(workdir: str) -> None:
   exists and can be reached (a local workdir is checked by fgjax.config_validation)."""
   if not workdir.startswith(GCS_SCHEME):
     raise ConfigError(f"workdir {workdir!r}: only local paths and {GCS_SCHEME} are supported")
-  for package in GCS_PACKAGES:
+  for package in ("gcsfs", "google.cloud.storage"):
     try:
       __import__(package)
     except ImportError:
-      raise ConfigError(f"a workdir on {GCS_SCHEME} needs {package}: {INSTALL_GCS}") from None
+      raise ConfigError(f"a workdir on {GCS_SCHEME} needs {package}: "
+                        'pip install "fgjax[gcs]"') from None
   bucket = GCS_SCHEME + workdir[len(GCS_SCHEME):].split("/", 1)[0]
   gcsfs_log = std_logging.getLogger("gcsfs")  # its retries' tracebacks: we report the failure
   level = gcsfs_log.level
@@ -95,7 +79,9 @@ def check_workdir(workdir: str) -> None:
 
 
 def point_tensorstore_at_emulator() -> None:
-  """Sets TENSORSTORE_GCS_HTTP_URL to STORAGE_EMULATOR_HOST when only the latter is set."""
+  """Sets TENSORSTORE_GCS_HTTP_URL to STORAGE_EMULATOR_HOST when only the latter is set, so that
+  checkpoints (tensorstore) never go to the real service while the other files (gcsfs and
+  google-cloud-storage, which follow STORAGE_EMULATOR_HOST) go to the emulator."""
   emulator = os.environ.get("STORAGE_EMULATOR_HOST")
   if emulator and "TENSORSTORE_GCS_HTTP_URL" not in os.environ:
     os.environ["TENSORSTORE_GCS_HTTP_URL"] = (
@@ -130,34 +116,29 @@ def remove(paths: Sequence[str]) -> None:
   symbolic link itself, never what it points to)."""
   for path in paths:
     with reported("delete", path):
-      if is_remote(path):
-        target = epath.Path(path)
-        if target.is_dir():
-          target.rmtree()
-        elif target.exists():
-          target.unlink()
-      elif os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-      elif os.path.lexists(path):
-        os.remove(path)
+      target = epath.Path(path)
+      if target.is_dir() and not os.path.islink(path):
+        target.rmtree()
+      elif target.exists() or os.path.lexists(path):
+        target.unlink()
 
 
 def write_bytes(path: str, data: bytes) -> None:
   """Writes `data` to `path` atomically: readers see the old file or the whole new one, and a
   failed write leaves no partial file and raises WorkdirError."""
-  if is_remote(path):
-    with reported("write", path):
+  with reported("write", path):
+    if is_remote(path):
       epath.Path(path).write_bytes(data)
-    return
-  tmp = path + ".tmp"
-  try:
-    with open(tmp, "wb") as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except OSError as error:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise _failure("write", path, error) from None
+      return
+    tmp = path + ".tmp"
+    try:
+      with open(tmp, "wb") as f:
+        f.write(data)
+      os.replace(tmp, path)
+    except OSError:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      raise
 
 
 def write_text(path: str, text: str) -> None:
@@ -180,8 +161,7 @@ class AppendFile:
   On a local disk each line is appended and flushed at once. An object cannot be appended to: on
   gs:// the lines are held in memory and the whole object is uploaded again by `flush()`,
   `close()`, and by `write()` at most every `upload_seconds`, so a killed run loses at most the
-  lines written since the last upload. Callers flush before saving a checkpoint, so the file
-  always holds the rows up to the newest checkpoint.
+  lines written since the last upload.
   """
 
   def __init__(self, path: str, upload_seconds: float = 30.0):
@@ -218,19 +198,22 @@ class AppendFile:
     self.flush()
 
 
-class ObjectLock:
-  """An exclusive lock on a gs:// workdir: the object `path`, which exists while a run holds it.
+def _lock_holder() -> str:
+  """What a workdir's lock says of the process that holds it."""
+  return f"process {os.getpid()} on {platform.node()}\n"
 
-  An object store has no file locks, so the lock is an object created only if none exists (an
-  upload with the generation precondition `if_generation_match=0`: of two runs starting at once,
-  exactly one creates it) and deleted on release. It names its holder, "process PID on HOST".
 
-  A run that is killed cannot delete it, so the holder renews the object every `RENEW_SECONDS`
-  from a background thread, and a lock is taken over when its holder is gone: when it names a
-  process on this host that no longer exists (at once), or when it has not been renewed for
-  `EXPIRE_SECONDS` (another machine, e.g. a Colab runtime that was recycled). A run stalled for
-  longer than that, clocks more than that apart, or storage unreachable that long can let a
-  second run in: the guarantee is exclusion between live, connected runs.
+class Lock:
+  """An exclusive lock on a workdir: the file `path` in it, which names the run that holds it.
+
+  Locally an OS file lock (`flock`), which the kernel releases however the holding process ends.
+  On gs://, which has no file locks, an object created only if none exists (an upload with
+  `if_generation_match=0`: of two runs starting at once, exactly one creates it) and deleted on
+  release. A killed run cannot delete it, so its holder renews it every `RENEW_SECONDS`, and a
+  lock is taken over at once if it names a process of this host that no longer exists, else once
+  it has not been renewed for `EXPIRE_SECONDS` (another machine, e.g. a recycled Colab runtime).
+  A run stalled that long, clocks that far apart or storage unreachable that long can let a second
+  run in: the guarantee is exclusion between live, connected runs.
   """
 
   RENEW_SECONDS = 30.0
@@ -238,76 +221,94 @@ class ObjectLock:
 
   def __init__(self, path: str):
     self.path = path
-    self._blob = self._generation = None
-    self._holder = f"process {os.getpid()} on {platform.node()}\n"
+    self._file = self._blob = self._generation = self._renewer = None
     self._stop = threading.Event()
-    self._renewer = None
-
-  def _new_blob(self):
-    from google.cloud import storage  # pylint: disable=g-import-not-at-top
-    bucket, _, name = self.path[len(GCS_SCHEME):].partition("/")
-    return storage.Client().bucket(bucket).blob(name)
 
   def acquire(self) -> None:
-    """Takes the lock (again: a no-op); WorkdirError if a live run holds it."""
-    if self._blob is not None:
-      return
+    """Takes the lock (again: a no-op); WorkdirError naming the holder if a live run holds it."""
+    if self._file is None and self._blob is None:
+      with reported("write", self.path):
+        (self._acquire_object if is_remote(self.path) else self._acquire_file)()
+
+  def _acquire_file(self) -> None:
+    self._file = open(self.path, "a+", encoding="utf-8")
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      # unbuffered, so that a full disk leaves nothing for close() to fail on
+      os.ftruncate(self._file.fileno(), 0)
+      os.write(self._file.fileno(), _lock_holder().encode())
+    except BlockingIOError:
+      self._file.seek(0)
+      holder = self._file.read().strip()
+      self.release()
+      raise self._in_use(holder) from None
+    except OSError:
+      self.release()
+      raise
+
+  def _acquire_object(self) -> None:
     from google.api_core import exceptions  # pylint: disable=g-import-not-at-top
-    with reported("write", self.path):
-      blob = self._new_blob()
-      try:
-        blob.upload_from_string(self._holder, if_generation_match=0)
-      except exceptions.PreconditionFailed:
-        self._take_over(blob)
+    from google.cloud import storage  # pylint: disable=g-import-not-at-top
+    bucket, _, name = self.path[len(GCS_SCHEME):].partition("/")
+    blob = storage.Client().bucket(bucket).blob(name)
+    try:
+      blob.upload_from_string(_lock_holder(), if_generation_match=0)
+    except exceptions.PreconditionFailed:
+      self._take_over(blob)
     self._blob, self._generation = blob, blob.generation
     self._stop.clear()
     self._renewer = threading.Thread(target=self._renew, name="fgjax-lock", daemon=True)
     self._renewer.start()
 
   def _take_over(self, blob) -> None:
-    """Replaces a lock whose holder is gone; WorkdirError naming a live holder."""
+    """Replaces a lock object whose holder is gone; WorkdirError naming a live holder."""
     from google.api_core import exceptions  # pylint: disable=g-import-not-at-top
     current = blob.bucket.get_blob(blob.name)
     if current is not None:
       text = current.download_as_text(if_generation_match=current.generation).strip()
       age = (datetime.datetime.now(datetime.timezone.utc) - current.updated).total_seconds()
-      if not _holder_is_gone(text, age, self.EXPIRE_SECONDS):
-        raise WorkdirError(
-            f"workdir {os.path.dirname(self.path)!r} is in use by {text or 'another process'} "
-            f"(lock renewed {age:.0f} s ago; a lock not renewed for {self.EXPIRE_SECONDS:.0f} s "
-            "is taken over); wait for it to end or use another workdir")
+      if age <= self.EXPIRE_SECONDS and not _process_is_gone(text):
+        raise self._in_use(text, f" (lock renewed {age:.0f} s ago; a lock not renewed for "
+                           f"{self.EXPIRE_SECONDS:.0f} s is taken over)")
       logging.warning("taking over the lock of %s, left by %s", self.path, text)
       try:
         current.delete(if_generation_match=current.generation)
       except (exceptions.PreconditionFailed, exceptions.NotFound):
         pass  # another run took it first: the upload below fails
     try:
-      blob.upload_from_string(self._holder, if_generation_match=0)
+      blob.upload_from_string(_lock_holder(), if_generation_match=0)
     except exceptions.PreconditionFailed:
       raise WorkdirError(f"workdir {os.path.dirname(self.path)!r} was just taken by another "
                          "run; wait for it to end or use another workdir") from None
+
+  def _in_use(self, holder: str, detail: str = "") -> WorkdirError:
+    return WorkdirError(f"workdir {os.path.dirname(self.path)!r} is in use by "
+                        f"{holder or 'another process'}{detail}; wait for it to end or use "
+                        "another workdir")
 
   def _renew(self) -> None:
     """Rewrites the lock object every RENEW_SECONDS, only if it is still ours."""
     while not self._stop.wait(self.RENEW_SECONDS):
       try:
-        self._blob.upload_from_string(self._holder, if_generation_match=self._generation)
+        self._blob.upload_from_string(_lock_holder(), if_generation_match=self._generation)
         self._generation = self._blob.generation
       except Exception as error:  # pylint: disable=broad-except
         logging.error("cannot renew the lock %s (%s)", self.path, first_line(error))
 
   def release(self) -> None:
-    if self._blob is None:
-      return
-    self._stop.set()
-    self._renewer.join()
-    try:
-      self._blob.delete(if_generation_match=self._generation)
-    except Exception as error:  # pylint: disable=broad-except
-      logging.warning("cannot delete the lock %s (%s)", self.path, first_line(error))
-    self._blob = self._renewer = None
+    if self._file is not None:
+      self._file.close()  # releases the lock
+      self._file = None
+    if self._blob is not None:
+      self._stop.set()
+      self._renewer.join()
+      try:
+        self._blob.delete(if_generation_match=self._generation)
+      except Exception as error:  # pylint: disable=broad-except
+        logging.warning("cannot delete the lock %s (%s)", self.path, first_line(error))
+      self._blob = self._renewer = None
 
-  def __enter__(self) -> "ObjectLock":
+  def __enter__(self) -> "Lock":
     self.acquire()
     return self
 
@@ -315,18 +316,13 @@ class ObjectLock:
     self.release()
 
 
-def _holder_is_gone(holder: str, age_seconds: float, expire_seconds: float) -> bool:
-  """Whether the run named by a lock's text ("process PID on HOST") has ended: it is not renewed
-  any more, or it names a process of this host that does not exist."""
-  if age_seconds > expire_seconds:
-    return True
+def _process_is_gone(holder: str) -> bool:
+  """Whether a lock's `holder` (see _lock_holder) names a process of this host that has ended."""
   match = re.fullmatch(r"process (\d+) on (.*)", holder)
   if not match or match[2] != platform.node():
     return False
   try:
     os.kill(int(match[1]), 0)
-  except ProcessLookupError:
-    return True
-  except PermissionError:
-    return False
+  except OSError as error:  # no such process, or one of another user
+    return isinstance(error, ProcessLookupError)
   return False

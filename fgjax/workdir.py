@@ -13,12 +13,10 @@ warnings and errors, if it had any), `summary.json` (with several seeds: their a
 `.lock` (held while a run writes).
 
 A workdir is a local directory or a gs:// prefix; `fgjax.storage` reads and writes either.
-
 Only process 0 of a multi-host run writes files (`is_writer`); orbax coordinates checkpoints.
-A check of the files that only process 0 makes reaches the others through `on_writer`.
 """
 
-import fcntl
+import contextlib
 import json
 import math
 import os
@@ -85,14 +83,12 @@ def json_safe(obj):
 
 
 def write_json(path: str, obj) -> None:
-  """Writes `obj` as strict JSON, atomically: readers see the old file or the whole new one, and
-  a failed write (a full disk, no permission) leaves no partial file and raises WorkdirError."""
-  if not is_writer():
-    return
-  write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
+  """Writes `obj` as strict JSON, atomically (see `fgjax.storage.write_bytes`), on the writer."""
+  if is_writer():
+    write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-write_text = storage.write_text  # atomic on a local disk and on gs:// (see write_json)
+write_text = storage.write_text  # atomic (see `fgjax.storage.write_bytes`)
 
 
 def read_json(path: str) -> Optional[dict]:
@@ -104,85 +100,37 @@ def read_json(path: str) -> Optional[dict]:
     raise WorkdirError(f"cannot read {path} ({error})") from None
 
 
+def metrics_row(line: str) -> Optional[dict]:
+  """The row in a line of `metrics.jsonl`; None if the line is damaged or cut short by a kill."""
+  try:
+    row = json.loads(line)
+  except ValueError:
+    return None
+  return row if isinstance(row, dict) and isinstance(row.get("step"), int) else None
+
+
 def read_metrics(run_dir: str) -> list[dict]:
-  """All rows of a trial's `metrics.jsonl`, in order (lines cut short by a kill are skipped)."""
-  rows = []
-  for line in (storage.read_text(os.path.join(run_dir, METRICS_FILE)) or "").splitlines():
-    try:
-      row = json.loads(line)
-    except ValueError:
-      continue
-    if isinstance(row, dict) and isinstance(row.get("step"), int):
-      rows.append(row)
-  return rows
+  """All rows of a trial's `metrics.jsonl`, in order (lines that are not rows are skipped)."""
+  text = storage.read_text(os.path.join(run_dir, METRICS_FILE)) or ""
+  return [row for row in map(metrics_row, text.splitlines()) if row is not None]
 
 
-class Lock:
-  """An exclusive lock on a workdir, held while a run writes it.
-
-  Locally an OS file lock (`flock`): the kernel releases it when the holding process ends, however
-  it ends, so a killed run never leaves its workdir locked. On gs:// an object created only if
-  absent and renewed while held (`fgjax.storage.ObjectLock`, which says what it guarantees). A
-  second run on the same workdir stops at once with a WorkdirError naming the holder.
-  """
+class Lock(storage.Lock):
+  """The lock of `workdir` (see `fgjax.storage.Lock`), which only the writer takes."""
 
   def __init__(self, workdir: str):
-    self._path = os.path.join(workdir, LOCK_FILE)
-    self._file = None
-    self._object = storage.ObjectLock(self._path) if storage.is_remote(workdir) else None
+    super().__init__(os.path.join(workdir, LOCK_FILE))
 
   def acquire(self) -> None:
-    """Takes the lock (again: a no-op); WorkdirError if another process holds it."""
-    if not is_writer():
-      return
-    if self._object is not None:
-      self._object.acquire()
-      return
-    if self._file is not None:
-      return
-    try:
-      self._file = open(self._path, "a+", encoding="utf-8")
-    except OSError as error:
-      raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
-    try:
-      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      self._file.seek(0)
-      holder = self._file.read().strip() or "another process"
-      self.release()
-      raise WorkdirError(f"workdir {os.path.dirname(self._path)!r} is in use by {holder}; wait "
-                         "for it to end or use another workdir") from None
-    try:  # unbuffered, so that a full disk leaves nothing for close() to fail on
-      os.ftruncate(self._file.fileno(), 0)
-      os.write(self._file.fileno(), f"process {os.getpid()} on {platform.node()}\n".encode())
-    except OSError as error:
-      self.release()
-      raise WorkdirError(f"cannot write {self._path}: {error.strerror or error}") from None
-
-  def release(self) -> None:
-    if self._object is not None:
-      self._object.release()
-    if self._file is not None:
-      self._file.close()  # releases the lock
-      self._file = None
-
-  def __enter__(self) -> "Lock":
-    self.acquire()
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    self.release()
+    if is_writer():
+      super().acquire()
 
 
 def describe_machine() -> dict:
   """CPU model, CPU counts, accelerator and library versions: what a timing depends on."""
   cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      cpu = next((line.split(":", 1)[1].strip() for line in f
-                  if line.startswith("model name")), cpu)
-  except OSError:
-    pass
+  with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+    cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
   import flax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   return {"cpu": cpu, "cpus_on_machine": os.cpu_count(),

@@ -221,22 +221,22 @@ def test_a_sweep_and_a_seed_set_on_gcs(gcs):
 def test_the_gcs_lock_is_exclusive_and_taken_over_from_a_gone_holder(gcs):
   bucket, _ = gcs
   path = f"gs://{BUCKET}/locked/.lock"
-  with storage.ObjectLock(path):
+  with storage.Lock(path):
     with pytest.raises(WorkdirError, match=rf"is in use by process {os.getpid()} on .*renewed "):
-      storage.ObjectLock(path).acquire()
+      storage.Lock(path).acquire()
   assert "locked/.lock" not in names(bucket, "")  # released
 
   gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                         capture_output=True, text=True, check=True)
   bucket.blob("locked/.lock").upload_from_string(
       f"process {gone.stdout.strip()} on {platform.node()}\n")
-  with storage.ObjectLock(path):  # its process has ended
+  with storage.Lock(path):  # its process has ended
     assert read_object(bucket, "locked/.lock").decode().startswith(f"process {os.getpid()} ")
 
   bucket.blob("locked/.lock").upload_from_string("process 1 on another-machine\n")
   with pytest.raises(WorkdirError, match="is in use by process 1 on another-machine"):
-    storage.ObjectLock(path).acquire()
-  expiring = storage.ObjectLock(path)
+    storage.Lock(path).acquire()
+  expiring = storage.Lock(path)
   expiring.EXPIRE_SECONDS = -1.0  # as if it had not been renewed for longer than the expiry
   with expiring:
     assert read_object(bucket, "locked/.lock").decode().startswith(f"process {os.getpid()} ")
