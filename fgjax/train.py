@@ -3,21 +3,10 @@
 A trial is one training run: a seed (parameter init, data order, tangents) and, for a sweep, the
 optimizer hyperparameters it sets (they live in the optimizer state, so trials share one compiled
 update). A plain run is one trial; `config.num_seeds` makes one trial per seed; `fgjax.sweep` makes
-one per setting and seed. `train_trials` trains them `config.trials_per_call` at a time: the trials
-of a call share one compiled program, vmapped over them; calls run one after another (one trial
-per call where vmapping does not pay: convolutions on XLA:CPU, and data-parallel runs).
-
-Files (`fgjax.workdir` names them): each trial writes `config.json`, `metrics.jsonl` (a row per
-chunk of steps and per epoch), TensorBoard events, `summary.json` and its per-example test losses
-into its own directory; a call's checkpoints hold all its trials' states.
-
-Chunks. Steps run in chunks, each one compiled call: a chunk ends at the next multiple of
-`log_every_steps` within its epoch or at the epoch's end. The boundaries are a function of the step
-alone, so a resumed run compiles and runs exactly the chunks of an uninterrupted one. A checkpoint
-is saved at the first chunk end at or past each multiple of `checkpoint_every_steps`, and at the
-end. Each chunk is a short list of events, the methods of `_Loop` that `_train_call` calls in turn:
-run the steps, record their losses, evaluate at an epoch's end, diagnostics, checkpoint, stop (a
-signal or the deadline).
+one per setting and seed. `train_trials` trains them `trials_per_call` at a time: the trials of a
+call share one compiled program, vmapped over them; calls run one after another. Each trial writes
+its files (`fgjax.workdir` names them) into its own directory; a call's checkpoints hold all its
+trials' states. Steps run in `chunks`, each one compiled call followed by the events of `_Loop`.
 
 Resume. Rerunning on a workdir that holds a checkpoint continues from the newest valid one, with
 results bit-identical to an uninterrupted run: the checkpoint holds the whole train state and what
@@ -26,10 +15,8 @@ epoch) and tangents only on (seed, step). Metrics rows past the restored step ar
 written again; rows missing before it stop the run. A finished trial (one with `summary.json`) is
 not trained again. Saved configs must match in every field but `NON_RESULT_FIELDS`; `restart=True`
 deletes the run's files and starts over. A run holds a lock on its workdir while it writes. SIGTERM
-or Ctrl-C stops a run at the end of its current chunk, after a checkpoint of that step
-(`fgjax.preemption`), so that the rerun loses nothing. Within `stopping_by(deadline)`, a run that
-would train past the deadline checkpoints at a chunk's end and raises `Stopped`, to be resumed the
-same way.
+or Ctrl-C (`fgjax.preemption`) and the deadline of `stopping_by` stop a run at a chunk's end,
+after a checkpoint of that step, so that the rerun loses nothing.
 
 Failing safely. The config and workdir are validated and the data loaded before anything is
 written. A non-finite loss or gradient never reaches the parameters: with `on_nonfinite="stop"`
@@ -135,7 +122,8 @@ def seed_trials(config) -> list[Trial]:
 
 
 def trials_per_call(config, num_trials: int) -> int:
-  """How many trials one compiled program trains (see the module docstring)."""
+  """How many trials one compiled program trains: `config.trials_per_call`, else all, or one
+  where vmapping does not pay (convolutions on XLA:CPU) and in data-parallel runs."""
   if config.trials_per_call is not None:
     if config.sharding.data_parallel and config.trials_per_call > 1:
       raise ConfigError("a data-parallel run trains one trial per call: set trials_per_call=1")
@@ -146,8 +134,7 @@ def trials_per_call(config, num_trials: int) -> int:
 
 
 class Chunk(NamedTuple):
-  """A chunk of steps (see the module docstring): `num_steps` steps from `first_step`, the first
-  of them on batch `first_batch` of `epoch`."""
+  """`num_steps` steps from `first_step`, the first of them on batch `first_batch` of `epoch`."""
   epoch: int
   first_batch: int
   num_steps: int
@@ -166,7 +153,9 @@ class Chunk(NamedTuple):
 
 def chunks(start_step: int, steps_per_epoch: int, total_steps: int,
            log_every_steps: int) -> Iterator[Chunk]:
-  """Each chunk from `start_step` to `total_steps`."""
+  """Each chunk from `start_step` to `total_steps`: a chunk ends at the next multiple of
+  `log_every_steps` within its epoch or at the epoch's end, so that a resumed run compiles and
+  runs exactly the chunks of an uninterrupted one."""
   step = start_step
   while step < total_steps:
     epoch, first_batch = divmod(step, steps_per_epoch)
@@ -234,10 +223,6 @@ def _read_finished(config, run_dir: str) -> Optional[dict]:
     return None
 
 
-def _stack(trees):
-  return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
-
-
 class _Call:
   """The compiled functions that train the trials of one call, and the layout they take them in.
 
@@ -254,7 +239,7 @@ class _Call:
                                            fed=config.sharding.data_parallel)
     over_trials = lambda f, axes: compilation.jit(jax.vmap(f, in_axes=axes) if self.vmapped
                                                   else f)
-    self._orders = over_trials(programs.epoch_order, (0, None, None))
+    self.orders = over_trials(programs.epoch_order, (0, None, None))  # data keys, epoch, labels
     point = optimizers.evaluation_point(config)
     at_point = lambda f: lambda state, *split: f(point(state.params, state.opt_state), *split)
     self._evaluate = over_trials(at_point(evaluate), (0, None, None, None))
@@ -272,9 +257,6 @@ class _Call:
     """Host copies of a tree in the compiled functions' layout, with the leading trial axis."""
     host = jax.tree.map(np.asarray, program_layout)
     return host if self.vmapped else jax.tree.map(lambda leaf: leaf[None], host)
-
-  def orders(self, data_rngs, epoch, labels):
-    return self._orders(self.program_layout(data_rngs), epoch, labels)
 
   def evaluate(self, states, split) -> dict:
     """The metrics of `split` for each trial, at its evaluation point
@@ -420,7 +402,6 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
       return finished
 
   run = _prepare_run(config, len(trials), evaluate_test)
-  call_size = run.call.size
 
   # Everything above only read; from here on the workdir is written.
   storage.makedirs(workdir)
@@ -434,20 +415,19 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
     storage.makedirs(run_dir)
     files.write_json(os.path.join(run_dir, files.CONFIG_FILE), _config_dict(trial_cfg))
   summaries = []
-  num_calls = -(-len(trials) // call_size)
-  for c in range(num_calls):
-    members = list(range(c * call_size, min((c + 1) * call_size, len(trials))))
-    if all(finished[i] for i in members):
-      summaries += [finished[i] for i in members]
+  calls = range(0, len(trials), run.call.size)
+  for c, first in enumerate(calls):
+    members = slice(first, first + run.call.size)
+    if all(finished[members]):
+      summaries += finished[members]
       continue
-    if num_calls > 1:
-      logging.info("call %d/%d: trials %s", c + 1, num_calls,
-                   ", ".join(trials[i].directory for i in members))
+    if len(calls) > 1:
+      logging.info("call %d/%d: trials %s", c + 1, len(calls),
+                   ", ".join(trial.directory for trial in trials[members]))
     # A call's checkpoints keep the directory name that workdirs written before have.
     checkpoint_dir = os.path.join(workdir, files.CHECKPOINT_DIR,
-                                  *([f"group_{c:04d}"] if num_calls > 1 else []))
-    summaries += _train_call(run, [configs[i] for i in members], [dirs[i] for i in members],
-                              checkpoint_dir)
+                                  *([f"group_{c:04d}"] if len(calls) > 1 else []))
+    summaries += _train_call(run, configs[members], dirs[members], checkpoint_dir)
   return summaries
 
 
@@ -523,7 +503,7 @@ def _initial_states(run: _Run, configs: Sequence):
     tx = optimizers.build_optimizer(trial_cfg)
     states.append(jax.device_get(programs.init_state(params, tx, tangent_rng)))
     data_rngs.append(np.asarray(data_rng))
-  return _stack(states), np.stack(data_rngs)
+  return jax.tree.map(lambda *leaves: np.stack(leaves), *states), np.stack(data_rngs)
 
 
 def _train_call(run: _Run, configs: Sequence, dirs: Sequence[str],
@@ -541,7 +521,7 @@ def _train_call(run: _Run, configs: Sequence, dirs: Sequence[str],
                                           config.log_every_steps), 1):
       losses, seconds = loop.run_chunk(chunk)
       alive_losses = loop.record_losses(chunk, losses, seconds)
-      if all(loop.stopped):
+      if not loop.running:
         break
       loop.log.update(chunk.end, chunk.epoch, alive_losses)
       if chunk.ends_epoch:
@@ -552,12 +532,10 @@ def _train_call(run: _Run, configs: Sequence, dirs: Sequence[str],
       loop.maybe_stop(stop)
     final = loop.finish()
     last_good = checkpoints.latest_step()
-  summaries = []
-  for i, (trial_cfg, run_dir) in enumerate(zip(configs, dirs)):
-    summary = _trial_summary(config, trial_cfg, run.dataset.name, progress, i, final, loop.step,
-                             last_good, time.time() - loop.start)
+  wall_clock = time.time() - loop.start
+  summaries = [loop.summary(i, final, last_good, wall_clock) for i in range(len(dirs))]
+  for run_dir, summary in zip(dirs, summaries):
     files.write_json(os.path.join(run_dir, files.SUMMARY_FILE), summary)
-    summaries.append(summary)
   return summaries
 
 
@@ -569,7 +547,7 @@ def _restore(checkpoints: checkpointing.Checkpoints, checkpoint_dir: str, initia
   if restored is None:
     if any(storage.exists(os.path.join(d, files.METRICS_FILE)) for d in dirs):
       logging.warning("%s holds no checkpoint: training from the start", checkpoint_dir)
-    return initial, Progress.start(len(dirs))
+    return initial, Progress([TrialProgress() for _ in dirs])
   try:
     progress = Progress.from_json(restored.progress)
   except ValueError as error:
@@ -586,22 +564,23 @@ def _hyperparameters(config) -> dict:
 
 
 def _open_writers(configs: Sequence, dirs: Sequence[str], start_step: int,
-                  stopped: Sequence[bool]) -> list[MetricWriter]:
-  """Each trial's metrics writer, resuming at `start_step`. WorkdirError if the rows of a trial
-  still training end before that step."""
+                  running: Sequence[int]) -> list[MetricWriter]:
+  """Each trial's metrics writer, resuming at `start_step`. WorkdirError if the rows of a
+  `running` trial end before that step."""
   writers = [MetricWriter(d, start_step, _hyperparameters(c)) for d, c in zip(dirs, configs)]
-  for writer, run_dir, trial_stopped in zip(writers, dirs, stopped):
-    if start_step and not trial_stopped and files.is_writer() and writer.last_step != start_step:
+  for i in running:
+    if start_step and files.is_writer() and writers[i].last_step != start_step:
       raise WorkdirError(
-          f"{os.path.join(run_dir, files.METRICS_FILE)} ends at step {writer.last_step} but "
+          f"{os.path.join(dirs[i], files.METRICS_FILE)} ends at step {writers[i].last_step} but "
           f"the checkpoint is at step {start_step}: rows are missing; start over with --restart")
   return writers
 
 
 class _Loop:
-  """One call's training in this process, from its restored step: the train states on the
-  devices (in the compiled functions' layout), what the loop carries between chunks (`progress`,
-  saved with each checkpoint), which trials have stopped, and their metrics writers.
+  """One call's training in this process, from its restored step: the train states and data-order
+  keys on the devices (in the compiled functions' layout), what the loop carries between chunks
+  (`progress`, saved with each checkpoint) and the trials' metrics writers. A trial trains until
+  its progress holds why it diverged.
 
   Each public method is one event of a chunk of steps, called in the order `_train_call` lists.
   """
@@ -609,25 +588,25 @@ class _Loop:
   def __init__(self, run: _Run, configs: Sequence, dirs: Sequence[str],
                checkpoints: checkpointing.Checkpoints, initial, data_rngs, progress: Progress):
     self.run, self.configs, self.dirs, self.checkpoints = run, configs, dirs, checkpoints
-    self.data_rngs, self.progress = data_rngs, progress
+    self.data_rngs, self.progress = run.call.program_layout(data_rngs), progress
     self.step = self.saved_step = int(np.max(initial.step))
-    self.stopped = [bool(initial.diverged_at[i] >= 0) for i in range(len(configs))]
     self.states = run.place(run.call.program_layout(initial))
-    self.writers = _open_writers(configs, dirs, self.step, self.stopped)
+    self.writers = _open_writers(configs, dirs, self.step, self.running)
     self.log = _Log(run.total_steps, len(configs))
     self.start = time.time() - progress.elapsed_seconds
-    self._orders_epoch, self._orders = None, None
+    self._orders = None  # the epoch's example order, drawn at its first chunk
     self._chunk_began, self._longest_chunk = None, 0.0
 
-  def _running(self) -> list[int]:
-    return [i for i, stopped in enumerate(self.stopped) if not stopped]
+  @property
+  def running(self) -> list[int]:
+    """The trials still training."""
+    return [i for i, trial in enumerate(self.progress.trials) if trial.diverged_reason is None]
 
   def run_chunk(self, chunk: Chunk) -> tuple[np.ndarray, float]:
     """Runs the chunk's steps; returns their losses, [trial, step] (padding trials included),
     and the seconds they took."""
     self._chunk_began = time.time()
-    if chunk.epoch != self._orders_epoch:
-      self._orders_epoch = chunk.epoch
+    if self._orders is None or chunk.first_batch == 0:
       self._orders = self.run.call.orders(self.data_rngs, chunk.epoch, self.run.arrays[1])
     began = time.time()
     batches = self.run.batches(self._orders, chunk)
@@ -644,7 +623,7 @@ class _Loop:
     chunk row, or stops it if it diverged. Returns the chunk's mean loss of each running trial."""
     diverged_at = np.asarray(self.states.diverged_at).reshape(self.run.call.size)
     alive_losses = []
-    for i in self._running():
+    for i in self.running:
       trial = self.progress.trials[i]
       applied = losses[i] if diverged_at[i] < 0 else losses[i][:diverged_at[i] - chunk.first_step]
       finite = applied[np.isfinite(applied)]
@@ -666,7 +645,6 @@ class _Loop:
   def _stop_diverged(self, i: int, loss: float, step: int) -> None:
     """Stops trial `i`, which diverged with `loss` at `step`, and says why."""
     trial = self.progress.trials[i]
-    self.stopped[i] = True
     first_loss = float(np.asarray(self.states.first_loss).reshape(self.run.call.size)[i])
     trial.diverged_reason = _divergence(self.configs[i], loss, first_loss)
     logging.error("%s diverged: %s at step %d (last finite loss %s)", self.dirs[i],
@@ -676,7 +654,7 @@ class _Loop:
     """Evaluates the trials and writes and logs each running trial's row of the epoch's end."""
     metrics = {name: self.run.call.evaluate(self.states, split)
                for name, split in self.run.eval_splits.items()}
-    for i in self._running():
+    for i in self.running:
       trial = self.progress.trials[i]
       row = {"step": chunk.end, "epoch": chunk.epoch + 1,
              "epoch_train_loss": trial.epoch_train_loss(),
@@ -695,7 +673,7 @@ class _Loop:
       return
     values = self.run.call.diagnose(self.states.params, self.run.arrays,
                                      [int(c.seed) for c in self.configs], chunk.end)
-    for i in self._running():
+    for i in self.running:
       self.writers[i].write({"step": chunk.end, **{k: float(v[i]) for k, v in values.items()}})
 
   def maybe_checkpoint(self, chunk: Chunk, stop: Optional[int]) -> None:
@@ -736,16 +714,42 @@ class _Loop:
 
   def finish(self):
     """Closes the writers and writes each running trial's per-example test losses; returns the
-    final TrainStates with the trial axis."""
+    final TrainStates with the trial axis, for `summary`."""
     self._close_writers()
     test = self.run.eval_splits.get("test")
-    if test is not None and self._running():
+    if test is not None and self.running:
       example_losses = self.run.call.example_losses(self.states, test)
-      for i in self._running():
+      for i in self.running:
         _write_test_losses(os.path.join(self.dirs[i], files.TEST_LOSSES_FILE),
                            {k: v[i] for k, v in example_losses.items()},
                            len(self.run.dataset.test.labels))
     return self.run.call.with_trial_axis(self.states)
+
+  def summary(self, i: int, final, last_good: Optional[int], wall_clock: float) -> dict:
+    """Trial `i`'s summary.json from the `final` states: its status, last evaluation, steps and
+    speed; `last_good` is the newest checkpoint's step."""
+    trial, config = self.progress.trials[i], self.run.config
+    diverged_at = int(final.diverged_at[i])
+    train_seconds = self.progress.train_seconds
+    summary = {
+        "status": "diverged" if diverged_at >= 0 else "completed",
+        "estimator": config.estimator, "model": config.model, "optimizer": config.optimizer,
+        "dataset": self.run.dataset.name, "seed": int(self.configs[i].seed),
+        "steps": diverged_at if diverged_at >= 0 else int(final.step[i]),
+        "epochs_completed": trial.last_eval.get("epoch", 0),
+        "train_loss": trial.last_eval.get("epoch_train_loss"),
+        **{name: trial.last_eval.get(name) for name in SUMMARY_STATISTICS},
+        "num_skipped_steps": int(final.num_skipped[i]),
+        "wall_clock_seconds": wall_clock,
+        "train_steps_per_second": self.step / train_seconds if train_seconds else None,
+    }
+    if diverged_at >= 0:
+      summary.update(diverged_at_step=diverged_at, last_finite_loss=trial.last_finite_loss,
+                     diverged_reason=trial.diverged_reason, last_checkpoint_step=last_good)
+    nonfinite = sorted(k for k, v in summary.items() if isinstance(v, float) and not np.isfinite(v))
+    if nonfinite:
+      summary["nonfinite_fields"] = nonfinite  # written as null: JSON has no NaN or infinity
+    return summary
 
 
 def _log_epoch(name: str, row: dict, num_epochs: int) -> None:
@@ -755,36 +759,6 @@ def _log_epoch(name: str, row: dict, num_epochs: int) -> None:
                _round(row["validation_loss"]), _round(row["validation_accuracy"]),
                f" | test {_round(row['test_loss'])} (acc {_round(row['test_accuracy'])})"
                if "test_loss" in row else "")
-
-
-def _trial_summary(config, trial_cfg, dataset_name: str, progress: Progress, i: int, final,
-                   last_step: int, last_good: Optional[int], wall_clock: float) -> dict:
-  """Trial `i`'s summary.json: its status, last evaluation, steps and speed."""
-  trial: TrialProgress = progress.trials[i]
-  eval_row = trial.last_eval
-  diverged_at = int(final.diverged_at[i])
-  steps = diverged_at if diverged_at >= 0 else int(final.step[i])
-  train_seconds = progress.train_seconds
-  summary = {
-      "status": "diverged" if diverged_at >= 0 else "completed",
-      "estimator": config.estimator, "model": config.model, "optimizer": config.optimizer,
-      "dataset": dataset_name, "seed": int(trial_cfg.seed),
-      "steps": steps, "epochs_completed": eval_row.get("epoch", 0),
-      "train_loss": eval_row.get("epoch_train_loss"),
-      "validation_loss": eval_row.get("validation_loss"),
-      "validation_accuracy": eval_row.get("validation_accuracy"),
-      "test_loss": eval_row.get("test_loss"), "test_accuracy": eval_row.get("test_accuracy"),
-      "num_skipped_steps": int(final.num_skipped[i]),
-      "wall_clock_seconds": wall_clock,
-      "train_steps_per_second": last_step / train_seconds if train_seconds else None,
-  }
-  if diverged_at >= 0:
-    summary.update(diverged_at_step=diverged_at, last_finite_loss=trial.last_finite_loss,
-                   diverged_reason=trial.diverged_reason, last_checkpoint_step=last_good)
-  nonfinite = sorted(k for k, v in summary.items() if isinstance(v, float) and not np.isfinite(v))
-  if nonfinite:
-    summary["nonfinite_fields"] = nonfinite  # written as null: JSON has no NaN or infinity
-  return summary
 
 
 def aggregate(summaries: Sequence[dict]) -> dict:
@@ -811,8 +785,7 @@ def train_and_evaluate(config, workdir: str, restart: bool = False) -> dict:
   """Trains `config` (its `num_seeds` seeds) in `workdir`, resuming it if it holds a checkpoint;
   returns the summary, also written to `<workdir>/summary.json`: the run's own for one seed, the
   `aggregate` of several (each seed's own is in `<workdir>/seed_<s>/`)."""
-  trials = seed_trials(config)
-  summaries = train_trials(config, workdir, trials, restart=restart)
+  summaries = train_trials(config, workdir, seed_trials(config), restart=restart)
   if len(summaries) == 1:
     return summaries[0]
   summary = aggregate(summaries)
