@@ -89,10 +89,6 @@ def stopping_by(deadline: Optional[float]):
     _deadline[0] = before
 
 
-def _past_deadline(longest_chunk: float) -> bool:
-  return _deadline[0] is not None and time.time() + longest_chunk > _deadline[0]
-
-
 @dataclasses.dataclass(frozen=True)
 class Trial:
   """One training run: its directory in the workdir ("" is the workdir itself), its seed, and the
@@ -197,9 +193,7 @@ def _config_dict(config) -> dict:
 
 def _read_finished(config, run_dir: str) -> Optional[dict]:
   """Checks a directory's earlier run against `config`; returns its summary if it has finished.
-
-  Raises ConfigError if the directory holds another experiment, or run files without a config.
-  """
+  ConfigError if the directory holds another experiment, or run files without a config."""
   try:
     saved = files.read_json(os.path.join(run_dir, files.CONFIG_FILE))
   except WorkdirError as error:
@@ -259,8 +253,7 @@ class _Call:
     return host if self.vmapped else jax.tree.map(lambda leaf: leaf[None], host)
 
   def evaluate(self, states, split) -> dict:
-    """The metrics of `split` for each trial, at its evaluation point
-    (`optimizers.evaluation_point`)."""
+    """Each trial's metrics of `split` at its evaluation point (`optimizers.evaluation_point`)."""
     return self.with_trial_axis(self._evaluate(states, *split))
 
   def example_losses(self, states, split) -> dict:
@@ -289,10 +282,7 @@ class _Run:
   arrays: tuple  # the training split's images and labels: placed, or on the host with a mesh
   eval_splits: dict  # each evaluated split's name: its evaluation batches, on the devices
   steps_per_epoch: int
-
-  @property
-  def total_steps(self) -> int:
-    return self.steps_per_epoch * int(self.config.num_epochs)
+  total_steps: int
 
   def batches(self, order, chunk: Chunk) -> tuple:
     """The arguments of `call.chunk` between the state and `num_steps` for `chunk` of the epoch
@@ -308,19 +298,18 @@ class _Run:
 
 
 class _Log:
-  """Logs progress at most every `every_seconds`: step, trials alive, loss, speed and ETA."""
+  """Logs progress at most every 10 seconds: step, trials alive, loss, speed and ETA."""
 
-  def __init__(self, total_steps: int, num_trials: int, every_seconds: float = 10.0):
-    self._total, self._trials, self._every = total_steps, num_trials, every_seconds
-    self._start = self._last = time.time()
-    self._first_step = None
+  def __init__(self, total_steps: int, num_trials: int):
+    self._total, self._trials = total_steps, num_trials
+    self._last, self._first_step, self._start = time.time(), None, None
 
   def update(self, step: int, epoch: int, losses: Sequence[float]) -> None:
     now = time.time()
     if self._first_step is None:
       self._first_step, self._start = step, now  # the first chunk includes compilation
       return
-    if now - self._last < self._every:
+    if now - self._last < 10:
       return
     self._last = now
     rate = (step - self._first_step) / max(now - self._start, 1e-9)
@@ -333,15 +322,6 @@ class _Log:
 
 def _learning_rate(config, step: int) -> float:
   return float(config.learning_rate) * float(np.exp(-float(config.decay) * step))
-
-
-def _divergence(config, loss: float, first_loss: float) -> str:
-  """Why a step stopped its trial: a non-finite value, or the loss guard."""
-  if np.isfinite(loss) and config.max_loss_ratio is not None and (
-      loss > config.max_loss_ratio * first_loss):
-    return (f"loss {loss:.4g} above max_loss_ratio {config.max_loss_ratio:g} x the first "
-            f"step's {first_loss:.4g}")
-  return "non-finite loss or gradient"
 
 
 def _round(value, digits: int = 4) -> str:
@@ -439,6 +419,7 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
   if steps_per_epoch < 1:
     raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(dataset.train)} "
                       f"training examples of {dataset.name}")
+  total_steps = steps_per_epoch * int(config.num_epochs)
   call_size = trials_per_call(config, num_trials)
   try:
     model = create_model(config, dataset, int(config.seed))
@@ -455,8 +436,7 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
   logging.info("%s / %s / %s on %s: %d parameters, %d trial(s) of %d steps of batch %d "
                "(%d epoch(s)), %d per compiled call", config.estimator, config.model,
                config.optimizer, dataset.name, models.num_params(model.params), num_trials,
-               steps_per_epoch * config.num_epochs, config.batch_size, config.num_epochs,
-               call_size)
+               total_steps, config.batch_size, config.num_epochs, call_size)
   splits = {"validation": dataset.validation, "test": dataset.test}
   if not evaluate_test:
     del splits["test"]
@@ -465,7 +445,8 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
   arrays = (dataset.train.images, dataset.train.labels)
   if mesh is None:
     arrays = tuple(place(array) for array in arrays)
-  return _Run(config, dataset, call, place, mesh, arrays, eval_splits, steps_per_epoch)
+  return _Run(config, dataset, call, place, mesh, arrays, eval_splits, steps_per_epoch,
+              total_steps)
 
 
 def _eval_batches(split, batch_size: int, place: Callable, mesh: Optional[Mesh]) -> tuple:
@@ -510,15 +491,14 @@ def _train_call(run: _Run, configs: Sequence, dirs: Sequence[str],
                 checkpoint_dir: str) -> list[dict]:
   """Trains the trials of one call to the end (see the module docstring); returns their
   summaries."""
-  config = run.config
   initial, data_rngs = _initial_states(run, configs)
   # orbax's warnings and errors go to <checkpoint_dir>.log, not the terminal
-  with checkpointing.Checkpoints(checkpoint_dir, config.keep_checkpoints,
+  with checkpointing.Checkpoints(checkpoint_dir, run.config.keep_checkpoints,
                                  checkpoint_dir + ".log") as checkpoints:
     initial, progress = _restore(checkpoints, checkpoint_dir, initial, dirs, run.total_steps)
     loop = _Loop(run, configs, dirs, checkpoints, initial, data_rngs, progress)
     for number, chunk in enumerate(chunks(loop.step, run.steps_per_epoch, run.total_steps,
-                                          config.log_every_steps), 1):
+                                          run.config.log_every_steps), 1):
       losses, seconds = loop.run_chunk(chunk)
       alive_losses = loop.record_losses(chunk, losses, seconds)
       if not loop.running:
@@ -643,10 +623,14 @@ class _Loop:
     return alive_losses
 
   def _stop_diverged(self, i: int, loss: float, step: int) -> None:
-    """Stops trial `i`, which diverged with `loss` at `step`, and says why."""
-    trial = self.progress.trials[i]
+    """Stops trial `i`, which diverged with `loss` at `step`, and says why: a non-finite value, or
+    the loss guard."""
+    trial, ratio = self.progress.trials[i], self.configs[i].max_loss_ratio
     first_loss = float(np.asarray(self.states.first_loss).reshape(self.run.call.size)[i])
-    trial.diverged_reason = _divergence(self.configs[i], loss, first_loss)
+    trial.diverged_reason = "non-finite loss or gradient"
+    if np.isfinite(loss) and ratio is not None and loss > ratio * first_loss:
+      trial.diverged_reason = (f"loss {loss:.4g} above max_loss_ratio {ratio:g} x the first "
+                               f"step's {first_loss:.4g}")
     logging.error("%s diverged: %s at step %d (last finite loss %s)", self.dirs[i],
                   trial.diverged_reason, step, _round(trial.last_finite_loss))
 
@@ -700,7 +684,7 @@ class _Loop:
       self._close_writers()
       self.checkpoints.wait()  # a failed save is a WorkdirError instead
       raise preemption.Stopped(stop, self.checkpoints.latest_step(), self.checkpoints.directory)
-    if _past_deadline(self._longest_chunk):
+    if _deadline[0] is not None and time.time() + self._longest_chunk > _deadline[0]:
       if self.step > self.saved_step:
         self._save()
       self._close_writers()
@@ -771,10 +755,8 @@ def aggregate(summaries: Sequence[dict]) -> dict:
     stats[name] = ({"mean": float(values.mean()), "std": float(values.std()),
                     "min": float(values.min()), "max": float(values.max()), "n": len(values)}
                    if values.size else None)
-  first = summaries[0]
   return {"status": "completed" if len(completed) == len(summaries) else "diverged",
-          "estimator": first["estimator"], "model": first["model"],
-          "optimizer": first["optimizer"], "dataset": first["dataset"],
+          **{key: summaries[0][key] for key in ("estimator", "model", "optimizer", "dataset")},
           "num_seeds": len(summaries), "seeds": [s["seed"] for s in summaries],
           "num_diverged": len(summaries) - len(completed),
           "wall_clock_seconds": max(s["wall_clock_seconds"] for s in summaries),
