@@ -557,12 +557,13 @@ def _open_writers(configs: Sequence, dirs: Sequence[str], start_step: int,
 
 
 class _Loop:
-  """One call's training in this process, from its restored step: the train states and data-order
-  keys on the devices (in the compiled functions' layout), what the loop carries between chunks
-  (`progress`, saved with each checkpoint) and the trials' metrics writers. A trial trains until
-  its progress holds why it diverged.
+  """One call's training in this process, from its restored step: the train states on the
+  devices and the data-order keys (in the compiled functions' layout), what the loop carries
+  between chunks (`progress`, saved with each checkpoint) and the trials' metrics writers. A trial
+  trains until its progress holds why it diverged.
 
-  Each public method is one event of a chunk of steps, called in the order `_train_call` lists.
+  Each event of a chunk of steps is a public method, called in the order `_train_call` lists;
+  `running` and `summary` report on the trials.
   """
 
   def __init__(self, run: _Run, configs: Sequence, dirs: Sequence[str],
