@@ -24,21 +24,12 @@ VERSION = 2
 
 @dataclasses.dataclass
 class TrialProgress:
-  """One trial's share of the progress.
-
-  Attributes:
-    epoch_loss_sum: the sum of the current epoch's finite training losses so far.
-    epoch_loss_count: how many losses `epoch_loss_sum` adds up.
-    last_finite_loss: the last finite training loss; None before the first.
-    last_eval: the metrics row of the last epoch's end ({} before the first), which the trial's
-      summary reports.
-    diverged_reason: why the trial diverged; None while it has not.
-  """
-  epoch_loss_sum: float = 0.0
-  epoch_loss_count: int = 0
-  last_finite_loss: Optional[float] = None
-  last_eval: dict = dataclasses.field(default_factory=dict)
-  diverged_reason: Optional[str] = None
+  """One trial's share of the progress."""
+  epoch_loss_sum: float = 0.0  # the current epoch's finite training losses so far, summed
+  epoch_loss_count: int = 0  # how many losses that sum adds up
+  last_finite_loss: Optional[float] = None  # None before the first
+  last_eval: dict = dataclasses.field(default_factory=dict)  # the last epoch end's metrics row
+  diverged_reason: Optional[str] = None  # None while the trial has not diverged
 
   def add_losses(self, finite_losses) -> None:
     """Adds a chunk's finite training losses (an array) to the epoch's sums."""
@@ -57,22 +48,10 @@ class TrialProgress:
 
 @dataclasses.dataclass
 class Progress:
-  """The progress of the trials of a call.
-
-  Attributes:
-    trials: one TrialProgress per trial of the call, in the call's order.
-    train_seconds: the seconds spent in chunks of steps over every session of the run (the chunks
-      a kill lost excluded).
-    elapsed_seconds: the run's wall-clock seconds at the end of its last chunk, over every session.
-  """
+  """The progress of the trials of a call (one TrialProgress each, in the call's order)."""
   trials: list[TrialProgress]
-  train_seconds: float = 0.0
-  elapsed_seconds: float = 0.0
-
-  @classmethod
-  def start(cls, num_trials: int) -> "Progress":
-    """The progress of `num_trials` trials at step 0."""
-    return cls([TrialProgress() for _ in range(num_trials)])
+  train_seconds: float = 0.0  # in chunks of steps over every session (chunks a kill lost excluded)
+  elapsed_seconds: float = 0.0  # the run's wall clock at its last chunk's end, over every session
 
   def to_json(self) -> dict:
     """The JSON record of the module docstring (a copy: later changes do not reach it)."""

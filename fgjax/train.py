@@ -3,21 +3,10 @@
 A trial is one training run: a seed (parameter init, data order, tangents) and, for a sweep, the
 optimizer hyperparameters it sets (they live in the optimizer state, so trials share one compiled
 update). A plain run is one trial; `config.num_seeds` makes one trial per seed; `fgjax.sweep` makes
-one per setting and seed. `train_trials` trains them `config.trials_per_call` at a time: the trials
-of a call share one compiled program, vmapped over them; calls run one after another (one trial
-per call where vmapping does not pay: convolutions on XLA:CPU, and data-parallel runs).
-
-Files (`fgjax.workdir` names them): each trial writes `config.json`, `metrics.jsonl` (a row per
-chunk of steps and per epoch), TensorBoard events, `summary.json` and its per-example test losses
-into its own directory; a call's checkpoints hold all its trials' states.
-
-Chunks. Steps run in chunks, each one compiled call: a chunk ends at the next multiple of
-`log_every_steps` within its epoch or at the epoch's end. The boundaries are a function of the step
-alone, so a resumed run compiles and runs exactly the chunks of an uninterrupted one. A checkpoint
-is saved at the first chunk end at or past each multiple of `checkpoint_every_steps`, and at the
-end. Each chunk is a short list of events, the methods of `_Loop` that `_train_call` calls in turn:
-run the steps, record their losses, evaluate at an epoch's end, diagnostics, checkpoint, stop (a
-signal or the deadline).
+one per setting and seed. `train_trials` trains them `trials_per_call` at a time: the trials of a
+call share one compiled program, vmapped over them; calls run one after another. Each trial writes
+its files (`fgjax.workdir` names them) into its own directory; a call's checkpoints hold all its
+trials' states. Steps run in `chunks`, each one compiled call followed by the events of `_Loop`.
 
 Resume. Rerunning on a workdir that holds a checkpoint continues from the newest valid one, with
 results bit-identical to an uninterrupted run: the checkpoint holds the whole train state and what
@@ -26,10 +15,8 @@ epoch) and tangents only on (seed, step). Metrics rows past the restored step ar
 written again; rows missing before it stop the run. A finished trial (one with `summary.json`) is
 not trained again. Saved configs must match in every field but `NON_RESULT_FIELDS`; `restart=True`
 deletes the run's files and starts over. A run holds a lock on its workdir while it writes. SIGTERM
-or Ctrl-C stops a run at the end of its current chunk, after a checkpoint of that step
-(`fgjax.preemption`), so that the rerun loses nothing. Within `stopping_by(deadline)`, a run that
-would train past the deadline checkpoints at a chunk's end and raises `Stopped`, to be resumed the
-same way.
+or Ctrl-C (`fgjax.preemption`) and the deadline of `stopping_by` stop a run at a chunk's end,
+after a checkpoint of that step, so that the rerun loses nothing.
 
 Failing safely. The config and workdir are validated and the data loaded before anything is
 written. A non-finite loss or gradient never reaches the parameters: with `on_nonfinite="stop"`
@@ -102,10 +89,6 @@ def stopping_by(deadline: Optional[float]):
     _deadline[0] = before
 
 
-def _past_deadline(longest_chunk: float) -> bool:
-  return _deadline[0] is not None and time.time() + longest_chunk > _deadline[0]
-
-
 @dataclasses.dataclass(frozen=True)
 class Trial:
   """One training run: its directory in the workdir ("" is the workdir itself), its seed, and the
@@ -135,7 +118,8 @@ def seed_trials(config) -> list[Trial]:
 
 
 def trials_per_call(config, num_trials: int) -> int:
-  """How many trials one compiled program trains (see the module docstring)."""
+  """How many trials one compiled program trains: `config.trials_per_call`, else all, or one
+  where vmapping does not pay (convolutions on XLA:CPU) and in data-parallel runs."""
   if config.trials_per_call is not None:
     if config.sharding.data_parallel and config.trials_per_call > 1:
       raise ConfigError("a data-parallel run trains one trial per call: set trials_per_call=1")
@@ -146,8 +130,7 @@ def trials_per_call(config, num_trials: int) -> int:
 
 
 class Chunk(NamedTuple):
-  """A chunk of steps (see the module docstring): `num_steps` steps from `first_step`, the first
-  of them on batch `first_batch` of `epoch`."""
+  """`num_steps` steps from `first_step`, the first of them on batch `first_batch` of `epoch`."""
   epoch: int
   first_batch: int
   num_steps: int
@@ -166,7 +149,9 @@ class Chunk(NamedTuple):
 
 def chunks(start_step: int, steps_per_epoch: int, total_steps: int,
            log_every_steps: int) -> Iterator[Chunk]:
-  """Each chunk from `start_step` to `total_steps`."""
+  """Each chunk from `start_step` to `total_steps`: a chunk ends at the next multiple of
+  `log_every_steps` within its epoch or at the epoch's end, so that a resumed run compiles and
+  runs exactly the chunks of an uninterrupted one."""
   step = start_step
   while step < total_steps:
     epoch, first_batch = divmod(step, steps_per_epoch)
@@ -208,9 +193,7 @@ def _config_dict(config) -> dict:
 
 def _read_finished(config, run_dir: str) -> Optional[dict]:
   """Checks a directory's earlier run against `config`; returns its summary if it has finished.
-
-  Raises ConfigError if the directory holds another experiment, or run files without a config.
-  """
+  ConfigError if the directory holds another experiment, or run files without a config."""
   try:
     saved = files.read_json(os.path.join(run_dir, files.CONFIG_FILE))
   except WorkdirError as error:
@@ -234,10 +217,6 @@ def _read_finished(config, run_dir: str) -> Optional[dict]:
     return None
 
 
-def _stack(trees):
-  return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
-
-
 class _Call:
   """The compiled functions that train the trials of one call, and the layout they take them in.
 
@@ -254,7 +233,7 @@ class _Call:
                                            fed=config.sharding.data_parallel)
     over_trials = lambda f, axes: compilation.jit(jax.vmap(f, in_axes=axes) if self.vmapped
                                                   else f)
-    self._orders = over_trials(programs.epoch_order, (0, None, None))
+    self.orders = over_trials(programs.epoch_order, (0, None, None))  # data keys, epoch, labels
     point = optimizers.evaluation_point(config)
     at_point = lambda f: lambda state, *split: f(point(state.params, state.opt_state), *split)
     self._evaluate = over_trials(at_point(evaluate), (0, None, None, None))
@@ -273,12 +252,8 @@ class _Call:
     host = jax.tree.map(np.asarray, program_layout)
     return host if self.vmapped else jax.tree.map(lambda leaf: leaf[None], host)
 
-  def orders(self, data_rngs, epoch, labels):
-    return self._orders(self.program_layout(data_rngs), epoch, labels)
-
   def evaluate(self, states, split) -> dict:
-    """The metrics of `split` for each trial, at its evaluation point
-    (`optimizers.evaluation_point`)."""
+    """Each trial's metrics of `split` at its evaluation point (`optimizers.evaluation_point`)."""
     return self.with_trial_axis(self._evaluate(states, *split))
 
   def example_losses(self, states, split) -> dict:
@@ -307,10 +282,7 @@ class _Run:
   arrays: tuple  # the training split's images and labels: placed, or on the host with a mesh
   eval_splits: dict  # each evaluated split's name: its evaluation batches, on the devices
   steps_per_epoch: int
-
-  @property
-  def total_steps(self) -> int:
-    return self.steps_per_epoch * int(self.config.num_epochs)
+  total_steps: int
 
   def batches(self, order, chunk: Chunk) -> tuple:
     """The arguments of `call.chunk` between the state and `num_steps` for `chunk` of the epoch
@@ -326,19 +298,18 @@ class _Run:
 
 
 class _Log:
-  """Logs progress at most every `every_seconds`: step, trials alive, loss, speed and ETA."""
+  """Logs progress at most every 10 seconds: step, trials alive, loss, speed and ETA."""
 
-  def __init__(self, total_steps: int, num_trials: int, every_seconds: float = 10.0):
-    self._total, self._trials, self._every = total_steps, num_trials, every_seconds
-    self._start = self._last = time.time()
-    self._first_step = None
+  def __init__(self, total_steps: int, num_trials: int):
+    self._total, self._trials = total_steps, num_trials
+    self._last, self._first_step, self._start = time.time(), None, None
 
   def update(self, step: int, epoch: int, losses: Sequence[float]) -> None:
     now = time.time()
     if self._first_step is None:
       self._first_step, self._start = step, now  # the first chunk includes compilation
       return
-    if now - self._last < self._every:
+    if now - self._last < 10:
       return
     self._last = now
     rate = (step - self._first_step) / max(now - self._start, 1e-9)
@@ -351,15 +322,6 @@ class _Log:
 
 def _learning_rate(config, step: int) -> float:
   return float(config.learning_rate) * float(np.exp(-float(config.decay) * step))
-
-
-def _divergence(config, loss: float, first_loss: float) -> str:
-  """Why a step stopped its trial: a non-finite value, or the loss guard."""
-  if np.isfinite(loss) and config.max_loss_ratio is not None and (
-      loss > config.max_loss_ratio * first_loss):
-    return (f"loss {loss:.4g} above max_loss_ratio {config.max_loss_ratio:g} x the first "
-            f"step's {first_loss:.4g}")
-  return "non-finite loss or gradient"
 
 
 def _round(value, digits: int = 4) -> str:
@@ -420,7 +382,6 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
       return finished
 
   run = _prepare_run(config, len(trials), evaluate_test)
-  call_size = run.call.size
 
   # Everything above only read; from here on the workdir is written.
   storage.makedirs(workdir)
@@ -434,20 +395,19 @@ def _train_trials(config, workdir, trials, configs, dirs, lock, evaluate_test, r
     storage.makedirs(run_dir)
     files.write_json(os.path.join(run_dir, files.CONFIG_FILE), _config_dict(trial_cfg))
   summaries = []
-  num_calls = -(-len(trials) // call_size)
-  for c in range(num_calls):
-    members = list(range(c * call_size, min((c + 1) * call_size, len(trials))))
-    if all(finished[i] for i in members):
-      summaries += [finished[i] for i in members]
+  calls = range(0, len(trials), run.call.size)
+  for c, first in enumerate(calls):
+    members = slice(first, first + run.call.size)
+    if all(finished[members]):
+      summaries += finished[members]
       continue
-    if num_calls > 1:
-      logging.info("call %d/%d: trials %s", c + 1, num_calls,
-                   ", ".join(trials[i].directory for i in members))
+    if len(calls) > 1:
+      logging.info("call %d/%d: trials %s", c + 1, len(calls),
+                   ", ".join(trial.directory for trial in trials[members]))
     # A call's checkpoints keep the directory name that workdirs written before have.
     checkpoint_dir = os.path.join(workdir, files.CHECKPOINT_DIR,
-                                  *([f"group_{c:04d}"] if num_calls > 1 else []))
-    summaries += _train_call(run, [configs[i] for i in members], [dirs[i] for i in members],
-                              checkpoint_dir)
+                                  *([f"group_{c:04d}"] if len(calls) > 1 else []))
+    summaries += _train_call(run, configs[members], dirs[members], checkpoint_dir)
   return summaries
 
 
@@ -459,6 +419,7 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
   if steps_per_epoch < 1:
     raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(dataset.train)} "
                       f"training examples of {dataset.name}")
+  total_steps = steps_per_epoch * int(config.num_epochs)
   call_size = trials_per_call(config, num_trials)
   try:
     model = create_model(config, dataset, int(config.seed))
@@ -475,8 +436,7 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
   logging.info("%s / %s / %s on %s: %d parameters, %d trial(s) of %d steps of batch %d "
                "(%d epoch(s)), %d per compiled call", config.estimator, config.model,
                config.optimizer, dataset.name, models.num_params(model.params), num_trials,
-               steps_per_epoch * config.num_epochs, config.batch_size, config.num_epochs,
-               call_size)
+               total_steps, config.batch_size, config.num_epochs, call_size)
   splits = {"validation": dataset.validation, "test": dataset.test}
   if not evaluate_test:
     del splits["test"]
@@ -485,7 +445,8 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
   arrays = (dataset.train.images, dataset.train.labels)
   if mesh is None:
     arrays = tuple(place(array) for array in arrays)
-  return _Run(config, dataset, call, place, mesh, arrays, eval_splits, steps_per_epoch)
+  return _Run(config, dataset, call, place, mesh, arrays, eval_splits, steps_per_epoch,
+              total_steps)
 
 
 def _eval_batches(split, batch_size: int, place: Callable, mesh: Optional[Mesh]) -> tuple:
@@ -523,25 +484,24 @@ def _initial_states(run: _Run, configs: Sequence):
     tx = optimizers.build_optimizer(trial_cfg)
     states.append(jax.device_get(programs.init_state(params, tx, tangent_rng)))
     data_rngs.append(np.asarray(data_rng))
-  return _stack(states), np.stack(data_rngs)
+  return jax.tree.map(lambda *leaves: np.stack(leaves), *states), np.stack(data_rngs)
 
 
 def _train_call(run: _Run, configs: Sequence, dirs: Sequence[str],
                 checkpoint_dir: str) -> list[dict]:
   """Trains the trials of one call to the end (see the module docstring); returns their
   summaries."""
-  config = run.config
   initial, data_rngs = _initial_states(run, configs)
   # orbax's warnings and errors go to <checkpoint_dir>.log, not the terminal
-  with checkpointing.Checkpoints(checkpoint_dir, config.keep_checkpoints,
+  with checkpointing.Checkpoints(checkpoint_dir, run.config.keep_checkpoints,
                                  checkpoint_dir + ".log") as checkpoints:
     initial, progress = _restore(checkpoints, checkpoint_dir, initial, dirs, run.total_steps)
     loop = _Loop(run, configs, dirs, checkpoints, initial, data_rngs, progress)
     for number, chunk in enumerate(chunks(loop.step, run.steps_per_epoch, run.total_steps,
-                                          config.log_every_steps), 1):
+                                          run.config.log_every_steps), 1):
       losses, seconds = loop.run_chunk(chunk)
       alive_losses = loop.record_losses(chunk, losses, seconds)
-      if all(loop.stopped):
+      if not loop.running:
         break
       loop.log.update(chunk.end, chunk.epoch, alive_losses)
       if chunk.ends_epoch:
@@ -552,12 +512,10 @@ def _train_call(run: _Run, configs: Sequence, dirs: Sequence[str],
       loop.maybe_stop(stop)
     final = loop.finish()
     last_good = checkpoints.latest_step()
-  summaries = []
-  for i, (trial_cfg, run_dir) in enumerate(zip(configs, dirs)):
-    summary = _trial_summary(config, trial_cfg, run.dataset.name, progress, i, final, loop.step,
-                             last_good, time.time() - loop.start)
+  wall_clock = time.time() - loop.start
+  summaries = [loop.summary(i, final, last_good, wall_clock) for i in range(len(dirs))]
+  for run_dir, summary in zip(dirs, summaries):
     files.write_json(os.path.join(run_dir, files.SUMMARY_FILE), summary)
-    summaries.append(summary)
   return summaries
 
 
@@ -569,7 +527,7 @@ def _restore(checkpoints: checkpointing.Checkpoints, checkpoint_dir: str, initia
   if restored is None:
     if any(storage.exists(os.path.join(d, files.METRICS_FILE)) for d in dirs):
       logging.warning("%s holds no checkpoint: training from the start", checkpoint_dir)
-    return initial, Progress.start(len(dirs))
+    return initial, Progress([TrialProgress() for _ in dirs])
   try:
     progress = Progress.from_json(restored.progress)
   except ValueError as error:
@@ -586,48 +544,50 @@ def _hyperparameters(config) -> dict:
 
 
 def _open_writers(configs: Sequence, dirs: Sequence[str], start_step: int,
-                  stopped: Sequence[bool]) -> list[MetricWriter]:
-  """Each trial's metrics writer, resuming at `start_step`. WorkdirError if the rows of a trial
-  still training end before that step."""
+                  running: Sequence[int]) -> list[MetricWriter]:
+  """Each trial's metrics writer, resuming at `start_step`. WorkdirError if the rows of a
+  `running` trial end before that step."""
   writers = [MetricWriter(d, start_step, _hyperparameters(c)) for d, c in zip(dirs, configs)]
-  for writer, run_dir, trial_stopped in zip(writers, dirs, stopped):
-    if start_step and not trial_stopped and files.is_writer() and writer.last_step != start_step:
+  for i in running:
+    if start_step and files.is_writer() and writers[i].last_step != start_step:
       raise WorkdirError(
-          f"{os.path.join(run_dir, files.METRICS_FILE)} ends at step {writer.last_step} but "
+          f"{os.path.join(dirs[i], files.METRICS_FILE)} ends at step {writers[i].last_step} but "
           f"the checkpoint is at step {start_step}: rows are missing; start over with --restart")
   return writers
 
 
 class _Loop:
   """One call's training in this process, from its restored step: the train states on the
-  devices (in the compiled functions' layout), what the loop carries between chunks (`progress`,
-  saved with each checkpoint), which trials have stopped, and their metrics writers.
+  devices and the data-order keys (in the compiled functions' layout), what the loop carries
+  between chunks (`progress`, saved with each checkpoint) and the trials' metrics writers. A trial
+  trains until its progress holds why it diverged.
 
-  Each public method is one event of a chunk of steps, called in the order `_train_call` lists.
+  Each event of a chunk of steps is a public method, called in the order `_train_call` lists;
+  `running` and `summary` report on the trials.
   """
 
   def __init__(self, run: _Run, configs: Sequence, dirs: Sequence[str],
                checkpoints: checkpointing.Checkpoints, initial, data_rngs, progress: Progress):
     self.run, self.configs, self.dirs, self.checkpoints = run, configs, dirs, checkpoints
-    self.data_rngs, self.progress = data_rngs, progress
+    self.data_rngs, self.progress = run.call.program_layout(data_rngs), progress
     self.step = self.saved_step = int(np.max(initial.step))
-    self.stopped = [bool(initial.diverged_at[i] >= 0) for i in range(len(configs))]
     self.states = run.place(run.call.program_layout(initial))
-    self.writers = _open_writers(configs, dirs, self.step, self.stopped)
+    self.writers = _open_writers(configs, dirs, self.step, self.running)
     self.log = _Log(run.total_steps, len(configs))
     self.start = time.time() - progress.elapsed_seconds
-    self._orders_epoch, self._orders = None, None
+    self._orders = None  # the epoch's example order, drawn at its first chunk
     self._chunk_began, self._longest_chunk = None, 0.0
 
-  def _running(self) -> list[int]:
-    return [i for i, stopped in enumerate(self.stopped) if not stopped]
+  @property
+  def running(self) -> list[int]:
+    """The trials still training."""
+    return [i for i, trial in enumerate(self.progress.trials) if trial.diverged_reason is None]
 
   def run_chunk(self, chunk: Chunk) -> tuple[np.ndarray, float]:
     """Runs the chunk's steps; returns their losses, [trial, step] (padding trials included),
     and the seconds they took."""
     self._chunk_began = time.time()
-    if chunk.epoch != self._orders_epoch:
-      self._orders_epoch = chunk.epoch
+    if self._orders is None or chunk.first_batch == 0:
       self._orders = self.run.call.orders(self.data_rngs, chunk.epoch, self.run.arrays[1])
     began = time.time()
     batches = self.run.batches(self._orders, chunk)
@@ -644,7 +604,7 @@ class _Loop:
     chunk row, or stops it if it diverged. Returns the chunk's mean loss of each running trial."""
     diverged_at = np.asarray(self.states.diverged_at).reshape(self.run.call.size)
     alive_losses = []
-    for i in self._running():
+    for i in self.running:
       trial = self.progress.trials[i]
       applied = losses[i] if diverged_at[i] < 0 else losses[i][:diverged_at[i] - chunk.first_step]
       finite = applied[np.isfinite(applied)]
@@ -664,11 +624,14 @@ class _Loop:
     return alive_losses
 
   def _stop_diverged(self, i: int, loss: float, step: int) -> None:
-    """Stops trial `i`, which diverged with `loss` at `step`, and says why."""
-    trial = self.progress.trials[i]
-    self.stopped[i] = True
+    """Stops trial `i`, which diverged with `loss` at `step`, and says why: a non-finite value, or
+    the loss guard."""
+    trial, ratio = self.progress.trials[i], self.configs[i].max_loss_ratio
     first_loss = float(np.asarray(self.states.first_loss).reshape(self.run.call.size)[i])
-    trial.diverged_reason = _divergence(self.configs[i], loss, first_loss)
+    trial.diverged_reason = "non-finite loss or gradient"
+    if np.isfinite(loss) and ratio is not None and loss > ratio * first_loss:
+      trial.diverged_reason = (f"loss {loss:.4g} above max_loss_ratio {ratio:g} x the first "
+                               f"step's {first_loss:.4g}")
     logging.error("%s diverged: %s at step %d (last finite loss %s)", self.dirs[i],
                   trial.diverged_reason, step, _round(trial.last_finite_loss))
 
@@ -676,7 +639,7 @@ class _Loop:
     """Evaluates the trials and writes and logs each running trial's row of the epoch's end."""
     metrics = {name: self.run.call.evaluate(self.states, split)
                for name, split in self.run.eval_splits.items()}
-    for i in self._running():
+    for i in self.running:
       trial = self.progress.trials[i]
       row = {"step": chunk.end, "epoch": chunk.epoch + 1,
              "epoch_train_loss": trial.epoch_train_loss(),
@@ -695,7 +658,7 @@ class _Loop:
       return
     values = self.run.call.diagnose(self.states.params, self.run.arrays,
                                      [int(c.seed) for c in self.configs], chunk.end)
-    for i in self._running():
+    for i in self.running:
       self.writers[i].write({"step": chunk.end, **{k: float(v[i]) for k, v in values.items()}})
 
   def maybe_checkpoint(self, chunk: Chunk, stop: Optional[int]) -> None:
@@ -722,7 +685,7 @@ class _Loop:
       self._close_writers()
       self.checkpoints.wait()  # a failed save is a WorkdirError instead
       raise preemption.Stopped(stop, self.checkpoints.latest_step(), self.checkpoints.directory)
-    if _past_deadline(self._longest_chunk):
+    if _deadline[0] is not None and time.time() + self._longest_chunk > _deadline[0]:
       if self.step > self.saved_step:
         self._save()
       self._close_writers()
@@ -736,16 +699,42 @@ class _Loop:
 
   def finish(self):
     """Closes the writers and writes each running trial's per-example test losses; returns the
-    final TrainStates with the trial axis."""
+    final TrainStates with the trial axis, for `summary`."""
     self._close_writers()
     test = self.run.eval_splits.get("test")
-    if test is not None and self._running():
+    if test is not None and self.running:
       example_losses = self.run.call.example_losses(self.states, test)
-      for i in self._running():
+      for i in self.running:
         _write_test_losses(os.path.join(self.dirs[i], files.TEST_LOSSES_FILE),
                            {k: v[i] for k, v in example_losses.items()},
                            len(self.run.dataset.test.labels))
     return self.run.call.with_trial_axis(self.states)
+
+  def summary(self, i: int, final, last_good: Optional[int], wall_clock: float) -> dict:
+    """Trial `i`'s summary.json from the `final` states: its status, last evaluation, steps and
+    speed; `last_good` is the newest checkpoint's step."""
+    trial, config = self.progress.trials[i], self.run.config
+    diverged_at = int(final.diverged_at[i])
+    train_seconds = self.progress.train_seconds
+    summary = {
+        "status": "diverged" if diverged_at >= 0 else "completed",
+        "estimator": config.estimator, "model": config.model, "optimizer": config.optimizer,
+        "dataset": self.run.dataset.name, "seed": int(self.configs[i].seed),
+        "steps": diverged_at if diverged_at >= 0 else int(final.step[i]),
+        "epochs_completed": trial.last_eval.get("epoch", 0),
+        "train_loss": trial.last_eval.get("epoch_train_loss"),
+        **{name: trial.last_eval.get(name) for name in SUMMARY_STATISTICS},
+        "num_skipped_steps": int(final.num_skipped[i]),
+        "wall_clock_seconds": wall_clock,
+        "train_steps_per_second": self.step / train_seconds if train_seconds else None,
+    }
+    if diverged_at >= 0:
+      summary.update(diverged_at_step=diverged_at, last_finite_loss=trial.last_finite_loss,
+                     diverged_reason=trial.diverged_reason, last_checkpoint_step=last_good)
+    nonfinite = sorted(k for k, v in summary.items() if isinstance(v, float) and not np.isfinite(v))
+    if nonfinite:
+      summary["nonfinite_fields"] = nonfinite  # written as null: JSON has no NaN or infinity
+    return summary
 
 
 def _log_epoch(name: str, row: dict, num_epochs: int) -> None:
@@ -755,36 +744,6 @@ def _log_epoch(name: str, row: dict, num_epochs: int) -> None:
                _round(row["validation_loss"]), _round(row["validation_accuracy"]),
                f" | test {_round(row['test_loss'])} (acc {_round(row['test_accuracy'])})"
                if "test_loss" in row else "")
-
-
-def _trial_summary(config, trial_cfg, dataset_name: str, progress: Progress, i: int, final,
-                   last_step: int, last_good: Optional[int], wall_clock: float) -> dict:
-  """Trial `i`'s summary.json: its status, last evaluation, steps and speed."""
-  trial: TrialProgress = progress.trials[i]
-  eval_row = trial.last_eval
-  diverged_at = int(final.diverged_at[i])
-  steps = diverged_at if diverged_at >= 0 else int(final.step[i])
-  train_seconds = progress.train_seconds
-  summary = {
-      "status": "diverged" if diverged_at >= 0 else "completed",
-      "estimator": config.estimator, "model": config.model, "optimizer": config.optimizer,
-      "dataset": dataset_name, "seed": int(trial_cfg.seed),
-      "steps": steps, "epochs_completed": eval_row.get("epoch", 0),
-      "train_loss": eval_row.get("epoch_train_loss"),
-      "validation_loss": eval_row.get("validation_loss"),
-      "validation_accuracy": eval_row.get("validation_accuracy"),
-      "test_loss": eval_row.get("test_loss"), "test_accuracy": eval_row.get("test_accuracy"),
-      "num_skipped_steps": int(final.num_skipped[i]),
-      "wall_clock_seconds": wall_clock,
-      "train_steps_per_second": last_step / train_seconds if train_seconds else None,
-  }
-  if diverged_at >= 0:
-    summary.update(diverged_at_step=diverged_at, last_finite_loss=trial.last_finite_loss,
-                   diverged_reason=trial.diverged_reason, last_checkpoint_step=last_good)
-  nonfinite = sorted(k for k, v in summary.items() if isinstance(v, float) and not np.isfinite(v))
-  if nonfinite:
-    summary["nonfinite_fields"] = nonfinite  # written as null: JSON has no NaN or infinity
-  return summary
 
 
 def aggregate(summaries: Sequence[dict]) -> dict:
@@ -797,10 +756,8 @@ def aggregate(summaries: Sequence[dict]) -> dict:
     stats[name] = ({"mean": float(values.mean()), "std": float(values.std()),
                     "min": float(values.min()), "max": float(values.max()), "n": len(values)}
                    if values.size else None)
-  first = summaries[0]
   return {"status": "completed" if len(completed) == len(summaries) else "diverged",
-          "estimator": first["estimator"], "model": first["model"],
-          "optimizer": first["optimizer"], "dataset": first["dataset"],
+          **{key: summaries[0][key] for key in ("estimator", "model", "optimizer", "dataset")},
           "num_seeds": len(summaries), "seeds": [s["seed"] for s in summaries],
           "num_diverged": len(summaries) - len(completed),
           "wall_clock_seconds": max(s["wall_clock_seconds"] for s in summaries),
@@ -811,8 +768,7 @@ def train_and_evaluate(config, workdir: str, restart: bool = False) -> dict:
   """Trains `config` (its `num_seeds` seeds) in `workdir`, resuming it if it holds a checkpoint;
   returns the summary, also written to `<workdir>/summary.json`: the run's own for one seed, the
   `aggregate` of several (each seed's own is in `<workdir>/seed_<s>/`)."""
-  trials = seed_trials(config)
-  summaries = train_trials(config, workdir, trials, restart=restart)
+  summaries = train_trials(config, workdir, seed_trials(config), restart=restart)
   if len(summaries) == 1:
     return summaries[0]
   summary = aggregate(summaries)
