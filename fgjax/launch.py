@@ -138,22 +138,18 @@ def wait(processes: Sequence[subprocess.Popen],
   return (_first_failed(processes) if first is None else first), killed
 
 
-def describe_status(status: int) -> str:
-  if status < 0:
-    return f"was killed by {signal.Signals(-status).name}"
-  return f"exited with status {status}"
-
-
 def outcome(statuses: Sequence[int], first: Optional[int],
             killed: Sequence[int]) -> tuple[int, Optional[str]]:
   """The launcher's exit status and its error line (None: the processes have said it all), from
   the processes' statuses, the one that failed first and those the launcher killed."""
   if not killed and len(set(statuses)) == 1 and statuses[0] >= 0:
     return statuses[0], None
-  line = f"process {first} {describe_status(statuses[first])}"
+  status = statuses[first]
+  line = (f"process {first} was killed by {signal.Signals(-status).name}" if status < 0
+          else f"process {first} exited with status {status}")
   if killed:
     line += f"; ended process{'es' if len(killed) > 1 else ''} {', '.join(map(str, killed))}"
-  return (statuses[first] if statuses[first] > 0 else 1), line
+  return max(status, 1), line
 
 
 def main(argv: Sequence[str]) -> int:
