@@ -25,12 +25,6 @@ flags.DEFINE_list("configs", ["configs/default.py:forward", "configs/default.py:
 flags.DEFINE_string("workdir", "runs/default", "Parent directory of the runs' workdirs.")
 
 
-def run_name(spec: str) -> str:
-  path, _, argument = spec.partition(":")
-  stem = os.path.splitext(os.path.basename(path))[0]
-  return f"{stem}_{argument}" if argument else stem
-
-
 def _result(summary: dict, name: str) -> str:
   if "aggregate" in summary:
     stats = summary["aggregate"][name]
@@ -57,7 +51,7 @@ def main(argv, overrides):
   for spec in FLAGS.configs:
     config = config_loading.load_config(spec)
     cli.apply_overrides(config, overrides)
-    configs.append((run_name(spec), config))
+    configs.append((config_loading.run_name(spec), config))
   rows = []
   for name, config in configs:
     logging.info("=== %s ===", name)

@@ -31,14 +31,12 @@ as typed (b2 = 0.9995 must not become 1). `--learning_rate` defaults to
                     Default: all trials in one call, except one trial per call for
                     convolutional models on XLA:CPU (see fgjax.train.trials_per_call).
 
-Trials are those of fgjax.train's core: each setting with each seed is one trial, the trials
-train `--trials_per_call` at a time, the trials of a call vmapped into one compiled program (they
-differ only in their seed and in scalars held in the optimizer state), with the checkpoints,
-exact resume and per-trial divergence policy of any run. A sweep killed half-way resumes when the
-same command is run again; `--restart` starts it over. Where one small trial leaves an
-accelerator mostly idle, a call of several trials costs little more than one; on a CPU core,
-which one trial already keeps busy, it costs about what the trials cost one after another, minus
-their repeated compilation and data loading (benchmarks/sweep_speedup.py).
+Each setting with each seed is one trial of fgjax.train's core (the trials of a call differ only
+in their seed and in scalars held in the optimizer state), with the checkpoints, exact resume and
+per-trial divergence policy of any run: a sweep killed half-way resumes when the same command is
+run again; `--restart` starts it over. Where one small trial leaves an accelerator mostly idle, a
+call of several trials costs little more than one; on a CPU core, about what they cost one after
+another, minus repeated compilation and data loading (benchmarks/sweep_speedup.py).
 
 Workdir:
   sweep.json                the search (space, epochs, seeds, base config and its overrides)
@@ -60,9 +58,11 @@ from typing import Optional, Sequence, Union
 
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
 import numpy as np
 
 from fgjax import cli
+from fgjax import config_loading
 from fgjax import config_validation
 from fgjax import default_config
 from fgjax import optimizers
@@ -119,29 +119,21 @@ def parse_spec(name: str, text: str) -> Optional[Spec]:
 
 def grid_points(space: dict) -> list[dict]:
   """Every combination of the specs' values, in the order of `space`."""
-  axes = []
-  for spec in space.values():
-    if isinstance(spec, LogRange):
-      values = np.geomspace(spec.low, spec.high, spec.num) if spec.num > 1 else [spec.low]
-      axes.append(sorted({_round(v) for v in values}))
-    else:
-      axes.append(list(spec))
+  axes = [sorted({_round(v) for v in np.geomspace(spec.low, spec.high, spec.num)})
+          if isinstance(spec, LogRange) else list(spec) for spec in space.values()]
   return [dict(zip(space, combo)) for combo in itertools.product(*axes)]
 
 
 def random_points(space: dict, num_trials: int, seed: int) -> list[dict]:
   """`num_trials` settings: ranges sampled log-uniformly, lists uniformly (numpy, seeded)."""
   rng = np.random.default_rng(seed)
-  points = []
-  for _ in range(num_trials):
-    point = {}
-    for name, spec in space.items():
-      if isinstance(spec, LogRange):
-        point[name] = _round(math.exp(rng.uniform(math.log(spec.low), math.log(spec.high))))
-      else:
-        point[name] = spec[rng.integers(len(spec))]
-    points.append(point)
-  return points
+
+  def draw(spec):
+    if isinstance(spec, LogRange):
+      return _round(math.exp(rng.uniform(math.log(spec.low), math.log(spec.high))))
+    return spec[rng.integers(len(spec))]
+
+  return [{name: draw(spec) for name, spec in space.items()} for _ in range(num_trials)]
 
 
 def make_trials(points: Sequence[dict], seeds: Sequence[int]) -> list[train.Trial]:
@@ -200,13 +192,9 @@ def rank_settings(rows: Sequence[dict]) -> list[dict]:
         "validation_accuracy": float(np.mean(accuracies)) if accuracies else None,
         "train_loss": float(np.mean(train_losses)) if train_losses else None,
         "seeds": [r["seed"] for r in runs], "trials": [r["trial"] for r in runs]})
-  key = lambda s: (s["status"] != "completed", not math.isfinite(s["validation_loss"]),
-                   s["validation_loss"] if math.isfinite(s["validation_loss"]) else 0.0,
-                   s["setting"])
-  ranked = sorted(settings, key=key)
-  for rank, setting in enumerate(ranked, start=1):
-    setting["rank"] = rank
-  return ranked
+  loss = lambda s: s["validation_loss"] if math.isfinite(s["validation_loss"]) else math.inf
+  ranked = sorted(settings, key=lambda s: (s["status"] != "completed", loss(s), s["setting"]))
+  return [{**setting, "rank": rank} for rank, setting in enumerate(ranked, start=1)]
 
 
 def _format_value(value) -> str:
@@ -293,9 +281,9 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
   saved = None if restart else files.read_json(os.path.join(workdir, SWEEP_FILE))
   if saved is not None:  # overrides under the fields' current names, as train compares them
     saved["config_overrides"] = default_config.renamed(saved.get("config_overrides") or {})
-  if saved is not None and {k: saved.get(k) for k in record} != files.json_safe(record):
-    raise SweepError(f"{workdir!r} holds another sweep ({SWEEP_FILE} differs); use another "
-                     "workdir, or start over with --restart")
+    if {k: saved.get(k) for k in record} != files.json_safe(record):
+      raise SweepError(f"{workdir!r} holds another sweep ({SWEEP_FILE} differs); use another "
+                       "workdir, or start over with --restart")
   logging.info("%s search over %s: %d settings x %d seed(s) = %d trials", search, list(space),
                len(points), seeds, len(trials))
   start = time.time()
@@ -313,9 +301,7 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
   best = ranked[0]
   if best["status"] == "completed":
     overrides = {**record["config_overrides"], **best["hyperparameters"]}
-    path, _, argument = (config_spec or "config").partition(":")
-    stem = "_".join(filter(None, [os.path.splitext(os.path.basename(path))[0], argument]))
-    rerun_dir = os.path.join("runs", f"{stem}_tuned")
+    rerun_dir = os.path.join("runs", f"{config_loading.run_name(config_spec or 'config')}_tuned")
     summary["best"] = {"setting": best["setting"], "hyperparameters": best["hyperparameters"],
                        "validation_loss": best["validation_loss"],
                        "command": rerun_command(config_spec or "<config>", overrides, rerun_dir)}
@@ -363,7 +349,6 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags():
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py[:arg]).",
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory for the trials and the ranked results.")
@@ -385,7 +370,6 @@ def _define_flags():
 
 def main(argv):
   del argv
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   space = {name: spec for name in optimizers.HYPERPARAMETERS
            if (spec := parse_spec(name, FLAGS[name].value)) is not None}
   summary = sweep(FLAGS.config, FLAGS.workdir, space=space, search=FLAGS.search,

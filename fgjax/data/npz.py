@@ -49,9 +49,7 @@ def load_npz(path: str) -> tuple[Split, Split]:
     infos = {name: archive.getinfo(members[name]) for name in REQUIRED}
     headers = {name: _header(archive, info, path, name) for name, info in infos.items()}
     for split in ("train", "test"):
-      (image_shape, image_dtype), (label_shape, label_dtype) = (
-          headers[f"x_{split}"], headers[f"y_{split}"])
-      check_layout(image_shape, image_dtype, label_shape, label_dtype, f"{path} {split}")
+      check_layout(*headers[f"x_{split}"], *headers[f"y_{split}"], f"{path} {split}")
     if headers["x_train"][0][1:] != headers["x_test"][0][1:]:
       raise DataError(f"data.path {path!r}: train images {headers['x_train'][0][1:]} and test "
                       f"images {headers['x_test'][0][1:]} differ in shape")
