@@ -43,6 +43,16 @@ def parse_value(text: str):
     return text
 
 
+def result_cell(summary: dict, name: str) -> str:
+  """A run's result `name` as a table shows it: mean ± std over its seeds, or its value; '-' when
+  there is none."""
+  if "aggregate" in summary:
+    stats = summary["aggregate"][name]
+    return "-" if stats is None else f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+  value = summary[name]
+  return "-" if value is None else f"{value:.4f}"
+
+
 def _check_field(config, name: str) -> None:
   """ConfigError unless `config` has the (dotted) field `name`, with a close name if one is."""
   *parents, field = name.split(".")

@@ -111,23 +111,22 @@ def _estimator_problems(config) -> list[str]:
     return []  # reported as an unknown choice
   estimator = estimators.get(_get(config, "estimator"))
   with_unit_groups = _either([name for name, other in estimators.REGISTRY.items()
-                     if "unit_groups" in other.options])
+                              if "unit_groups" in other.options])
   local = _either(estimators.LOCAL)
-  found = []
-  if not estimator.data_parallel and _get(config, "sharding.data_parallel") is True:
-    found.append(f"estimator {estimator.name!r} trains on one device: set "
-                 "sharding.data_parallel=False")
-  if _get(config, "unit_groups") not in (1, _MISSING) and (
-      "unit_groups" not in estimator.options or _get(config, "combine") != "mean"):
-    found.append(f"unit_groups > 1 needs estimator {with_unit_groups} and combine 'mean'")
-  if _get(config, "local_heads.slices") not in (1, _MISSING) and (
-      not estimator.local_heads or _get(config, "combine") != "mean"
-      or _get(config, "unit_groups") not in (1, _MISSING)):
-    found.append(f"local_heads.slices > 1 needs estimator {local}, combine 'mean' and "
-                 "unit_groups 1")
-  if _get(config, "local_heads.patches") not in (1, _MISSING) and not estimator.local_heads:
-    found.append(f"local_heads.patches > 1 needs estimator {local}")
-  return found
+  grouped = _get(config, "unit_groups") not in (1, _MISSING)
+  mean = _get(config, "combine") == "mean"
+  rules = [  # (the config breaks the rule, what the rule says)
+      (not estimator.data_parallel and _get(config, "sharding.data_parallel") is True,
+       f"estimator {estimator.name!r} trains on one device: set sharding.data_parallel=False"),
+      (grouped and ("unit_groups" not in estimator.options or not mean),
+       f"unit_groups > 1 needs estimator {with_unit_groups} and combine 'mean'"),
+      (_get(config, "local_heads.slices") not in (1, _MISSING)
+       and (not estimator.local_heads or not mean or grouped),
+       f"local_heads.slices > 1 needs estimator {local}, combine 'mean' and unit_groups 1"),
+      (_get(config, "local_heads.patches") not in (1, _MISSING) and not estimator.local_heads,
+       f"local_heads.patches > 1 needs estimator {local}"),
+  ]
+  return [message for broken, message in rules if broken]
 
 
 def problems(config) -> list[str]:
