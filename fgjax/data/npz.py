@@ -64,8 +64,7 @@ def load_npz(path: str) -> tuple[Split, Split]:
 
 def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str,
             name: str) -> tuple[tuple, np.dtype]:
-  """The (shape, dtype) that member `info` declares, refused unless the file can hold that data:
-  a corrupt or crafted header could otherwise make numpy allocate terabytes before reading."""
+  """The (shape, dtype) that member `info` declares, refused unless the file can hold that data."""
   try:
     with archive.open(info) as member:
       version = np.lib.format.read_magic(member)
