@@ -68,10 +68,6 @@ def _get(config, dotted: str):
   return value
 
 
-def _is_real(value) -> bool:
-  return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _check_choice(name, value, options):
   if value not in options:
     return f"{name} {value!r} is unknown; choose one of {sorted(options)}"
@@ -88,13 +84,13 @@ def _check_integer(name, value, lowest):
 
 def _check_real(name, value, rule):
   test, bound = rule
-  if not _is_real(value) or not math.isfinite(value):
+  if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
     return f"{name} must be a finite number, got {value!r}"
   return None if test(value) else f"{name} must be {bound}, got {value}"
 
 
 def _check_positive(name, value):
-  if not _is_real(value) or not math.isfinite(value) or value <= 0:
+  if _check_real(name, value, _POSITIVE):
     return f"{name} must be a positive number or None (off), got {value!r}"
   return None
 

@@ -169,11 +169,8 @@ def trial_rows(trials: Sequence[train.Trial], summaries: Sequence[dict],
 
 
 def rank_settings(rows: Sequence[dict]) -> list[dict]:
-  """Settings (a point with all its seeds) best first by mean final validation loss.
-
-  A setting any of whose seeds diverged or ended with a non-finite loss ranks after every
-  completed one, whatever its loss.
-  """
+  """Settings (a point with all its seeds) best first by mean final validation loss; one with a
+  seed that diverged or ended with a non-finite loss after every completed one."""
   by_point = {}
   for row in rows:
     by_point.setdefault(row["setting"], []).append(row)
