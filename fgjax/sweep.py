@@ -16,8 +16,7 @@ Search space: one flag per hyperparameter, each a spec string (none given: the c
 A spec is either a range `low:high:num`, `num` log-spaced values from `low` to `high` inclusive
 (both > 0), or a list `v1,v2,...` of values (use a list for 0 or for momenta). A range's values
 are rounded to 3 significant digits, so the printed value is the one trained; a list's are taken
-as typed (b2 = 0.9995 must not become 1). `--learning_rate` defaults to
-`1e-5:1:11` (two points per decade).
+as typed (b2 = 0.9995 must not become 1). `--learning_rate` defaults to `1e-5:1:11`.
 
   --search=grid     (default; the paper's protocol) every combination of the specs' values.
   --search=random   --num_trials settings drawn with --search_seed: a range is sampled
@@ -28,8 +27,7 @@ as typed (b2 = 0.9995 must not become 1). `--learning_rate` defaults to
   --epochs=E        the budget of every trial (default 3), whatever the config's num_epochs.
   --trials_per_call bounds memory: trials run at most this many per call, each call one
                     vmapped program (the last call is padded, so a sweep compiles once).
-                    Default: all trials in one call, except one trial per call for
-                    convolutional models on XLA:CPU (see fgjax.train.trials_per_call).
+                    Default: the config's trials_per_call (see fgjax.default_config).
 
 Each setting with each seed is one trial of fgjax.train's core (the trials of a call differ only
 in their seed and in scalars held in the optimizer state), with the checkpoints, exact resume and
@@ -236,6 +234,24 @@ def _describe(hyperparameters: dict) -> str:
   return ", ".join(f"{k}={_format_value(v)}" for k, v in hyperparameters.items())
 
 
+def _best(setting: dict, config_spec: Optional[str], config_overrides: dict, workdir: str,
+          epochs: int) -> dict:
+  """results.json's `best`: `setting` and the command that reruns it at the config's full length;
+  with a `config_spec`, it also writes `best_config.py`."""
+  overrides = {**config_overrides, **setting["hyperparameters"]}
+  rerun_dir = os.path.join("runs", f"{config_loading.run_name(config_spec or 'config')}_tuned")
+  best = {"setting": setting["setting"], "hyperparameters": setting["hyperparameters"],
+          "validation_loss": setting["validation_loss"],
+          "command": rerun_command(config_spec or "<config>", overrides, rerun_dir)}
+  if config_spec:
+    best["config_file"] = os.path.join(workdir, BEST_CONFIG_FILE)
+    doc = (f"The best setting of the sweep in {workdir}: {config_spec} with OVERRIDES "
+           f"(validation loss {setting['validation_loss']:.4f} after {epochs} epoch(s)).\n\n"
+           f"  python -m fgjax.main --config={best['config_file']} --workdir={rerun_dir}\n")
+    files.write_text(best["config_file"], _best_config_source(config_spec, overrides, doc))
+  return best
+
+
 def sweep(config, workdir: str, *, space: dict, search: str = "grid",
           num_trials: Optional[int] = None, search_seed: int = 0, seeds: int = 1,
           epochs: int = 3, trials_per_call: Optional[int] = None,
@@ -295,20 +311,8 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
              "wall_clock_seconds": time.time() - start,
              "machine": files.describe_machine(), "best": None, "settings": ranked,
              "trials": rows}
-  best = ranked[0]
-  if best["status"] == "completed":
-    overrides = {**record["config_overrides"], **best["hyperparameters"]}
-    rerun_dir = os.path.join("runs", f"{config_loading.run_name(config_spec or 'config')}_tuned")
-    summary["best"] = {"setting": best["setting"], "hyperparameters": best["hyperparameters"],
-                       "validation_loss": best["validation_loss"],
-                       "command": rerun_command(config_spec or "<config>", overrides, rerun_dir)}
-    if config_spec:
-      best_file = os.path.join(workdir, BEST_CONFIG_FILE)
-      summary["best"]["config_file"] = best_file
-      doc = (f"The best setting of the sweep in {workdir}: {config_spec} with OVERRIDES "
-             f"(validation loss {best['validation_loss']:.4f} after {epochs} epoch(s)).\n\n"
-             f"  python -m fgjax.main --config={best_file} --workdir={rerun_dir}\n")
-      files.write_text(best_file, _best_config_source(config_spec, overrides, doc))
+  if ranked[0]["status"] == "completed":
+    summary["best"] = _best(ranked[0], config_spec, record["config_overrides"], workdir, epochs)
   summary = files.json_safe(summary)
   files.write_json(os.path.join(workdir, RESULTS_FILE), summary)
   files.write_text(os.path.join(workdir, "results.md"), format_results(summary))
