@@ -31,19 +31,15 @@ from typing import Optional, Sequence, TextIO
 OWN_FLAGS = ("--distributed", "--coordinator_address", "--num_processes", "--process_id")
 
 
-class _Parser(argparse.ArgumentParser):
-  """argparse with the command lines' one-line errors (`error: ...`, status 2)."""
-
-  def error(self, message):
-    self.exit(2, f"error: {message}\n")
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   """The launcher's flags, and `main_args`: what follows `--`, for every process."""
   split = argv.index("--") if "--" in argv else len(argv)
   own, main_args = list(argv[:split]), list(argv[split + 1:])
-  parser = _Parser(prog="python -m fgjax.launch", description=__doc__.split("\n\n")[0],
-                   usage="%(prog)s --num_processes=N [options] -- <the arguments of every process>")
+  parser = argparse.ArgumentParser(
+      prog="python -m fgjax.launch", description=__doc__.split("\n\n")[0],
+      usage="%(prog)s --num_processes=N [options] -- <the arguments of every process>")
+  # The command lines' one-line errors: `error: ...`, status 2.
+  parser.error = lambda message: parser.exit(2, f"error: {message}\n")
   parser.add_argument("--num_processes", type=int, required=True, help="how many processes")
   parser.add_argument("--devices_per_process", type=int, default=None,
                       help="CPU devices per process (XLA's host platform device count)")

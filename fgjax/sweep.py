@@ -271,14 +271,11 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
   if epochs < 1 or seeds < 1 or (trials_per_call is not None and trials_per_call < 1):
     raise SweepError(f"epochs, seeds and trials_per_call must be >= 1, got {epochs}, {seeds} "
                      f"and {trials_per_call}")
+  if search == "random" and (num_trials is None or num_trials < 1):
+    raise SweepError("--search=random needs --num_trials >= 1")
   check_space(config, space)
   config_validation.validate_workdir(workdir)  # before sweep.json is read from it
-  if search == "grid":
-    points = grid_points(space)
-  else:
-    if not num_trials or num_trials < 1:
-      raise SweepError("--search=random needs --num_trials >= 1")
-    points = random_points(space, num_trials, search_seed)
+  points = grid_points(space) if search == "grid" else random_points(space, num_trials, search_seed)
   trials = make_trials(points, range(int(config.seed), int(config.seed) + seeds))
   config = config.copy_and_resolve_references()
   with config.unlocked():
