@@ -31,7 +31,7 @@ from fgjax.errors import ConfigError, UserError
 _OVERRIDE = re.compile(r"--config\.(?P<name>[A-Za-z_][\w.]*)=(?P<value>.*)", re.DOTALL)
 
 
-def _fail(message) -> None:
+def _fail(message: str) -> None:
   print(f"error: {message}", file=sys.stderr)
   sys.exit(2)
 
@@ -167,7 +167,7 @@ def run(main: Callable[..., int], *, separate_overrides: bool = False) -> None:
     try:
       return main(argv, overrides) if separate_overrides else main(argv)
     except UserError as error:
-      _fail(error)
+      _fail(str(error))
     except preemption.Stopped as stopped:
       print(stopped, file=sys.stderr)
       return stopped.exit_status
