@@ -1,5 +1,6 @@
 """What the fgjax command lines share: flag parsing with one-line errors, INFO logging, exit
-codes, and config overrides (`--config.<field>=<value>`, `None` included, for any field).
+codes, config overrides (`--config.<field>=<value>`, `None` included, for any field) and the
+way a result reads in a table.
 
 `run(main)` is `absl.app.run(main)`, except that
 - a flag that cannot be parsed (a misspelt config field, a config file that is missing or does
@@ -43,6 +44,16 @@ def parse_value(text: str):
     return text
 
 
+def result_cell(summary: dict, name: str) -> str:
+  """A run's result `name` as a table shows it: mean ± std over its seeds, or its value; '-' when
+  there is none."""
+  if "aggregate" in summary:
+    stats = summary["aggregate"][name]
+    return "-" if stats is None else f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+  value = summary[name]
+  return "-" if value is None else f"{value:.4f}"
+
+
 def _check_field(config, name: str) -> None:
   """ConfigError unless `config` has the (dotted) field `name`, with a close name if one is."""
   *parents, field = name.split(".")
@@ -83,10 +94,9 @@ def _config_path(argv: Sequence[str]) -> Optional[str]:
   return values[-1].partition(":")[0] if values else None
 
 
-def _config_file_error(argv: Sequence[str], error: Exception) -> Optional[str]:
-  """One line for an exception that loading the `--config` file raised (the file raised it, or
-  it has no `get_config()`); None for any other exception."""
-  path = _config_path(argv)
+def _config_file_error(path: Optional[str], error: Exception) -> Optional[str]:
+  """One line for an exception that loading the `--config` file `path` raised (the file raised
+  it, or it has no `get_config()`); None for any other exception."""
   if path is None:
     return None
   if isinstance(error, AttributeError) and "has no attribute 'get_config'" in str(error):
@@ -123,17 +133,18 @@ def _parse_flags(argv: list[str]) -> list[str]:
   """absl's parse, with `--config.<field>=None` applied after the config has loaded (absl
   cannot parse None for a field that holds a number) and one-line errors."""
   nones = [a for a in argv[1:] if a.startswith("--config.") and a.endswith("=None")]
+  path = _config_path(argv)
   try:
     remaining = flags.FLAGS([a for a in argv if a not in nones])
     config = flags.FLAGS.config if "config" in flags.FLAGS else None
     if config is not None:
       config.keys()  # config_flags reports a file that failed to load only when used
-    if _config_path(argv) is not None:
-      config_loading.check_config(_config_path(argv), config)
+    if path is not None:
+      config_loading.check_config(path, config)
     if nones:
       apply_overrides(config, nones)
   except Exception as error:  # pylint: disable=broad-except
-    _fail(_config_file_error(argv, error) or _parse_error(error))
+    _fail(_config_file_error(path, error) or _parse_error(error))
   return remaining
 
 
@@ -156,8 +167,7 @@ def run(main: Callable[..., int], *, separate_overrides: bool = False) -> None:
     try:
       return main(argv, overrides) if separate_overrides else main(argv)
     except UserError as error:
-      print(f"error: {error}", file=sys.stderr)
-      return 2
+      _fail(str(error))
     except preemption.Stopped as stopped:
       print(stopped, file=sys.stderr)
       return stopped.exit_status

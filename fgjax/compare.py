@@ -25,27 +25,13 @@ flags.DEFINE_list("configs", ["configs/default.py:forward", "configs/default.py:
 flags.DEFINE_string("workdir", "runs/default", "Parent directory of the runs' workdirs.")
 
 
-def run_name(spec: str) -> str:
-  path, _, argument = spec.partition(":")
-  stem = os.path.splitext(os.path.basename(path))[0]
-  return f"{stem}_{argument}" if argument else stem
-
-
-def _result(summary: dict, name: str) -> str:
-  if "aggregate" in summary:
-    stats = summary["aggregate"][name]
-    return "-" if stats is None else f"{stats['mean']:.4f} ± {stats['std']:.4f}"
-  value = summary[name]
-  return "-" if value is None else f"{value:.4f}"
-
-
 def format_table(rows: list[tuple[str, dict]]) -> str:
   """A fixed-width table of the summaries, one line per run."""
   header = ("run", "estimator", "status", "seeds", "test loss", "test acc", "wall-clock s")
   lines = [header]
   for name, s in rows:
     lines.append((name, s["estimator"], s["status"], str(s.get("num_seeds", 1)),
-                  _result(s, "test_loss"), _result(s, "test_accuracy"),
+                  cli.result_cell(s, "test_loss"), cli.result_cell(s, "test_accuracy"),
                   f"{s['wall_clock_seconds']:.1f}"))
   widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
   return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in lines)
@@ -57,7 +43,7 @@ def main(argv, overrides):
   for spec in FLAGS.configs:
     config = config_loading.load_config(spec)
     cli.apply_overrides(config, overrides)
-    configs.append((run_name(spec), config))
+    configs.append((config_loading.run_name(spec), config))
   rows = []
   for name, config in configs:
     logging.info("=== %s ===", name)

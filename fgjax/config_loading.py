@@ -33,6 +33,13 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   return check_config(path, config)
 
 
+def run_name(spec: str) -> str:
+  """A name for the run of `spec`: the config file's stem, plus `_<argument>` if it has one."""
+  path, _, argument = spec.partition(":")
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return f"{stem}_{argument}" if argument else stem
+
+
 def no_get_config(path: str) -> str:
   return f"cannot load the config {path}: it defines no get_config()"
 

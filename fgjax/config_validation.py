@@ -46,19 +46,17 @@ _INTEGERS = {
     "local_heads.slices": 1, "local_heads.patches": 1, "eval_batch_size": 1,
     "log_every_steps": 1, "checkpoint_every_steps": 1, "keep_checkpoints": 1,
     "seed": None, "data.validation_size": 1, "data.split_seed": 0,
+    "diagnostics_every_steps": 1, "sharding.num_devices": 1,
 }
-# Real fields and the interval they must lie in: (low, low_excluded, high, high_excluded).
-_REALS = {
-    "learning_rate": (0.0, True, math.inf, False),
-    "decay": (0.0, False, math.inf, False),
-    "eps": (0.0, False, math.inf, False),
-    "eps_root": (0.0, False, math.inf, False),
-    "momentum": (0.0, False, 1.0, True),
-    "b1": (0.0, False, 1.0, True),
-    "b2": (0.0, False, 1.0, True),
-}
-# Optional positive reals: None switches the feature off.
+# Real fields and their range: a test of the value, and how a message states it.
+_POSITIVE = (lambda value: value > 0, "> 0")
+_NON_NEGATIVE = (lambda value: value >= 0, ">= 0")
+_FRACTION = (lambda value: 0 <= value < 1, "in [0, 1)")
+_REALS = {"learning_rate": _POSITIVE, "decay": _NON_NEGATIVE, "eps": _NON_NEGATIVE,
+          "eps_root": _NON_NEGATIVE, "momentum": _FRACTION, "b1": _FRACTION, "b2": _FRACTION}
 _OPTIONAL_POSITIVE = ("jvp_clip", "grad_clip_norm", "max_loss_ratio")
+# Fields that None switches off: a None passes their check.
+_OFF_BY_NONE = (*_OPTIONAL_POSITIVE, "diagnostics_every_steps", "sharding.num_devices")
 
 
 def _get(config, dotted: str):
@@ -68,16 +66,6 @@ def _get(config, dotted: str):
       return _MISSING
     value = value[name]
   return value
-
-
-def _is_real(value) -> bool:
-  return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _interval(low, low_excluded, high, high_excluded) -> str:
-  if high == math.inf:
-    return f"{'>' if low_excluded else '>='} {low:g}"
-  return f"in {'(' if low_excluded else '['}{low:g}, {high:g}{')' if high_excluded else ']'}"
 
 
 def _check_choice(name, value, options):
@@ -94,19 +82,15 @@ def _check_integer(name, value, lowest):
   return None
 
 
-def _check_real(name, value, low, low_excluded, high, high_excluded):
-  if not _is_real(value) or not math.isfinite(value):
+def _check_real(name, value, rule):
+  test, bound = rule
+  if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
     return f"{name} must be a finite number, got {value!r}"
-  if (value < low or (low_excluded and value == low) or value > high
-      or (high_excluded and value == high)):
-    return f"{name} must be {_interval(low, low_excluded, high, high_excluded)}, got {value}"
-  return None
+  return None if test(value) else f"{name} must be {bound}, got {value}"
 
 
-def _check_optional_positive(name, value):
-  if value is None:
-    return None
-  if not _is_real(value) or not math.isfinite(value) or value <= 0:
+def _check_positive(name, value):
+  if _check_real(name, value, _POSITIVE):
     return f"{name} must be a positive number or None (off), got {value!r}"
   return None
 
@@ -123,37 +107,37 @@ def _estimator_problems(config) -> list[str]:
     return []  # reported as an unknown choice
   estimator = estimators.get(_get(config, "estimator"))
   with_unit_groups = _either([name for name, other in estimators.REGISTRY.items()
-                     if "unit_groups" in other.options])
+                              if "unit_groups" in other.options])
   local = _either(estimators.LOCAL)
-  found = []
-  if not estimator.data_parallel and _get(config, "sharding.data_parallel") is True:
-    found.append(f"estimator {estimator.name!r} trains on one device: set "
-                 "sharding.data_parallel=False")
-  if _get(config, "unit_groups") not in (1, _MISSING) and (
-      "unit_groups" not in estimator.options or _get(config, "combine") != "mean"):
-    found.append(f"unit_groups > 1 needs estimator {with_unit_groups} and combine 'mean'")
-  if _get(config, "local_heads.slices") not in (1, _MISSING) and (
-      not estimator.local_heads or _get(config, "combine") != "mean"
-      or _get(config, "unit_groups") not in (1, _MISSING)):
-    found.append(f"local_heads.slices > 1 needs estimator {local}, combine 'mean' and "
-                 "unit_groups 1")
-  if _get(config, "local_heads.patches") not in (1, _MISSING) and not estimator.local_heads:
-    found.append(f"local_heads.patches > 1 needs estimator {local}")
-  return found
+  grouped = _get(config, "unit_groups") not in (1, _MISSING)
+  mean = _get(config, "combine") == "mean"
+  rules = [  # (the config breaks the rule, what the rule says)
+      (not estimator.data_parallel and _get(config, "sharding.data_parallel") is True,
+       f"estimator {estimator.name!r} trains on one device: set sharding.data_parallel=False"),
+      (grouped and ("unit_groups" not in estimator.options or not mean),
+       f"unit_groups > 1 needs estimator {with_unit_groups} and combine 'mean'"),
+      (_get(config, "local_heads.slices") not in (1, _MISSING)
+       and (not estimator.local_heads or not mean or grouped),
+       f"local_heads.slices > 1 needs estimator {local}, combine 'mean' and unit_groups 1"),
+      (_get(config, "local_heads.patches") not in (1, _MISSING) and not estimator.local_heads,
+       f"local_heads.patches > 1 needs estimator {local}"),
+  ]
+  return [message for broken, message in rules if broken]
 
 
 def problems(config) -> list[str]:
   """Every problem of `config`, one short phrase each; empty when the config is valid."""
   checks = ([(name, _check_choice, (options,)) for name, options in _CHOICES.items()]
             + [(name, _check_integer, (lowest,)) for name, lowest in _INTEGERS.items()]
-            + [(name, _check_real, interval) for name, interval in _REALS.items()]
-            + [(name, _check_optional_positive, ()) for name in _OPTIONAL_POSITIVE])
+            + [(name, _check_real, (rule,)) for name, rule in _REALS.items()]
+            + [(name, _check_positive, ()) for name in _OPTIONAL_POSITIVE])
   found = []
   for name, check, bounds in checks:
     value = _get(config, name)
-    problem = f"config has no field {name}" if value is _MISSING else check(name, value, *bounds)
-    if problem:
-      found.append(problem)
+    if value is _MISSING:
+      found.append(f"config has no field {name}")
+    elif value is not None or name not in _OFF_BY_NONE:
+      found.append(check(name, value, *bounds))
   source, name = _get(config, "data.source"), _get(config, "data.name")
   if source == "embedded" and name not in embedded.EMBEDDED:
     found.append(f"data.name {name!r} is not an embedded dataset; choose one of "
@@ -164,13 +148,6 @@ def problems(config) -> list[str]:
     found.append(f"sharding.data_parallel must be True or False, got "
                  f"{_get(config, 'sharding.data_parallel')!r}")
   found += _estimator_problems(config)
-  every = _get(config, "diagnostics_every_steps")
-  if every is not None:
-    found.append(_check_integer("diagnostics_every_steps", every, 1) if every is not _MISSING
-                 else "config has no field diagnostics_every_steps")
-  num_devices = _get(config, "sharding.num_devices")
-  if num_devices is not None:
-    found.append(_check_integer("sharding.num_devices", num_devices, 1))
   return [problem for problem in found if problem]
 
 

@@ -31,19 +31,15 @@ from typing import Optional, Sequence, TextIO
 OWN_FLAGS = ("--distributed", "--coordinator_address", "--num_processes", "--process_id")
 
 
-class _Parser(argparse.ArgumentParser):
-  """argparse with the command lines' one-line errors (`error: ...`, status 2)."""
-
-  def error(self, message):
-    self.exit(2, f"error: {message}\n")
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   """The launcher's flags, and `main_args`: what follows `--`, for every process."""
   split = argv.index("--") if "--" in argv else len(argv)
   own, main_args = list(argv[:split]), list(argv[split + 1:])
-  parser = _Parser(prog="python -m fgjax.launch", description=__doc__.split("\n\n")[0],
-                   usage="%(prog)s --num_processes=N [options] -- <the arguments of every process>")
+  parser = argparse.ArgumentParser(
+      prog="python -m fgjax.launch", description=__doc__.split("\n\n")[0],
+      usage="%(prog)s --num_processes=N [options] -- <the arguments of every process>")
+  # The command lines' one-line errors: `error: ...`, status 2.
+  parser.error = lambda message: parser.exit(2, f"error: {message}\n")
   parser.add_argument("--num_processes", type=int, required=True, help="how many processes")
   parser.add_argument("--devices_per_process", type=int, default=None,
                       help="CPU devices per process (XLA's host platform device count)")
@@ -138,22 +134,18 @@ def wait(processes: Sequence[subprocess.Popen],
   return (_first_failed(processes) if first is None else first), killed
 
 
-def describe_status(status: int) -> str:
-  if status < 0:
-    return f"was killed by {signal.Signals(-status).name}"
-  return f"exited with status {status}"
-
-
 def outcome(statuses: Sequence[int], first: Optional[int],
             killed: Sequence[int]) -> tuple[int, Optional[str]]:
   """The launcher's exit status and its error line (None: the processes have said it all), from
   the processes' statuses, the one that failed first and those the launcher killed."""
   if not killed and len(set(statuses)) == 1 and statuses[0] >= 0:
     return statuses[0], None
-  line = f"process {first} {describe_status(statuses[first])}"
+  status = statuses[first]
+  line = (f"process {first} was killed by {signal.Signals(-status).name}" if status < 0
+          else f"process {first} exited with status {status}")
   if killed:
     line += f"; ended process{'es' if len(killed) > 1 else ''} {', '.join(map(str, killed))}"
-  return (statuses[first] if statuses[first] > 0 else 1), line
+  return max(status, 1), line
 
 
 def main(argv: Sequence[str]) -> int:

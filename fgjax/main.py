@@ -38,12 +38,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def describe(summary: dict) -> str:
   """One line for a run's summary: its status and results (a trial's, or several seeds')."""
   if "aggregate" in summary:
-    stats = summary["aggregate"]
-    spread = lambda name: ("-" if stats[name] is None else
-                           f"{stats[name]['mean']:.4f} ± {stats[name]['std']:.4f}")
     return (f"{summary['status']}: {summary['num_seeds']} seeds ({summary['num_diverged']} "
-            f"diverged), test loss {spread('test_loss')}, test accuracy "
-            f"{spread('test_accuracy')}")
+            f"diverged), test loss {cli.result_cell(summary, 'test_loss')}, test accuracy "
+            f"{cli.result_cell(summary, 'test_accuracy')}")
   if summary["status"] == "diverged":
     kept = summary["last_checkpoint_step"]
     kept = "no checkpoint before it" if kept is None else f"last good checkpoint: step {kept}"

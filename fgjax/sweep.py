@@ -16,8 +16,7 @@ Search space: one flag per hyperparameter, each a spec string (none given: the c
 A spec is either a range `low:high:num`, `num` log-spaced values from `low` to `high` inclusive
 (both > 0), or a list `v1,v2,...` of values (use a list for 0 or for momenta). A range's values
 are rounded to 3 significant digits, so the printed value is the one trained; a list's are taken
-as typed (b2 = 0.9995 must not become 1). `--learning_rate` defaults to
-`1e-5:1:11` (two points per decade).
+as typed (b2 = 0.9995 must not become 1). `--learning_rate` defaults to `1e-5:1:11`.
 
   --search=grid     (default; the paper's protocol) every combination of the specs' values.
   --search=random   --num_trials settings drawn with --search_seed: a range is sampled
@@ -28,17 +27,14 @@ as typed (b2 = 0.9995 must not become 1). `--learning_rate` defaults to
   --epochs=E        the budget of every trial (default 3), whatever the config's num_epochs.
   --trials_per_call bounds memory: trials run at most this many per call, each call one
                     vmapped program (the last call is padded, so a sweep compiles once).
-                    Default: all trials in one call, except one trial per call for
-                    convolutional models on XLA:CPU (see fgjax.train.trials_per_call).
+                    Default: the config's trials_per_call (see fgjax.default_config).
 
-Trials are those of fgjax.train's core: each setting with each seed is one trial, the trials
-train `--trials_per_call` at a time, the trials of a call vmapped into one compiled program (they
-differ only in their seed and in scalars held in the optimizer state), with the checkpoints,
-exact resume and per-trial divergence policy of any run. A sweep killed half-way resumes when the
-same command is run again; `--restart` starts it over. Where one small trial leaves an
-accelerator mostly idle, a call of several trials costs little more than one; on a CPU core,
-which one trial already keeps busy, it costs about what the trials cost one after another, minus
-their repeated compilation and data loading (benchmarks/sweep_speedup.py).
+Each setting with each seed is one trial of fgjax.train's core (the trials of a call differ only
+in their seed and in scalars held in the optimizer state), with the checkpoints, exact resume and
+per-trial divergence policy of any run: a sweep killed half-way resumes when the same command is
+run again; `--restart` starts it over. Where one small trial leaves an accelerator mostly idle, a
+call of several trials costs little more than one; on a CPU core, about what they cost one after
+another, minus repeated compilation and data loading (benchmarks/sweep_speedup.py).
 
 Workdir:
   sweep.json                the search (space, epochs, seeds, base config and its overrides)
@@ -60,9 +56,11 @@ from typing import Optional, Sequence, Union
 
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
 import numpy as np
 
 from fgjax import cli
+from fgjax import config_loading
 from fgjax import config_validation
 from fgjax import default_config
 from fgjax import optimizers
@@ -119,29 +117,21 @@ def parse_spec(name: str, text: str) -> Optional[Spec]:
 
 def grid_points(space: dict) -> list[dict]:
   """Every combination of the specs' values, in the order of `space`."""
-  axes = []
-  for spec in space.values():
-    if isinstance(spec, LogRange):
-      values = np.geomspace(spec.low, spec.high, spec.num) if spec.num > 1 else [spec.low]
-      axes.append(sorted({_round(v) for v in values}))
-    else:
-      axes.append(list(spec))
+  axes = [sorted({_round(v) for v in np.geomspace(spec.low, spec.high, spec.num)})
+          if isinstance(spec, LogRange) else list(spec) for spec in space.values()]
   return [dict(zip(space, combo)) for combo in itertools.product(*axes)]
 
 
 def random_points(space: dict, num_trials: int, seed: int) -> list[dict]:
   """`num_trials` settings: ranges sampled log-uniformly, lists uniformly (numpy, seeded)."""
   rng = np.random.default_rng(seed)
-  points = []
-  for _ in range(num_trials):
-    point = {}
-    for name, spec in space.items():
-      if isinstance(spec, LogRange):
-        point[name] = _round(math.exp(rng.uniform(math.log(spec.low), math.log(spec.high))))
-      else:
-        point[name] = spec[rng.integers(len(spec))]
-    points.append(point)
-  return points
+
+  def draw(spec):
+    if isinstance(spec, LogRange):
+      return _round(math.exp(rng.uniform(math.log(spec.low), math.log(spec.high))))
+    return spec[rng.integers(len(spec))]
+
+  return [{name: draw(spec) for name, spec in space.items()} for _ in range(num_trials)]
 
 
 def make_trials(points: Sequence[dict], seeds: Sequence[int]) -> list[train.Trial]:
@@ -177,11 +167,8 @@ def trial_rows(trials: Sequence[train.Trial], summaries: Sequence[dict],
 
 
 def rank_settings(rows: Sequence[dict]) -> list[dict]:
-  """Settings (a point with all its seeds) best first by mean final validation loss.
-
-  A setting any of whose seeds diverged or ended with a non-finite loss ranks after every
-  completed one, whatever its loss.
-  """
+  """Settings (a point with all its seeds) best first by mean final validation loss; one with a
+  seed that diverged or ended with a non-finite loss after every completed one."""
   by_point = {}
   for row in rows:
     by_point.setdefault(row["setting"], []).append(row)
@@ -200,13 +187,9 @@ def rank_settings(rows: Sequence[dict]) -> list[dict]:
         "validation_accuracy": float(np.mean(accuracies)) if accuracies else None,
         "train_loss": float(np.mean(train_losses)) if train_losses else None,
         "seeds": [r["seed"] for r in runs], "trials": [r["trial"] for r in runs]})
-  key = lambda s: (s["status"] != "completed", not math.isfinite(s["validation_loss"]),
-                   s["validation_loss"] if math.isfinite(s["validation_loss"]) else 0.0,
-                   s["setting"])
-  ranked = sorted(settings, key=key)
-  for rank, setting in enumerate(ranked, start=1):
-    setting["rank"] = rank
-  return ranked
+  loss = lambda s: s["validation_loss"] if math.isfinite(s["validation_loss"]) else math.inf
+  ranked = sorted(settings, key=lambda s: (s["status"] != "completed", loss(s), s["setting"]))
+  return [{**setting, "rank": rank} for rank, setting in enumerate(ranked, start=1)]
 
 
 def _format_value(value) -> str:
@@ -251,6 +234,24 @@ def _describe(hyperparameters: dict) -> str:
   return ", ".join(f"{k}={_format_value(v)}" for k, v in hyperparameters.items())
 
 
+def _best(setting: dict, config_spec: Optional[str], config_overrides: dict, workdir: str,
+          epochs: int) -> dict:
+  """results.json's `best`: `setting` and the command that reruns it at the config's full length;
+  with a `config_spec`, it also writes `best_config.py`."""
+  overrides = {**config_overrides, **setting["hyperparameters"]}
+  rerun_dir = os.path.join("runs", f"{config_loading.run_name(config_spec or 'config')}_tuned")
+  best = {"setting": setting["setting"], "hyperparameters": setting["hyperparameters"],
+          "validation_loss": setting["validation_loss"],
+          "command": rerun_command(config_spec or "<config>", overrides, rerun_dir)}
+  if config_spec:
+    best["config_file"] = os.path.join(workdir, BEST_CONFIG_FILE)
+    doc = (f"The best setting of the sweep in {workdir}: {config_spec} with OVERRIDES "
+           f"(validation loss {setting['validation_loss']:.4f} after {epochs} epoch(s)).\n\n"
+           f"  python -m fgjax.main --config={best['config_file']} --workdir={rerun_dir}\n")
+    files.write_text(best["config_file"], _best_config_source(config_spec, overrides, doc))
+  return best
+
+
 def sweep(config, workdir: str, *, space: dict, search: str = "grid",
           num_trials: Optional[int] = None, search_seed: int = 0, seeds: int = 1,
           epochs: int = 3, trials_per_call: Optional[int] = None,
@@ -270,14 +271,11 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
   if epochs < 1 or seeds < 1 or (trials_per_call is not None and trials_per_call < 1):
     raise SweepError(f"epochs, seeds and trials_per_call must be >= 1, got {epochs}, {seeds} "
                      f"and {trials_per_call}")
+  if search == "random" and (num_trials is None or num_trials < 1):
+    raise SweepError("--search=random needs --num_trials >= 1")
   check_space(config, space)
   config_validation.validate_workdir(workdir)  # before sweep.json is read from it
-  if search == "grid":
-    points = grid_points(space)
-  else:
-    if not num_trials or num_trials < 1:
-      raise SweepError("--search=random needs --num_trials >= 1")
-    points = random_points(space, num_trials, search_seed)
+  points = grid_points(space) if search == "grid" else random_points(space, num_trials, search_seed)
   trials = make_trials(points, range(int(config.seed), int(config.seed) + seeds))
   config = config.copy_and_resolve_references()
   with config.unlocked():
@@ -293,9 +291,9 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
   saved = None if restart else files.read_json(os.path.join(workdir, SWEEP_FILE))
   if saved is not None:  # overrides under the fields' current names, as train compares them
     saved["config_overrides"] = default_config.renamed(saved.get("config_overrides") or {})
-  if saved is not None and {k: saved.get(k) for k in record} != files.json_safe(record):
-    raise SweepError(f"{workdir!r} holds another sweep ({SWEEP_FILE} differs); use another "
-                     "workdir, or start over with --restart")
+    if {k: saved.get(k) for k in record} != files.json_safe(record):
+      raise SweepError(f"{workdir!r} holds another sweep ({SWEEP_FILE} differs); use another "
+                       "workdir, or start over with --restart")
   logging.info("%s search over %s: %d settings x %d seed(s) = %d trials", search, list(space),
                len(points), seeds, len(trials))
   start = time.time()
@@ -310,22 +308,8 @@ def sweep(config, workdir: str, *, space: dict, search: str = "grid",
              "wall_clock_seconds": time.time() - start,
              "machine": files.describe_machine(), "best": None, "settings": ranked,
              "trials": rows}
-  best = ranked[0]
-  if best["status"] == "completed":
-    overrides = {**record["config_overrides"], **best["hyperparameters"]}
-    path, _, argument = (config_spec or "config").partition(":")
-    stem = "_".join(filter(None, [os.path.splitext(os.path.basename(path))[0], argument]))
-    rerun_dir = os.path.join("runs", f"{stem}_tuned")
-    summary["best"] = {"setting": best["setting"], "hyperparameters": best["hyperparameters"],
-                       "validation_loss": best["validation_loss"],
-                       "command": rerun_command(config_spec or "<config>", overrides, rerun_dir)}
-    if config_spec:
-      best_file = os.path.join(workdir, BEST_CONFIG_FILE)
-      summary["best"]["config_file"] = best_file
-      doc = (f"The best setting of the sweep in {workdir}: {config_spec} with OVERRIDES "
-             f"(validation loss {best['validation_loss']:.4f} after {epochs} epoch(s)).\n\n"
-             f"  python -m fgjax.main --config={best_file} --workdir={rerun_dir}\n")
-      files.write_text(best_file, _best_config_source(config_spec, overrides, doc))
+  if ranked[0]["status"] == "completed":
+    summary["best"] = _best(ranked[0], config_spec, record["config_overrides"], workdir, epochs)
   summary = files.json_safe(summary)
   files.write_json(os.path.join(workdir, RESULTS_FILE), summary)
   files.write_text(os.path.join(workdir, "results.md"), format_results(summary))
@@ -363,7 +347,6 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags():
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file("config", None, "Base config file (configs/*.py[:arg]).",
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory for the trials and the ranked results.")
@@ -385,7 +368,6 @@ def _define_flags():
 
 def main(argv):
   del argv
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   space = {name: spec for name in optimizers.HYPERPARAMETERS
            if (spec := parse_spec(name, FLAGS[name].value)) is not None}
   summary = sweep(FLAGS.config, FLAGS.workdir, space=space, search=FLAGS.search,

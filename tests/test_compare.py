@@ -1,4 +1,4 @@
-"""fgjax.compare: run names, the side-by-side table, and config overrides for every config."""
+"""fgjax.compare: the side-by-side table, and config overrides for every config."""
 
 import json
 import os
@@ -6,11 +6,6 @@ import subprocess
 import sys
 
 from fgjax import compare
-
-
-def test_run_name():
-  assert compare.run_name("configs/default.py:forward") == "default_forward"
-  assert compare.run_name("configs/mnist_mlp_sgd_bp.py") == "mnist_mlp_sgd_bp"
 
 
 def test_format_table_aligns_runs():

@@ -49,9 +49,7 @@ def load_npz(path: str) -> tuple[Split, Split]:
     infos = {name: archive.getinfo(members[name]) for name in REQUIRED}
     headers = {name: _header(archive, info, path, name) for name, info in infos.items()}
     for split in ("train", "test"):
-      (image_shape, image_dtype), (label_shape, label_dtype) = (
-          headers[f"x_{split}"], headers[f"y_{split}"])
-      check_layout(image_shape, image_dtype, label_shape, label_dtype, f"{path} {split}")
+      check_layout(*headers[f"x_{split}"], *headers[f"y_{split}"], f"{path} {split}")
     if headers["x_train"][0][1:] != headers["x_test"][0][1:]:
       raise DataError(f"data.path {path!r}: train images {headers['x_train'][0][1:]} and test "
                       f"images {headers['x_test'][0][1:]} differ in shape")
@@ -66,8 +64,7 @@ def load_npz(path: str) -> tuple[Split, Split]:
 
 def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str,
             name: str) -> tuple[tuple, np.dtype]:
-  """The (shape, dtype) that member `info` declares, refused unless the file can hold that data:
-  a corrupt or crafted header could otherwise make numpy allocate terabytes before reading."""
+  """The (shape, dtype) that member `info` declares, refused unless the file can hold that data."""
   try:
     with archive.open(info) as member:
       version = np.lib.format.read_magic(member)

@@ -25,7 +25,6 @@ from tensorflow_datasets.proto import tf_example_pb2
 
 from fgjax.data.dataset import DataError, Split, as_split
 
-SPLITS = ("train", "test")
 # How long a download host may take to answer before the run stops as offline.
 PROBE_TIMEOUT_SECONDS = 5.0
 # Pillow's image mode for each channel count fgjax reads: gray, gray+alpha, RGB, RGBA.
@@ -43,7 +42,7 @@ def load_tfds(data_config) -> tuple[Split, Split, int]:
       raise _not_available(builder, "data.download is False")
     _prepare(builder, name, data_dir)
     builder = _builder(name, data_dir)
-  train, test = (_read_split(builder, split, shape) for split in SPLITS)
+  train, test = (_read_split(builder, split, shape) for split in ("train", "test"))
   return train, test, num_classes
 
 
@@ -83,12 +82,8 @@ def _prepare(builder, name: str, data_dir) -> None:
 
 
 def _unreachable_hosts(urls) -> list[str]:
-  """The hosts among `urls` that do not answer a HEAD request within PROBE_TIMEOUT_SECONDS.
-
-  tfds's downloader retries an unreachable host for minutes and passes no timeout, so a network
-  that drops packets silently would hang it: probing first (honouring proxy settings, in daemon
-  threads so that a hung DNS lookup cannot hold the run either) makes an offline run stop at once.
-  """
+  """The hosts among `urls` that do not answer a HEAD request (through any proxy) within
+  PROBE_TIMEOUT_SECONDS, probed in daemon threads so that a hung DNS lookup cannot hold the run."""
   first_url = {}
   for url in urls:
     first_url.setdefault(urllib.parse.urlsplit(url).netloc, url)
@@ -166,12 +161,9 @@ def _parse_records(records, shape: tuple, what: str) -> tuple[np.ndarray, np.nda
 
 
 def decode_images(encoded: list[bytes], shape: tuple, what: str = "images") -> np.ndarray:
-  """Encoded images (PNG, JPEG: any format Pillow reads) -> one uint8 array (N, H, W, C).
-
-  Each image's raw bytes are appended to one buffer, then viewed as the array: no per-image
-  NumPy array is made. Images of another mode (a palette, say) are converted to `shape`'s
-  channels; an image of another size, or not an image, is a one-line DataError.
-  """
+  """Encoded images (PNG, JPEG: any format Pillow reads) -> one uint8 array (N, H, W, C), made
+  without a NumPy array per image. Images of another mode (a palette, say) are converted to
+  `shape`'s channels; an image of another size, or not an image, is a one-line DataError."""
   height, width, channels = shape
   mode = PIL_MODES[channels]
   pixels = bytearray()
