@@ -55,6 +55,7 @@ _FRACTION = (lambda value: 0 <= value < 1, "in [0, 1)")
 _REALS = {"learning_rate": _POSITIVE, "decay": _NON_NEGATIVE, "eps": _NON_NEGATIVE,
           "eps_root": _NON_NEGATIVE, "momentum": _FRACTION, "b1": _FRACTION, "b2": _FRACTION}
 _OPTIONAL_POSITIVE = ("jvp_clip", "grad_clip_norm", "max_loss_ratio")
+_BOOLEANS = ("exact_heads", "sharding.data_parallel")
 # Fields that None switches off: a None passes their check.
 _OFF_BY_NONE = (*_OPTIONAL_POSITIVE, "diagnostics_every_steps", "sharding.num_devices")
 
@@ -106,8 +107,8 @@ def _estimator_problems(config) -> list[str]:
   if _get(config, "estimator") not in estimators.ESTIMATORS:
     return []  # reported as an unknown choice
   estimator = estimators.get(_get(config, "estimator"))
-  with_unit_groups = _either([name for name, other in estimators.REGISTRY.items()
-                              if "unit_groups" in other.options])
+  taking = lambda option: _either([name for name, other in estimators.REGISTRY.items()
+                                   if option in other.options])
   local = _either(estimators.LOCAL)
   grouped = _get(config, "unit_groups") not in (1, _MISSING)
   mean = _get(config, "combine") == "mean"
@@ -115,7 +116,9 @@ def _estimator_problems(config) -> list[str]:
       (not estimator.data_parallel and _get(config, "sharding.data_parallel") is True,
        f"estimator {estimator.name!r} trains on one device: set sharding.data_parallel=False"),
       (grouped and ("unit_groups" not in estimator.options or not mean),
-       f"unit_groups > 1 needs estimator {with_unit_groups} and combine 'mean'"),
+       f"unit_groups > 1 needs estimator {taking('unit_groups')} and combine 'mean'"),
+      (_get(config, "exact_heads") is True and "exact_heads" not in estimator.options,
+       f"exact_heads needs estimator {taking('exact_heads')}"),
       (_get(config, "local_heads.slices") not in (1, _MISSING)
        and (not estimator.local_heads or not mean or grouped),
        f"local_heads.slices > 1 needs estimator {local}, combine 'mean' and unit_groups 1"),
@@ -144,9 +147,8 @@ def problems(config) -> list[str]:
                  f"{list(embedded.EMBEDDED)}")
   if source == "npz" and not _get(config, "data.path"):
     found.append("data.source 'npz' needs data.path, the .npz file to read")
-  if not isinstance(_get(config, "sharding.data_parallel"), bool):
-    found.append(f"sharding.data_parallel must be True or False, got "
-                 f"{_get(config, 'sharding.data_parallel')!r}")
+  found += [f"{name} must be True or False, got {_get(config, name)!r}" for name in _BOOLEANS
+            if not isinstance(_get(config, name), bool)]
   found += _estimator_problems(config)
   return [problem for problem in found if problem]
 

@@ -46,6 +46,8 @@ BAD_FIELDS = [
     ("unit_groups", 0, "unit_groups must be >= 1, got 0"),
     ("unit_groups", 4, "unit_groups > 1 needs estimator 'activity' or 'local_activity' and "
      "combine 'mean'"),
+    ("exact_heads", 1, "exact_heads must be True or False, got 1"),
+    ("exact_heads", True, "exact_heads needs estimator 'activity' or 'local_activity'"),
     ("local_heads.slices", 0, "local_heads.slices must be >= 1, got 0"),
     ("local_heads.slices", 4, "local_heads.slices > 1 needs estimator 'local_activity' or "
      "'local_backprop', combine 'mean' and unit_groups 1"),
