@@ -204,11 +204,11 @@ def unit_group_of(num_units: int, unit_groups: int) -> jax.Array:
   return jnp.arange(num_units) * unit_groups // num_units
 
 
-def _per_unit(derivatives: jax.Array, ndim: int, num_units: int) -> jax.Array:
-  """The derivative (shape (G, K, B) per unit group) that scales each unit's tangent, shaped to
-  broadcast against tangents (K, B, ..., units) of `ndim` dimensions."""
-  by_unit = derivatives[unit_group_of(num_units, derivatives.shape[0])]  # (units, K, B)
-  return jnp.expand_dims(jnp.moveaxis(by_unit, 0, -1), tuple(range(2, ndim - 1)))
+def _by_unit_group(derivatives: jax.Array, u: jax.Array) -> jax.Array:
+  """sum_k d_g,k,i u_k,i,...: tangents u (K, B, ..., units) scaled per example by the derivative
+  (G, K, B) of each unit's group g (`unit_group_of`)."""
+  by_unit = derivatives[unit_group_of(u.shape[-1], derivatives.shape[0])]  # (units, K, B)
+  return (jnp.expand_dims(jnp.moveaxis(by_unit, 0, -1), tuple(range(2, u.ndim - 1))) * u).sum(0)
 
 
 def _by_slice(derivatives: jax.Array, u: jax.Array) -> jax.Array:
@@ -338,12 +338,9 @@ def _cotangents(us, derivatives: jax.Array, per_slice: bool, unit_groups: int,
   from its tangents `us` (K, B, ... each) and its derivatives: (K, B); (K, B, S) per slice;
   or (G, K, B) for G > 1 unit groups."""
   num_directions, batch_size = us[0].shape[:2]
-  if per_slice:
-    return [(_by_slice(derivatives, u) / (num_directions * batch_size)).astype(u.dtype)
-            for u in us]
-  if unit_groups > 1:
-    return [(_per_unit(derivatives, u.ndim, u.shape[-1]) * u).sum(0).astype(u.dtype)
-            / (num_directions * batch_size) for u in us]
+  if per_slice or unit_groups > 1:
+    scaled = _by_slice if per_slice else _by_unit_group
+    return [(scaled(derivatives, u) / (num_directions * batch_size)).astype(u.dtype) for u in us]
   if combine == "mean":
     coefficients = derivatives / num_directions
   else:  # per example: its K tangents, (K, B, units) per layer
@@ -362,9 +359,6 @@ def _cotangents(us, derivatives: jax.Array, per_slice: bool, unit_groups: int,
 # The registry of the estimators a run config may name (`config.estimator`). A new estimator is
 # its function above and one record below; config validation, the train step, the diagnostics
 # and the docs' table (docs/estimators.md, checked by tests/test_docs.py) read the record.
-
-# What an estimator takes as its objective: a scalar loss of the parameters, or the model's
-# forward function with perturbation points (`activity_gradient`'s `forward`).
 LOSS = "loss"
 PERTURBED_FORWARD = "perturbed forward"
 
@@ -379,7 +373,8 @@ class Estimator:
   Attributes:
     name: the value of `config.estimator`.
     summary: what it computes, in a few words.
-    consumes: LOSS or PERTURBED_FORWARD, the objective its gradient function takes.
+    consumes: the objective its gradient function takes: LOSS, a scalar loss of the parameters,
+      or PERTURBED_FORWARD, the model's forward function (`activity_gradient`'s `forward`).
     local_heads: whether it trains each block on its own local loss: the model needs local heads.
     exact: whether its gradient is exact (deterministic) rather than a stochastic estimate.
     data_parallel: whether it runs data-parallel (`config.sharding.data_parallel`); every
