@@ -167,9 +167,7 @@ def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True
   gathering only its rows of each batch (`sharding.global_batches`).
 
   With `scan` (the default) the steps run inside one jitted `lax.scan`: no per-step dispatch.
-  Without it, each step is one jitted call from a host loop: the way to run convolutional models
-  on XLA:CPU, which runs backprop's convolutions slower inside a loop body than outside one
-  (`scans_well`; benchmarks/README.md).
+  Without it, each step is one jitted call from a host loop, for models that do not `scans_well`.
   """
 
   def one_batch(state, images, labels, order, batch_index):
@@ -223,12 +221,9 @@ def batch_for_eval(images: np.ndarray, labels: np.ndarray, batch_size: int):
   """Pads a split to whole batches: (images, labels, weights), each shaped (batches, B, ...)."""
   n = len(labels)
   num_batches = -(-n // batch_size)
-  pad = num_batches * batch_size - n
-  weights = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-  images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-  labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
-  shape = lambda a: a.reshape((num_batches, batch_size) + a.shape[1:])
-  return shape(images), shape(labels), shape(weights)
+  batched = lambda a: np.pad(a, [(0, num_batches * batch_size - n)] + [(0, 0)] * (a.ndim - 1)
+                             ).reshape((num_batches, batch_size) + a.shape[1:])
+  return batched(images), batched(labels), batched(np.ones(n, np.float32))
 
 
 def make_evaluate(loss_fn: Callable, loss: str = "cross_entropy") -> Callable:
