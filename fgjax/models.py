@@ -267,9 +267,8 @@ class ConvNet(_Network):
   With local losses per layer (`LocalHeads.loss_per="layer"`), every conv layer (its ReLU, and
   the pooling that closes its block) and the dense layer (its ReLU) are blocks of their own,
   each with a local head, and the head is the last block alone. A conv block's local head reads
-  its output averaged over the whole map, or over each of P x P equal patches
-  (`LocalHeads.patches`): P * P * channels inputs, so the head sees where features are, and
-  losses per slice can give each (patch, channel) slice a derivative of its own.
+  its output averaged over P x P patches (`LocalHeads.patches`, `_local_head_input`), so that it
+  sees where features are and losses per slice can give each (patch, channel) its derivative.
   """
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, blocks, padding, hidden=1024,
