@@ -178,8 +178,6 @@ SAMPLERS = {"normal": normal, "rademacher": rademacher, "threefry_normal": three
 
 def get_sampler(name: str) -> Sampler:
   """Returns the tangent sampler registered under `name`."""
-  try:
-    return SAMPLERS[name]
-  except KeyError:
-    raise ValueError(
-        f"unknown tangent {name!r}; choose one of {sorted(SAMPLERS)}") from None
+  if name not in SAMPLERS:
+    raise ValueError(f"unknown tangent {name!r}; choose one of {sorted(SAMPLERS)}")
+  return SAMPLERS[name]
