@@ -3,9 +3,8 @@ relative variance, measured on one batch while training (`config.diagnostics_eve
 
 The true gradient is what the configured estimator estimates, computed by backprop for the
 diagnostic alone: the gradient of the model's loss, or for the local-loss estimators that of the
-sum of the blocks' own losses with stop-gradients between blocks (`estimators.local_objective`:
-each block trained by its local loss, the last one by the model's). The exact estimators'
-(backprop, local_backprop) estimate is that gradient, so it has cosine 1 and variance 0.
+sum of the blocks' own losses with stop-gradients between blocks (`estimators.local_objective`).
+The exact estimators' (backprop, local_backprop) estimate is that gradient: cosine 1, variance 0.
 """
 
 from typing import Callable

@@ -1,9 +1,10 @@
 """Gradient estimators: the public core of fgjax.
 
-Each estimator is a pure, jittable function of a scalar loss `loss_fn(params)`, the parameter
-pytree and (for stochastic estimators) a PRNG key. It returns `(loss, grads)` with `grads` shaped
-like `params`, so any optax optimizer can consume it. Estimators know nothing of models or data:
-they work for Flax NNX, Linen or plain-JAX models alike.
+Each estimator is a pure, jittable function of an objective (a scalar loss `loss_fn(params)`, or
+for the activity estimators a forward function with perturbation points), the parameter pytree
+and (for stochastic estimators) a PRNG key. It returns `(loss, grads)` with `grads` shaped like
+`params`, so any optax optimizer can consume it. Estimators know nothing of models or data: they
+work for Flax NNX, Linen or plain-JAX models alike.
 
 Example::
 
@@ -12,20 +13,7 @@ Example::
     loss, grads = forward_gradient(loss_fn, params, key, jvp_clip=1.0)
     updates, opt_state = tx.update(grads, opt_state, params)
 
-`forward_gradient_and_derivatives` also returns the directional derivatives, from which
-`forward_gradient_is_finite` tells whether the estimate is finite without reading it.
-
-`activity_gradient` perturbs a network's pre-activations instead of its weights (Ren et al., 2023):
-it needs the network's perturbation points, so it takes a forward function rather than a loss.
-`local_backprop` computes exactly what its local-loss form estimates (greedy local learning), the
-ceiling of any local-loss forward gradient.
-Both forward-mode estimators combine K tangents either by their mean or by projecting the gradient
-onto the tangents' span (`combine`), as in Flügel et al., "Beyond Backpropagation: Optimization
-with Multi-Tangent Forward Gradients".
-
-`REGISTRY`, at the end, holds one `Estimator` record per estimator a run config may name: what it
-consumes, what it needs and supports, and how to build its gradient function from the config. It
-is the one place that knows the estimators by name.
+`REGISTRY`, at the end, is the one place that knows the estimators by name.
 """
 
 import dataclasses
@@ -38,10 +26,11 @@ import jax.numpy as jnp
 from fgjax import losses as loss_blocks
 from fgjax import tangents
 
-# How K directional derivatives d = V^T grad f make one estimate (`config.combine`): "mean" is
-# V d / K, unbiased; "projection" is V (V^T V)^+ d, the projection of grad f onto the span of V:
-# exact once V spans the space, but (K / n) grad f in expectation for isotropic tangents in n
-# dimensions (V^T V ~ n I when K << n), so it asks for about n / K times the mean's learning rate.
+# How K directional derivatives d = V^T grad f make one estimate (`config.combine`; Flügel et al.,
+# "Beyond Backpropagation: Optimization with Multi-Tangent Forward Gradients"): "mean" is V d / K,
+# unbiased; "projection" is V (V^T V)^+ d, the projection of grad f onto the span of V: exact once
+# V spans the space, but (K / n) grad f in expectation for isotropic tangents in n dimensions
+# (V^T V ~ n I when K << n), so it asks for about n / K times the mean's learning rate.
 COMBINES = ("mean", "projection")
 # The projection's weights come from the Gram matrix V^T V while K <= GRAM_MAX_RATIO * n: isotropic
 # tangents are then nearly orthogonal (the Gram matrix's condition number is below 9), and the
@@ -69,8 +58,9 @@ def local_objective(losses) -> jax.Array:
 
 def local_backprop(forward: Callable, params: PyTree) -> tuple[jax.Array, PyTree]:
   """The exact gradient of `local_objective` by reverse-mode AD, for `activity_gradient`'s
-  `forward` (its `losses` under local losses: stop-gradients between blocks). Returns the mean of
-  the last loss block's losses (the model's loss) and the gradient."""
+  `forward` (its `losses` under local losses: stop-gradients between blocks): greedy local
+  learning, the ceiling of any local-loss forward gradient. Returns the mean of the last loss
+  block's losses (the model's loss) and the gradient."""
   def objective(p):
     losses = forward(p, None, False)[0]
     return local_objective(losses), loss_blocks.as_block(losses[-1]).value.mean()
@@ -145,18 +135,12 @@ def _projection_from_tangents(flat: jax.Array, derivatives: jax.Array) -> jax.Ar
   return jnp.einsum("...kr,...r,...mr,m...->k...", u, inverse, u, derivatives)
 
 
-def _uses_gram(num_directions: int, size: int) -> bool:
-  """Whether K tangents of `size` entries are projected through their Gram matrix."""
-  return num_directions <= GRAM_MAX_RATIO * size
-
-
 def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.Array, *,
                                      num_directions: int = 1, tangent: str = "normal",
                                      jvp_clip: Optional[float] = None, combine: str = "mean"
                                      ) -> tuple[jax.Array, PyTree, jax.Array]:
   """`forward_gradient` (same arguments), also returning the K directional derivatives, shape (K,),
-  after `jvp_clip`: with the tangents, all the estimate is made of, so that questions about the
-  estimate (is it finite?) can be answered from K numbers instead of n."""
+  after `jvp_clip`, from which `forward_gradient_is_finite` tells whether the estimate is finite."""
   _check_options(num_directions, jvp_clip, combine)
   sample = tangents.get_sampler(tangent)
 
@@ -180,7 +164,7 @@ def forward_gradient_and_derivatives(loss_fn: LossFn, params: PyTree, key: jax.A
   losses, derivatives = jax.vmap(directional_derivative, in_axes=(axes,))(vs)
   if combine == "mean":
     coefficients = derivatives / num_directions
-  elif _uses_gram(num_directions, sum(leaf.size for leaf in jax.tree.leaves(params))):
+  elif num_directions <= GRAM_MAX_RATIO * sum(leaf.size for leaf in jax.tree.leaves(params)):
     gram = sum(jnp.tensordot(t, t, axes=2 * ([d for d in range(t.ndim) if d != axis],),
                              preferred_element_type=jnp.float32)
                for t, axis in zip(jax.tree.leaves(vs), jax.tree.leaves(axes)))
@@ -220,11 +204,11 @@ def unit_group_of(num_units: int, unit_groups: int) -> jax.Array:
   return jnp.arange(num_units) * unit_groups // num_units
 
 
-def _per_unit(derivatives: jax.Array, ndim: int, num_units: int) -> jax.Array:
-  """The derivative (shape (G, K, B) per unit group) that scales each unit's tangent, shaped to
-  broadcast against tangents (K, B, ..., units) of `ndim` dimensions."""
-  by_unit = derivatives[unit_group_of(num_units, derivatives.shape[0])]  # (units, K, B)
-  return jnp.expand_dims(jnp.moveaxis(by_unit, 0, -1), tuple(range(2, ndim - 1)))
+def _by_unit_group(derivatives: jax.Array, u: jax.Array) -> jax.Array:
+  """sum_k d_g,k,i u_k,i,...: tangents u (K, B, ..., units) scaled per example by the derivative
+  (G, K, B) of each unit's group g (`unit_group_of`)."""
+  by_unit = derivatives[unit_group_of(u.shape[-1], derivatives.shape[0])]  # (units, K, B)
+  return (jnp.expand_dims(jnp.moveaxis(by_unit, 0, -1), tuple(range(2, u.ndim - 1))) * u).sum(0)
 
 
 def _by_slice(derivatives: jax.Array, u: jax.Array) -> jax.Array:
@@ -275,9 +259,7 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
       axis (features, or channels) into G groups (`unit_group_of`), and each group's units get a
       derivative of their own, d_i,g = sum_l <grad_{z_l,i,g} loss_i, u_l,i,g>, from the tangent
       masked to that group: G jvps (vmapped) instead of one. Still unbiased, and the noise now
-      grows with the units of one group rather than of all layers. Under local losses a jvp
-      only runs from a block's pre-activations to its local loss (the local head), under the
-      model's own loss through the rest of the network. combine must then be "mean".
+      grows with the units of one group rather than of all layers. combine must then be "mean".
 
   Losses per slice: a loss block's losses may be (B, S), a `losses.Block` of a kind other than
   PLAIN, the s-th moved only by the s-th of S contiguous, equal slices of the last axis of each
@@ -356,17 +338,14 @@ def _cotangents(us, derivatives: jax.Array, per_slice: bool, unit_groups: int,
   from its tangents `us` (K, B, ... each) and its derivatives: (K, B); (K, B, S) per slice;
   or (G, K, B) for G > 1 unit groups."""
   num_directions, batch_size = us[0].shape[:2]
-  if per_slice:
-    return [(_by_slice(derivatives, u) / (num_directions * batch_size)).astype(u.dtype)
-            for u in us]
-  if unit_groups > 1:
-    return [(_per_unit(derivatives, u.ndim, u.shape[-1]) * u).sum(0).astype(u.dtype)
-            / (num_directions * batch_size) for u in us]
+  if per_slice or unit_groups > 1:
+    scaled = _by_slice if per_slice else _by_unit_group
+    return [(scaled(derivatives, u) / (num_directions * batch_size)).astype(u.dtype) for u in us]
   if combine == "mean":
     coefficients = derivatives / num_directions
   else:  # per example: its K tangents, (K, B, units) per layer
     flats = [u.reshape(u.shape[:2] + (-1,)) for u in us]
-    if _uses_gram(num_directions, sum(flat.shape[-1] for flat in flats)):
+    if num_directions <= GRAM_MAX_RATIO * sum(flat.shape[-1] for flat in flats):
       gram = sum(jnp.einsum("kbn,mbn->bkm", flat, flat, preferred_element_type=jnp.float32)
                  for flat in flats)
       coefficients = _projection(gram, derivatives)
@@ -380,9 +359,6 @@ def _cotangents(us, derivatives: jax.Array, per_slice: bool, unit_groups: int,
 # The registry of the estimators a run config may name (`config.estimator`). A new estimator is
 # its function above and one record below; config validation, the train step, the diagnostics
 # and the docs' table (docs/estimators.md, checked by tests/test_docs.py) read the record.
-
-# What an estimator takes as its objective: a scalar loss of the parameters, or the model's
-# forward function with perturbation points (`activity_gradient`'s `forward`).
 LOSS = "loss"
 PERTURBED_FORWARD = "perturbed forward"
 
@@ -397,7 +373,8 @@ class Estimator:
   Attributes:
     name: the value of `config.estimator`.
     summary: what it computes, in a few words.
-    consumes: LOSS or PERTURBED_FORWARD, the objective its gradient function takes.
+    consumes: the objective its gradient function takes: LOSS, a scalar loss of the parameters,
+      or PERTURBED_FORWARD, the model's forward function (`activity_gradient`'s `forward`).
     local_heads: whether it trains each block on its own local loss: the model needs local heads.
     exact: whether its gradient is exact (deterministic) rather than a stochastic estimate.
     data_parallel: whether it runs data-parallel (`config.sharding.data_parallel`); every
@@ -436,26 +413,27 @@ def _forward(num_directions, tangent, jvp_clip, combine) -> GradientFn:
   return gradient
 
 
-def _activity(num_directions, tangent, jvp_clip, combine, unit_groups,
-              exact_heads) -> GradientFn:
-  """`activity_gradient`, of the model's loss or of the local losses (as `forward` gives)."""
-  def gradient(forward, params, key):
-    loss, grads = activity_gradient(forward, params, key, num_directions=int(num_directions),
-                                    tangent=tangent, jvp_clip=jvp_clip, combine=combine,
-                                    unit_groups=int(unit_groups), exact_heads=bool(exact_heads))
+def _read(estimate: Callable) -> GradientFn:
+  """`estimate(objective, params, key) -> (loss, grads)` as a GradientFn that reads `grads` to
+  tell whether they are finite."""
+  def gradient(objective, params, key):
+    loss, grads = estimate(objective, params, key)
     return loss, grads, _all_finite(grads)
 
   return gradient
+
+
+def _activity(num_directions, tangent, jvp_clip, combine, unit_groups,
+              exact_heads) -> GradientFn:
+  """`activity_gradient`, of the model's loss or of the local losses (as `forward` gives)."""
+  return _read(functools.partial(
+      activity_gradient, num_directions=int(num_directions), tangent=tangent, jvp_clip=jvp_clip,
+      combine=combine, unit_groups=int(unit_groups), exact_heads=bool(exact_heads)))
 
 
 def _exact(estimate: Callable) -> GradientFn:
   """`estimate(objective, params) -> (loss, grads)`, which takes no key, as a GradientFn."""
-  def gradient(objective, params, key):
-    del key  # deterministic
-    loss, grads = estimate(objective, params)
-    return loss, grads, _all_finite(grads)
-
-  return gradient
+  return _read(lambda objective, params, key: estimate(objective, params))
 
 
 _TANGENT_OPTIONS = ("num_directions", "tangent", "jvp_clip", "combine")

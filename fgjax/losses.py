@@ -1,11 +1,7 @@
-"""Per-example training losses, by name.
+"""Per-example training losses, by name, and the loss blocks (`Block`) a model's logits come in.
 
-"cross_entropy" is the usual softmax cross-entropy. "clamped_cross_entropy" is the loss the
-paper's forward-gradient runs minimised: the softmax probabilities are clamped to [eps, 1 - eps]
-(eps the float32 machine epsilon, ~1.19e-7) before the log. Each example's loss is then at most
--log(eps) ~ 15.94, and an example whose label probability lies outside [eps, 1 - eps] contributes
-no gradient, which bounds the directional derivatives a forward gradient sees. A model's
-logits come as loss blocks (`Block`) of a `Kind`, which `block_losses` and the estimators read.
+"cross_entropy" is the usual softmax cross-entropy, "clamped_cross_entropy" the loss the paper's
+forward-gradient runs minimised.
 """
 
 import enum
@@ -16,8 +12,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-LOSSES = ("cross_entropy", "clamped_cross_entropy")
 
 EPS = float(np.finfo(np.float32).eps)
 _LOG_LOW, _LOG_HIGH = float(np.log(EPS)), float(np.log1p(-EPS))
@@ -30,11 +24,14 @@ def cross_entropy(logits, labels):
 
 
 def clamped_cross_entropy(logits, labels):
-  """-log(clamp(softmax(logits)[label], eps, 1 - eps)) of each example, in float32.
+  """-log(clamp(softmax(logits)[label], eps, 1 - eps)) of each example, in float32, eps being the
+  float32 machine epsilon (~1.19e-7).
 
-  The clamp is applied to the log-probability (log is monotone, so the value is the same), which
-  keeps small probabilities exact; jnp.clip passes no gradient to a clamped value, so a saturated
-  example's gradient is zero.
+  Each example's loss is then at most -log(eps) ~ 15.94, and an example whose label probability
+  lies outside [eps, 1 - eps] contributes no gradient (jnp.clip passes none to a clamped value),
+  which bounds the directional derivatives a forward gradient sees. The clamp is applied to the
+  log-probability (log is monotone, so the value is the same), which keeps small probabilities
+  exact.
   """
   log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   label_log_prob = jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
@@ -42,6 +39,7 @@ def clamped_cross_entropy(logits, labels):
 
 
 _BY_NAME = {"cross_entropy": cross_entropy, "clamped_cross_entropy": clamped_cross_entropy}
+LOSSES = tuple(_BY_NAME)
 
 
 def per_example_loss(name: str) -> Callable:

@@ -1,21 +1,10 @@
 """The paper's three networks as Flax NNX modules, and a registry from name to module.
 
 NNX, because its modules are plain Python objects that `nnx.split` turns into a graph definition
-and a parameter pytree: the estimators then see an ordinary dict of arrays, and `model_fn` rebuilds
-the module inside compiled code at no run-time cost.
-
-Inputs are NHWC float images; the input shape comes from the dataset, so each model trains on any
-image size its layers allow.
-
-Every model is a sequence of blocks (`_Network`): besides `__call__` (the logits), its
-`perturbed` method adds perturbations to the pre-activations of every Dense and Conv layer and
-can stop gradients between blocks and at every layer's input, which is what activity
-perturbation needs (`fgjax.estimators.activity_gradient`). With `local_heads` (a `LocalHeads`),
-every block but the last also gets a linear classifier of its own, for local losses.
-
-Two initialisations: "flax" (Flax's default: lecun-normal weights, zero biases) and "torch"
-(PyTorch's default for nn.Linear and nn.Conv2d, which the paper's code used: weights and biases
-both U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+and a parameter pytree: the estimators then see an ordinary dict of arrays, and `split` rebuilds
+the module inside compiled code at no run-time cost. Inputs are NHWC float images of any size the
+layers allow. Every model is a sequence of blocks (`_Network`), optionally with a local classifier
+after each block but the last (`LocalHeads`), for local losses.
 """
 
 import dataclasses
@@ -28,6 +17,9 @@ from flax import nnx
 
 from fgjax import losses
 
+# "flax": Flax's default, lecun-normal weights and zero biases. "torch": PyTorch's default for
+# nn.Linear and nn.Conv2d, which the paper's code used: weights and biases U(-1/sqrt(fan_in),
+# 1/sqrt(fan_in)).
 INITS = ("flax", "torch")
 
 
@@ -65,14 +57,11 @@ class SlicedLinear(nnx.Module):
   def __init__(self, in_features: int, out_features: int, slices: int, *, rngs: nnx.Rngs,
                init: str):
     fan_in = in_features // slices
-    bound = 1.0 / math.sqrt(fan_in)
-    kernel_init = (_uniform(bound) if init == "torch"
-                   else nnx.initializers.lecun_normal(batch_axis=(0,)))
-    bias_init = _uniform(bound) if init == "torch" else nnx.initializers.zeros_init()
-    _layer_init(init, fan_in)  # rejects an unknown init
+    inits = {"kernel_init": nnx.initializers.lecun_normal(batch_axis=(0,)),  # flax's, per slice
+             "bias_init": nnx.initializers.zeros_init(), **_layer_init(init, fan_in)}
     self.slices = slices
-    self.kernel = nnx.Param(kernel_init(rngs.params(), (slices, fan_in, out_features)))
-    self.bias = nnx.Param(bias_init(rngs.params(), (slices * out_features,)))
+    self.kernel = nnx.Param(inits["kernel_init"](rngs.params(), (slices, fan_in, out_features)))
+    self.bias = nnx.Param(inits["bias_init"](rngs.params(), (slices * out_features,)))
 
   def __call__(self, x):
     sliced = x.reshape(x.shape[0], self.slices, -1)
@@ -278,9 +267,8 @@ class ConvNet(_Network):
   With local losses per layer (`LocalHeads.loss_per="layer"`), every conv layer (its ReLU, and
   the pooling that closes its block) and the dense layer (its ReLU) are blocks of their own,
   each with a local head, and the head is the last block alone. A conv block's local head reads
-  its output averaged over the whole map, or over each of P x P equal patches
-  (`LocalHeads.patches`): P * P * channels inputs, so the head sees where features are, and
-  losses per slice can give each (patch, channel) slice a derivative of its own.
+  its output averaged over P x P patches (`LocalHeads.patches`, `_local_head_input`), so that it
+  sees where features are and losses per slice can give each (patch, channel) its derivative.
   """
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, blocks, padding, hidden=1024,

@@ -13,9 +13,6 @@ Where a Nesterov run evaluates its model (validation and test) is `config.nester
 phi - mu v, the iterate of the paper's recursion. torch.optim.SGD(nesterov=True), in the paper's
 backprop rows, holds and evaluates phi (its parameters are the look-ahead point); the paper's
 forward-gradient class holds theta, takes its gradients at theta + mu v and evaluates theta.
-
-Every numeric hyperparameter is held in the optimizer state (`optax.inject_hyperparams`), not baked
-into the compiled program, so one compiled step serves a whole vmapped sweep over them.
 """
 
 import functools
@@ -61,8 +58,9 @@ def hyperparameters(config) -> dict:
 def build_optimizer(config) -> optax.GradientTransformation:
   """The optax transformation for `config.optimizer` with the config's hyperparameters.
 
-  Its state's `hyperparams` dict holds every name in HYPERPARAMETERS (those the optimizer does not
-  use are ignored), which a sweep may replace with per-trial values.
+  Its state's `hyperparams` dict (`optax.inject_hyperparams`) holds every name in HYPERPARAMETERS,
+  used or not, rather than the compiled program: one compiled step then serves a whole vmapped
+  sweep, which replaces them with per-trial values.
   """
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of {OPTIMIZERS}")

@@ -1,10 +1,6 @@
 """The compiled programs of a run, free of host work: the training chunk, the epoch order and
 the evaluation.
 
-`make_train_chunk` returns one jitted function that runs `num_steps` optimizer steps inside a
-`lax.scan`: it gathers each batch from the device-resident training images by the epoch's
-permutation (or takes the batches gathered, in a data-parallel run), computes the gradient with
-the configured estimator, and applies the optax update.
 The tangent key of step t is `fold_in(state.rng, t)`, so a run is reproducible from (seed, step)
 alone and a resumed run draws exactly the tangents an uninterrupted one would.
 """
@@ -86,12 +82,9 @@ def make_loss_fn(apply: Callable, pixel_mean, pixel_std, loss: str = "cross_entr
 
 
 def make_gradient_fn(config) -> estimators.GradientFn:
-  """`gradient(objective, params, key) -> (loss, grads, grads_finite)` for `config.estimator`,
-  built by its registry record (`estimators.get`) from the config fields the record names.
-
-  `objective` is what the estimator consumes (`make_objective` gives it for a batch);
-  `grads_finite` says whether every entry of `grads` is finite.
-  """
+  """The `estimators.GradientFn` of `config.estimator`, `gradient(objective, params, key) ->
+  (loss, grads, grads_finite)`, built by its registry record from the config fields the record
+  names; `make_objective` gives the `objective` of a batch."""
   estimator = estimators.get(config.estimator)
   return estimator.make(**{name: config[name] for name in estimator.options})
 
@@ -124,10 +117,7 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation, config)
   "stop" ends the run there as diverged, "skip" counts it and goes on) or, under both policies,
   when its loss exceeds `config.max_loss_ratio` times the first finite loss (None: no guard):
   a divergence that clipping the directional derivative keeps finite. A diverged state is frozen.
-
-  The estimators that consume the perturbed forward need `loss_fn` from `make_loss_fn(...,
-  perturbed=model.perturbed)` (`make_objective`), the local ones a model created with local
-  heads.
+  `loss_fn` is as `make_objective` needs it for `config.estimator`.
   """
   gradient = make_gradient_fn(config)
   objective_of = make_objective(loss_fn, estimators.get(config.estimator))
@@ -177,15 +167,12 @@ def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True
   gathering only its rows of each batch (`sharding.global_batches`).
 
   With `scan` (the default) the steps run inside one jitted `lax.scan`: no per-step dispatch.
-  Without it, each step is one jitted call from a host loop: the way to run convolutional models
-  on XLA:CPU, which runs backprop's convolutions slower inside a loop body than outside one
-  (`scans_well`; benchmarks/README.md).
+  Without it, each step is one jitted call from a host loop, for models that do not `scans_well`.
   """
 
   def one_batch(state, images, labels, order, batch_index):
-    if fed:
-      return train_step(state, images[batch_index], labels[batch_index])
-    batch = jax.lax.dynamic_slice_in_dim(order, batch_index * batch_size, batch_size)
+    batch = (batch_index if fed
+             else jax.lax.dynamic_slice_in_dim(order, batch_index * batch_size, batch_size))
     return train_step(state, images[batch], labels[batch])
 
   if vmapped:
@@ -234,12 +221,9 @@ def batch_for_eval(images: np.ndarray, labels: np.ndarray, batch_size: int):
   """Pads a split to whole batches: (images, labels, weights), each shaped (batches, B, ...)."""
   n = len(labels)
   num_batches = -(-n // batch_size)
-  pad = num_batches * batch_size - n
-  weights = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-  images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-  labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
-  shape = lambda a: a.reshape((num_batches, batch_size) + a.shape[1:])
-  return shape(images), shape(labels), shape(weights)
+  batched = lambda a: np.pad(a, [(0, num_batches * batch_size - n)] + [(0, 0)] * (a.ndim - 1)
+                             ).reshape((num_batches, batch_size) + a.shape[1:])
+  return batched(images), batched(labels), batched(np.ones(n, np.float32))
 
 
 def make_evaluate(loss_fn: Callable, loss: str = "cross_entropy") -> Callable:

@@ -2,14 +2,12 @@
 
 A `Mesh` over the devices with one axis, "data" (`config.sharding.data_parallel`): parameters and
 optimizer state are replicated, each step's batch is split along the mesh, and each process
-gathers on the host only the rows its own devices hold (`gather_batches`), so that a run takes
-the same batches in the same order whatever its process count. `initialize_distributed` joins
-the processes of a multi-host run (`python -m fgjax.main --distributed`, or `python -m
-fgjax.launch` on one machine); a run that cannot form ends each process with one line.
+gathers on the host only the rows its own devices hold, so that a run takes the same batches in
+the same order whatever its process count. `initialize_distributed` joins the processes of a
+multi-host run (`python -m fgjax.main --distributed`, or `python -m fgjax.launch` on one machine).
 
-The one wrapper is `data_parallel_loss`, the loss per device's shard inside `jax.shard_map`,
-averaged with `lax.pmean`. The estimators differentiate through it unchanged, and what crosses
-devices follows from the mode of differentiation:
+The estimators differentiate through `data_parallel_loss` unchanged, and what crosses devices
+follows from the mode of differentiation:
 
 - backprop (`jax.grad`): the transpose of the replicated parameters' broadcast is a `psum` of
   every device's parameter cotangent, an all-reduce of the full gradient (P floats per step);
@@ -20,8 +18,7 @@ devices follows from the mode of differentiation:
   run up to float summation order.
 
 Evaluation is split the same way: only the sums of the losses and correct predictions cross
-devices. `collectives` reads the cross-device operations and their sizes out of a compiled
-program (`benchmarks/communication.py`, and the tests).
+devices (`collectives` reads what crosses devices out of a compiled program).
 """
 
 import os
@@ -227,9 +224,5 @@ def collectives(hlo_text: str) -> list[tuple[str, str, int]]:
   bytes are those of the op's result on one device; for an all-reduce that is its operand, the
   data each device contributes (an async all-gather's result also holds its operand).
   """
-  found = []
-  for line in hlo_text.splitlines():
-    match = _COLLECTIVE.search(line)
-    if match:
-      found.append((match["op"], match["shape"], _num_bytes(match["shape"])))
-  return found
+  matches = filter(None, map(_COLLECTIVE.search, hlo_text.splitlines()))
+  return [(match["op"], match["shape"], _num_bytes(match["shape"])) for match in matches]

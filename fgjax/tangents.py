@@ -7,17 +7,9 @@ Drawing the tangent is most of a forward-gradient step's extra cost: the MLP's t
 entries, and `jax.random.normal` spends some 50 integer operations per entry on threefry (20
 rounds of add-rotate-xor per pair of 32-bit words) before it even turns bits into a normal.
 The default samplers therefore take only a 64-bit seed per leaf from threefry and derive each
-entry's 32 random bits from a counter-based hash of (seed, entry index): two rounds of the
-`lowbias32` integer hash of C. Wellons (hash-prospector), each a bijection of uint32 built from
-xor-shifts and odd multiplications, with the seed words mixed in before each round. Every entry
+entry's 32 random bits from a counter-based hash of (seed, entry index), `hash_bits`. Every entry
 is a pure function of (key, leaf, index), so the tangent is reproducible from the key and can be
 computed in any order, fused into whatever consumes it.
-
-The random bits become values exactly as the names say: "normal" maps each word to the midpoint
-of one of 2^23 equal-probability cells of N(0, 1) by the inverse CDF (exact up to float32
-rounding; tails cut at +-5.29, where `jax.random.normal` cuts at about +-5.4), "rademacher" takes
-its top bit as the sign of +-1. "threefry_normal" is `jax.random.normal` per leaf: the law of
-"normal", several times slower to draw.
 """
 
 import dataclasses
@@ -40,8 +32,8 @@ _ERFINV_TAIL = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 
 
 
 def _lowbias32(x: jax.Array) -> jax.Array:
-  """Wellons' `lowbias32` hash: a uint32 bijection in which every input bit flips every output bit
-  with probability close to 1/2."""
+  """The `lowbias32` hash of C. Wellons (hash-prospector): a uint32 bijection of xor-shifts and odd
+  multiplications in which every input bit flips every output bit with probability close to 1/2."""
   x = x ^ (x >> 16)
   x = x * jnp.uint32(0x7FEB352D)
   x = x ^ (x >> 15)
@@ -186,8 +178,6 @@ SAMPLERS = {"normal": normal, "rademacher": rademacher, "threefry_normal": three
 
 def get_sampler(name: str) -> Sampler:
   """Returns the tangent sampler registered under `name`."""
-  try:
-    return SAMPLERS[name]
-  except KeyError:
-    raise ValueError(
-        f"unknown tangent {name!r}; choose one of {sorted(SAMPLERS)}") from None
+  if name not in SAMPLERS:
+    raise ValueError(f"unknown tangent {name!r}; choose one of {sorted(SAMPLERS)}")
+  return SAMPLERS[name]
