@@ -85,16 +85,11 @@ def _not_a_directory(path: str) -> Optional[str]:
 
 
 def _drop_abandoned_callbacks() -> None:
-  """Installs (once, never to be removed) an unraisable-exception hook that drops the tracebacks
-  a failed orbax restore or save leaves behind: they arrive at no predictable time, before its
-  error is raised or long after.
-
-  When one read or write fails, orbax closes its asyncio event loop while tensorstore's other
-  reads or writes are still in flight; as they finish, their callbacks find the loop closed and
-  Python prints each `RuntimeError: Event loop is closed` as an unraisable exception, a page of
-  stack traces after our one-line message. Only those are dropped; every other unraisable
-  exception reaches the previous hook.
-  """
+  """Installs (once, for good) an unraisable-exception hook that drops each `RuntimeError: Event
+  loop is closed` a failed orbax restore or save leaves behind, at no predictable time: when one
+  read or write fails, orbax closes its asyncio event loop while tensorstore's others are still in
+  flight, and their callbacks would print pages of stack traces after our one-line message. Every
+  other unraisable exception reaches the previous hook."""
   previous = sys.unraisablehook
   if getattr(previous, "drops_abandoned_callbacks", False):
     return
@@ -144,7 +139,7 @@ class Checkpoints(contextlib.AbstractContextManager):
   """
 
   def __init__(self, directory: str, keep: int, log_path: Optional[str] = None):
-    self.directory = storage.absolute(directory)
+    self.directory = directory if storage.is_remote(directory) else os.path.abspath(directory)
     _check_writable(self.directory)
     if storage.is_remote(self.directory):
       storage.point_tensorstore_at_emulator()
@@ -160,8 +155,7 @@ class Checkpoints(contextlib.AbstractContextManager):
     self.close()
 
   def close(self) -> None:
-    """Waits for the last save and closes orbax's manager; a save that failed is one WorkdirError
-    (earlier checkpoints are intact)."""
+    """Waits for the last save (see `wait`) and closes orbax's manager."""
     failed = None
     try:
       self.wait()
@@ -200,12 +194,9 @@ class Checkpoints(contextlib.AbstractContextManager):
 
   def save(self, state, progress: dict) -> bool:
     """Starts saving `state` (TrainStates stacked over trials) and `progress` (JSON) under the
-    trials' step.
-
-    Both are copied first (not viewed), so the caller may go on changing them and donating the
+    trials' step; both are copied first, so the caller may go on changing them and donating the
     state's buffers. Returns False, saving nothing, if every trial diverged or the state holds a
-    non-finite value.
-    """
+    non-finite value."""
     host = jax.tree.map(lambda leaf: np.array(leaf, copy=True), state)
     step = int(np.max(host.step))
     bad = [jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_leaves_with_path(host)

@@ -4,9 +4,6 @@ fgjax's own files go through this module, on etils `epath` (which reaches gs:// 
 checkpoints through orbax (`epath`, and tensorstore's own GCS driver for the arrays); TensorBoard
 events through tensorboardX, uploaded by this module; the lock of a gs:// workdir through
 google-cloud-storage. `pip install "fgjax[gcs]"` installs gcsfs and google-cloud-storage.
-
-Writes are atomic on both: a local file is written under a temporary name and renamed; an object
-is replaced whole when its upload completes and is never seen half-written.
 """
 
 import contextlib
@@ -88,11 +85,6 @@ def point_tensorstore_at_emulator() -> None:
         emulator if "://" in emulator else f"http://{emulator}")
 
 
-def absolute(path: str) -> str:
-  """`path` made absolute (a URI already is)."""
-  return path if is_remote(path) else os.path.abspath(path)
-
-
 def exists(path: str) -> bool:
   with reported("read", path):
     return epath.Path(path).exists()
@@ -124,8 +116,9 @@ def remove(paths: Sequence[str]) -> None:
 
 
 def write_bytes(path: str, data: bytes) -> None:
-  """Writes `data` to `path` atomically: readers see the old file or the whole new one, and a
-  failed write leaves no partial file and raises WorkdirError."""
+  """Writes `data` to `path` atomically: a local file under a temporary name, then renamed; an
+  object is replaced whole when its upload completes. Readers see the old file or the whole new
+  one, and a failed write leaves no partial file and raises WorkdirError."""
   with reported("write", path):
     if is_remote(path):
       epath.Path(path).write_bytes(data)
