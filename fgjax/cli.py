@@ -6,11 +6,9 @@ way a result reads in a table.
 - a flag that cannot be parsed (a misspelt config field, a config file that is missing or does
   not load, a malformed value) prints `error: ...` and exits with status 2;
 - a `UserError` raised by `main` prints `error: <message>` and exits with status 2;
-- SIGTERM (a preemption) or Ctrl-C (SIGINT) stops a training run at the end of its current chunk
-  of steps, after a checkpoint (`fgjax.preemption`): one line says so, and the exit status is 143
-  for SIGTERM (`preemption.EXIT_PREEMPTED`) or 130 for Ctrl-C (`preemption.EXIT_INTERRUPTED`);
-  the same command resumes the run. A second signal stops the process at once, with the same
-  status; Ctrl-C outside training prints one line and exits with status 130.
+- SIGTERM (a preemption) or Ctrl-C (SIGINT) stops a training run as `fgjax.preemption` says: one
+  line, and exit status 143 (`preemption.EXIT_PREEMPTED`) or 130 (`preemption.EXIT_INTERRUPTED`);
+  Ctrl-C outside training prints one line and exits with status 130.
 """
 
 import ast

@@ -161,11 +161,9 @@ def validate(config) -> None:
 
 
 def validate_workdir(workdir: str) -> None:
-  """Raises ConfigError unless `workdir` exists as a writable directory or can be created.
-
-  Creates nothing: a missing workdir is checked through its nearest existing ancestor. A gs://
-  workdir is checked by `fgjax.storage.check_workdir` (packages installed, bucket reachable).
-  """
+  """Raises ConfigError unless `workdir` exists as a writable directory or can be created; creates
+  nothing (a missing workdir is checked through its nearest existing ancestor). A gs:// workdir is
+  checked by `fgjax.storage.check_workdir`."""
   if not workdir:
     raise ConfigError("workdir must be a non-empty path")
   if storage.is_remote(workdir):

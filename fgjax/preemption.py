@@ -39,7 +39,6 @@ class Stopped(Exception):
   """A run that a signal stopped after saving its checkpoint; the same command resumes it."""
 
   def __init__(self, signum: int, step: Optional[int], directory: str):
-    self.signum, self.step, self.directory = signum, step, directory
     self.exit_status = _EXIT_STATUS[signum]
     kept = (f"checkpoint of step {step} saved in {directory}" if step is not None
             else "no checkpoint was saved")
@@ -69,8 +68,7 @@ def handle_signals() -> Iterator[None]:
   previous = {}
   if (threading.current_thread() is threading.main_thread()
       and not jax.distributed.is_initialized()):
-    previous = {signum: signal.signal(signum, _handle)
-                for signum in (signal.SIGTERM, signal.SIGINT)}
+    previous = {signum: signal.signal(signum, _handle) for signum in _EXIT_STATUS}
   try:
     yield
   finally:

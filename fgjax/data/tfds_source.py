@@ -84,9 +84,7 @@ def _prepare(builder, name: str, data_dir) -> None:
 def _unreachable_hosts(urls) -> list[str]:
   """The hosts among `urls` that do not answer a HEAD request (through any proxy) within
   PROBE_TIMEOUT_SECONDS, probed in daemon threads so that a hung DNS lookup cannot hold the run."""
-  first_url = {}
-  for url in urls:
-    first_url.setdefault(urllib.parse.urlsplit(url).netloc, url)
+  url_of = {urllib.parse.urlsplit(url).netloc: url for url in urls}  # one URL per host
   answered = set()
 
   def probe(host: str, url: str) -> None:
@@ -99,13 +97,13 @@ def _unreachable_hosts(urls) -> list[str]:
       return
     answered.add(host)
 
-  threads = [threading.Thread(target=probe, args=item, daemon=True) for item in first_url.items()]
+  threads = [threading.Thread(target=probe, args=item, daemon=True) for item in url_of.items()]
   for thread in threads:
     thread.start()
   deadline = time.monotonic() + PROBE_TIMEOUT_SECONDS
   for thread in threads:
     thread.join(max(0.0, deadline - time.monotonic()))
-  return sorted(set(first_url) - answered)
+  return sorted(set(url_of) - answered)
 
 
 def _image_classification_info(builder) -> tuple[tuple, int]:
