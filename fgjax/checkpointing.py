@@ -1,9 +1,8 @@
 """A run's checkpoints in `<workdir>/checkpoints`: orbax saves, verified restores, safe fallback.
 
 A checkpoint holds two orbax items:
-- "state": the `TrainState` of every trial of the run, stacked along a leading trial axis
-  (parameters, optimizer state with its injected hyperparameters, step, tangent key, skip and
-  divergence counters) as host numpy copies;
+- "state": the `TrainState` of every trial of the run, stacked along a leading trial axis, as
+  host numpy copies (optimizer state, tangent key and counters included);
 - "progress": JSON with what the training loop carries between chunks (`fgjax.progress`) and a
   CRC-32 of the state's bytes and of that JSON, so that a change to either is caught.
 
@@ -56,11 +55,9 @@ def _orbax_to_file(path: Optional[str]):
     if f"{os.sep}orbax{os.sep}" not in record.pathname:
       return True
     if path is not None and record.levelno >= std_logging.WARNING:
-      try:
-        with open(path, "a", encoding="utf-8") as f:
-          f.write(formatter.format(record) + "\n")
-      except OSError:
-        pass  # a full disk: the save's own error says so
+      # a record that cannot be written (a full disk) is dropped: the save's own error says why
+      with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as f:
+        f.write(formatter.format(record) + "\n")
     return False
 
   return keep
@@ -241,8 +238,7 @@ class Checkpoints(contextlib.AbstractContextManager):
       try:
         restored = self._restore_step(step, target)
       except Exception as error:  # pylint: disable=broad-except
-        # Whatever a damaged checkpoint makes orbax or tensorstore raise, the answer is the same:
-        # report it in one line and fall back to the next older checkpoint.
+        # whatever orbax or tensorstore raise for a damaged checkpoint: one line, then an older one
         logging.warning("checkpoint %d in %s is unreadable or corrupted (%s)", step,
                         self.directory, storage.first_line(error))
         invalid.append(step)

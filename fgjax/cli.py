@@ -12,6 +12,7 @@ way a result reads in a table.
 """
 
 import ast
+import contextlib
 import difflib
 import re
 import sys
@@ -32,14 +33,6 @@ _OVERRIDE = re.compile(r"--config\.(?P<name>[A-Za-z_][\w.]*)=(?P<value>.*)", re.
 def _fail(message: str) -> None:
   print(f"error: {message}", file=sys.stderr)
   sys.exit(2)
-
-
-def parse_value(text: str):
-  """A command-line value as Python: a literal (number, bool, None, list, ...) or the string."""
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
 
 
 def result_cell(summary: dict, name: str) -> str:
@@ -72,12 +65,15 @@ def _no_field(name: str, close: Optional[str]) -> str:
 
 
 def apply_overrides(config, overrides: Sequence[str]) -> None:
-  """Sets `--config.<field>=<value>` arguments on `config`; ConfigError names a bad one."""
+  """Sets `--config.<field>=<value>` arguments on `config`, each value a Python literal (number,
+  bool, None, list, ...) or else the string; ConfigError names a bad one."""
   for argument in overrides:
     match = _OVERRIDE.fullmatch(argument)
     if not match:
       raise ConfigError(f"{argument!r} is not of the form --config.<field>=<value>")
-    name, value = match["name"], parse_value(match["value"])
+    name, value = match["name"], match["value"]
+    with contextlib.suppress(ValueError, SyntaxError):  # not a literal: the string itself
+      value = ast.literal_eval(value)
     _check_field(config, name)
     try:
       config.update_from_flattened_dict({name: value})

@@ -214,8 +214,7 @@ class Lock:
 
   def __init__(self, path: str):
     self.path = path
-    self._file = self._blob = self._generation = self._renewer = None
-    self._stop = threading.Event()
+    self._file = self._blob = self._generation = self._renewer = self._stop = None
 
   def acquire(self) -> None:
     """Takes the lock (again: a no-op); WorkdirError naming the holder if a live run holds it."""
@@ -248,8 +247,7 @@ class Lock:
       blob.upload_from_string(_lock_holder(), if_generation_match=0)
     except exceptions.PreconditionFailed:
       self._take_over(blob)
-    self._blob, self._generation = blob, blob.generation
-    self._stop.clear()
+    self._blob, self._generation, self._stop = blob, blob.generation, threading.Event()
     self._renewer = threading.Thread(target=self._renew, name="fgjax-lock", daemon=True)
     self._renewer.start()
 
@@ -264,10 +262,9 @@ class Lock:
         raise self._in_use(text, f" (lock renewed {age:.0f} s ago; a lock not renewed for "
                            f"{self.EXPIRE_SECONDS:.0f} s is taken over)")
       logging.warning("taking over the lock of %s, left by %s", self.path, text)
-      try:
+      # another run may have taken it first: then the upload below fails
+      with contextlib.suppress(exceptions.PreconditionFailed, exceptions.NotFound):
         current.delete(if_generation_match=current.generation)
-      except (exceptions.PreconditionFailed, exceptions.NotFound):
-        pass  # another run took it first: the upload below fails
     try:
       blob.upload_from_string(_lock_holder(), if_generation_match=0)
     except exceptions.PreconditionFailed:
