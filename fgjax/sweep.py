@@ -174,8 +174,7 @@ def rank_settings(rows: Sequence[dict]) -> list[dict]:
     by_point.setdefault(row["setting"], []).append(row)
   settings = []
   for point, runs in by_point.items():
-    losses = np.array([np.nan if r["validation_loss"] is None else r["validation_loss"]
-                       for r in runs])
+    losses = np.array([r["validation_loss"] for r in runs], np.float64)  # None: nan
     diverged = any(r["status"] != "completed" for r in runs) or not np.all(np.isfinite(losses))
     train_losses = [r["train_loss"] for r in runs if r["train_loss"] is not None]
     accuracies = [r["validation_accuracy"] for r in runs if r["validation_accuracy"] is not None]
@@ -240,8 +239,7 @@ def _best(setting: dict, config_spec: Optional[str], config_overrides: dict, wor
   with a `config_spec`, it also writes `best_config.py`."""
   overrides = {**config_overrides, **setting["hyperparameters"]}
   rerun_dir = os.path.join("runs", f"{config_loading.run_name(config_spec or 'config')}_tuned")
-  best = {"setting": setting["setting"], "hyperparameters": setting["hyperparameters"],
-          "validation_loss": setting["validation_loss"],
+  best = {**{key: setting[key] for key in ("setting", "hyperparameters", "validation_loss")},
           "command": rerun_command(config_spec or "<config>", overrides, rerun_dir)}
   if config_spec:
     best["config_file"] = os.path.join(workdir, BEST_CONFIG_FILE)

@@ -182,9 +182,8 @@ def config_differences(saved: dict, current: dict) -> list[str]:
   current = flatten(current)
   missing = "<absent>"
   return [f"{name} (saved {saved.get(name, missing)!r}, now {current.get(name, missing)!r})"
-          for name in sorted(saved.keys() | current.keys())
-          if name not in NON_RESULT_FIELDS and saved.get(name, missing) != current.get(
-              name, missing)]
+          for name in sorted((saved.keys() | current.keys()) - set(NON_RESULT_FIELDS))
+          if saved.get(name, missing) != current.get(name, missing)]
 
 
 def _config_dict(config) -> dict:
@@ -218,16 +217,13 @@ def _read_finished(config, run_dir: str) -> Optional[dict]:
 
 
 class _Call:
-  """The compiled functions that train the trials of one call, and the layout they take them in.
-
-  Several trials are vmapped over a leading trial axis; one trial runs without that axis (the
-  plain program, which data parallelism needs). Checkpoints and results always have the trial
-  axis: `program_layout` and `with_trial_axis` convert between the two.
-  """
+  """The compiled functions that train the trials of one call, and the layout they take them in:
+  several trials vmapped over a leading trial axis, or one without it (the plain program, which
+  data parallelism needs). Checkpoints and results always have the trial axis."""
 
   def __init__(self, train_step, evaluate, example_losses, diagnose, config, size: int):
     self.vmapped, self.size, self.batch_size = size > 1, size, int(config.batch_size)
-    self.chunk = programs.make_train_chunk(train_step, int(config.batch_size),
+    self.chunk = programs.make_train_chunk(train_step, self.batch_size,
                                            scan=programs.scans_well(config.model),
                                            vmapped=self.vmapped,
                                            fed=config.sharding.data_parallel)
@@ -285,10 +281,9 @@ class _Run:
   total_steps: int
 
   def batches(self, order, chunk: Chunk) -> tuple:
-    """The arguments of `call.chunk` between the state and `num_steps` for `chunk` of the epoch
-    whose example order is `order`: the training split and `order`, by which the compiled chunk
-    gathers its batches on the devices; or, data parallel, the chunk's batches, of which this
-    process gathers on the host only the rows its own devices hold."""
+    """`call.chunk`'s arguments between the state and `num_steps` for `chunk` of an epoch in
+    example `order`: the training split and `order`, for the compiled chunk to gather its batches
+    on the devices; or, data parallel, the chunk's batches, this process's rows gathered here."""
     if self.mesh is None:
       return (*self.arrays, order, chunk.first_batch)
     size = int(self.config.batch_size)
@@ -324,8 +319,8 @@ def _learning_rate(config, step: int) -> float:
   return float(config.learning_rate) * float(np.exp(-float(config.decay) * step))
 
 
-def _round(value, digits: int = 4) -> str:
-  return "-" if value is None else f"{value:.{digits}f}"
+def _round(value) -> str:
+  return "-" if value is None else f"{value:.4f}"
 
 
 def _write_test_losses(path: str, example_losses: dict, num_examples: int) -> None:
@@ -342,12 +337,9 @@ def _write_test_losses(path: str, example_losses: dict, num_examples: int) -> No
 def train_trials(config, workdir: str, trials: Sequence[Trial], *, evaluate_test: bool = True,
                  restart: bool = False) -> list[dict]:
   """Trains `trials` of `config` in `workdir`, resuming what a checkpoint holds; returns each
-  trial's summary (also in its directory's `summary.json`).
-
-  `evaluate_test=False` (a sweep) never evaluates the test split. Raises ConfigError, DataError
-  or WorkdirError (one-line messages for the user); ConfigError and DataError before anything is
-  written.
-  """
+  trial's summary (also in its directory's `summary.json`). `evaluate_test=False` (a sweep) never
+  evaluates the test split. Raises ConfigError, DataError or WorkdirError (one-line messages for
+  the user); ConfigError and DataError before anything is written."""
   config_validation.validate(config)
   config_validation.validate_workdir(workdir)
   configs = [trial_config(config, trial) for trial in trials]
@@ -437,11 +429,9 @@ def _prepare_run(config, num_trials: int, evaluate_test: bool) -> _Run:
                "(%d epoch(s)), %d per compiled call", config.estimator, config.model,
                config.optimizer, dataset.name, models.num_params(model.params), num_trials,
                total_steps, config.batch_size, config.num_epochs, call_size)
-  splits = {"validation": dataset.validation, "test": dataset.test}
-  if not evaluate_test:
-    del splits["test"]
-  eval_splits = {name: _eval_batches(split, config.eval_batch_size, place, mesh)
-                 for name, split in splits.items()}
+  names = ("validation", "test") if evaluate_test else ("validation",)
+  eval_splits = {name: _eval_batches(getattr(dataset, name), config.eval_batch_size, place, mesh)
+                 for name in names}
   arrays = (dataset.train.images, dataset.train.labels)
   if mesh is None:
     arrays = tuple(place(array) for array in arrays)
@@ -557,13 +547,9 @@ def _open_writers(configs: Sequence, dirs: Sequence[str], start_step: int,
 
 
 class _Loop:
-  """One call's training in this process, from its restored step: the train states on the
-  devices and the data-order keys (in the compiled functions' layout), what the loop carries
-  between chunks (`progress`, saved with each checkpoint) and the trials' metrics writers. A trial
-  trains until its progress holds why it diverged.
-
-  Each event of a chunk of steps is a public method, called in the order `_train_call` lists;
-  `running` and `summary` report on the trials.
+  """One call's training in this process, from its restored step. Each event of a chunk of steps
+  is a public method, called in the order `_train_call` lists; `running` and `summary` report on
+  the trials. A trial trains until its progress holds why it diverged.
   """
 
   def __init__(self, run: _Run, configs: Sequence, dirs: Sequence[str],
@@ -615,8 +601,7 @@ class _Loop:
         continue
       trial.add_losses(finite)
       chunk_loss = float(np.mean(finite)) if finite.size else None
-      if chunk_loss is not None:
-        alive_losses.append(chunk_loss)
+      alive_losses += [] if chunk_loss is None else [chunk_loss]
       self.writers[i].write({"step": chunk.end, "train_loss": chunk_loss,
                              "learning_rate": _learning_rate(self.configs[i], chunk.end),
                              "steps_per_second": chunk.num_steps / seconds,
