@@ -294,8 +294,7 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
     raise ValueError("losses per slice give each slice its derivative already; they take "
                      f"unit_groups=1 and combine='mean', not {unit_groups} and {combine!r}")
   heads = [exact_heads and kind is not loss_blocks.Kind.SHARED_HEAD for kind in kinds]
-  us = [[*block[:-1], jnp.zeros_like(block[-1])] if head else block
-        for block, head in zip(us, heads)]  # an exact head is not perturbed
+  us = _with_heads(us, heads, map(jnp.zeros_like, _heads_of(us, heads)))  # not perturbed
   directional = jax.vmap(lambda u: jax.jvp(block_losses, (zeros,), (u,)))
   values = lambda blocks: [block.value for block in blocks]
   if unit_groups == 1:
@@ -313,23 +312,32 @@ def activity_gradient(forward: Callable, params: PyTree, key: jax.Array, *,
   cotangents = [_cotangents(block_us, block_derivatives, sliced, unit_groups, combine)
                 for block_us, block_derivatives, sliced in zip(us, derivatives, per_slice)]
   if exact_heads:
-    exact = iter(_head_cotangents(forward, params, zeros, heads))
-    cotangents = [[*block[:-1], next(exact)] if head else block
-                  for block, head in zip(cotangents, heads)]
+    cotangents = _with_heads(cotangents, heads, _head_cotangents(forward, params, zeros, heads))
   (grads,) = pullback(cotangents)
   return losses[-1][0].mean(), grads
 
 
+def _heads_of(blocks: list, heads: list) -> list:
+  """The last activation of each loss block that `heads` marks: its head's pre-activations."""
+  return [block[-1] for block, head in zip(blocks, heads) if head]
+
+
+def _with_heads(blocks: list, heads: list, replacements) -> list:
+  """`blocks` with the last activation of each block that `heads` marks replaced, in order, by
+  the next of `replacements`."""
+  replacements = iter(replacements)
+  return [[*block[:-1], next(replacements)] if head else block
+          for block, head in zip(blocks, heads)]
+
+
 def _head_cotangents(forward: Callable, params: PyTree, zeros, heads: list) -> list:
-  """The exact gradient of `local_objective` w.r.t. the last pre-activations of the loss blocks
-  that `heads` marks, by reverse mode from the losses back to those activations alone."""
+  """The exact gradient of `local_objective` w.r.t. the heads' pre-activations (`_heads_of`),
+  by reverse mode from the losses back to those activations alone."""
   def objective(head_perturbations):
-    given = iter(head_perturbations)
-    perturbations = [[*block[:-1], next(given)] if head else block
-                     for block, head in zip(zeros, heads)]
+    perturbations = _with_heads(zeros, heads, head_perturbations)
     return local_objective(forward(params, perturbations, False)[0])
 
-  return jax.grad(objective)([block[-1] for block, head in zip(zeros, heads) if head])
+  return jax.grad(objective)(_heads_of(zeros, heads))
 
 
 def _cotangents(us, derivatives: jax.Array, per_slice: bool, unit_groups: int,
