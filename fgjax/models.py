@@ -119,6 +119,20 @@ def _slice_contributions(head_input, kernel, slices: int):
   return jnp.einsum("bsi,sic->bsc", sliced, kernel)
 
 
+def _conv(conv: nnx.Conv, x):
+  """`conv(x)` for the ConvNet's convolutions (stride 1, a padding name), the bias added as the
+  product of a column of ones and the bias row. Autodiff then sums the bias's gradient over
+  batch and positions as that product's transpose, a matrix product, where the broadcast's
+  transpose is a reduction over every axis but the last: on XLA:CPU about 17x slower (a
+  (64, 26, 26, 64) map: 8.9 ms against 0.5 ms). Forward and jvp cost the same either way, and
+  at the highest precision the product is exact on every backend."""
+  y = jax.lax.conv_general_dilated(x, conv.kernel[...], (1, 1), conv.padding,
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  ones = jnp.ones((y.size // y.shape[-1], 1), y.dtype)
+  bias = jnp.matmul(ones, conv.bias[...][None], precision=jax.lax.Precision.HIGHEST)
+  return y + bias.reshape(y.shape)
+
+
 def _flatten(x):
   return x.reshape(x.shape[0], -1)
 
@@ -206,7 +220,8 @@ class _Network(nnx.Module):
 
     def layer(module, x):
       inputs = jax.lax.stop_gradient(x) if stop_inputs else x
-      z = _to_patch_major(module(inputs), self.patches)
+      z = _conv(module, inputs) if isinstance(module, nnx.Conv) else module(inputs)
+      z = _to_patch_major(z, self.patches)
       if perturbations is not None:
         z = z + next(given)
       activations[-1].append(z)

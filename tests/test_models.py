@@ -389,3 +389,26 @@ def test_pooling_agrees_with_reduce_window_in_value_gradient_and_jvp():
                (jax.vjp(ours, z)[1](cotangent)[0], jax.vjp(reference, z)[1](cotangent)[0]),
                (jax.jvp(ours, (z,), (tangent,))[1], jax.jvp(reference, (z,), (tangent,))[1])]:
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding", ["VALID", "SAME"])
+def test_conv_layers_agree_with_flax_conv_in_value_gradients_and_jvp(padding):
+  """The models' conv layers (`_conv`, the bias added as a matrix product) against nnx.Conv's
+  own call: outputs, the input's, kernel's and bias's gradients, and a jvp in every argument."""
+  conv = nnx.Conv(5, 4, kernel_size=(3, 3), padding=padding, rngs=nnx.Rngs(0),
+                  bias_init=nnx.initializers.normal(1.0))
+  graph, params = nnx.split(conv)
+  key = lambda seed: jax.random.PRNGKey(seed)
+  x = jax.random.normal(key(1), (3, 9, 8, 5))
+
+  def apply(layer):
+    return lambda params, x: layer(nnx.merge(graph, params), x)
+
+  ours, reference = apply(models._conv), apply(lambda conv, x: conv(x))  # pylint: disable=protected-access
+  cotangent = jax.random.normal(key(2), reference(params, x).shape)
+  tangents = (jax.tree.map(lambda p: jax.random.normal(key(3), p.shape), params),
+              jax.random.normal(key(4), x.shape))
+  for a, b in [(ours(params, x), reference(params, x)),
+               (jax.vjp(ours, params, x)[1](cotangent), jax.vjp(reference, params, x)[1](cotangent)),
+               (jax.jvp(ours, (params, x), tangents), jax.jvp(reference, (params, x), tangents))]:
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), a, b)
