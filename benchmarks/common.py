@@ -28,6 +28,9 @@ from fgjax import workdir
 MODEL_DATA = {"mlp": ("mnist", (28, 28, 1)), "cnn": ("mnist", (28, 28, 1)),
               "vgg": ("cifar10", (32, 32, 3))}
 NUM_CLASSES = 10
+# (conv blocks, padding, dense width) of the conv nets, as fgjax.models builds them.
+CONV_NETS = {"cnn": (((64, 64), (64, 64)), "VALID", 1024),
+             "vgg": (((64, 64), (128, 128), (256, 256)), "SAME", 4096)}
 
 
 def machine_info() -> dict:
@@ -46,6 +49,20 @@ def progress(message: str) -> None:
   """A progress line on stderr, so that a long benchmark shows it is running; the table goes to
   stdout."""
   print(message, file=sys.stderr, flush=True)
+
+
+def conv_layers(model: str) -> list[tuple[int, int, int]]:
+  """`(input height = width, input channels, output channels)` of each 3x3 convolution of
+  `model` (a key of CONV_NETS), in order; each block ends in 2x2 pooling."""
+  blocks, padding, _ = CONV_NETS[model]
+  height, _, channels = MODEL_DATA[model][1]
+  layers = []
+  for block in blocks:
+    for features in block:
+      layers.append((height, channels, features))
+      height, channels = height - (2 if padding == "VALID" else 0), features
+    height //= 2
+  return layers
 
 
 def synthetic_batches(model: str, num_batches: int, batch_size: int, seed: int = 0):

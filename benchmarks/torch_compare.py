@@ -45,9 +45,6 @@ except ImportError:
 LEARNING_RATE = 1e-4
 JVP_CLIP = 1.0
 DEFAULTS = {"mlp": (50, 10), "cnn": (5, 7), "vgg": (2, 5)}  # steps per sample, repeats
-# (conv blocks, padding, dense width) of the conv nets, as fgjax.models builds them.
-CONV_NETS = {"cnn": (((64, 64), (64, 64)), 0, 1024),
-             "vgg": (((64, 64), (128, 128), (256, 256)), 1, 4096)}
 MATMUL_SIZE = 2048
 
 FLAGS = flags.FLAGS
@@ -63,16 +60,16 @@ def torch_network(model: str) -> nn.Module:
   if model == "mlp":
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024),
                          nn.ReLU(), nn.Linear(1024, 10))
-  blocks, padding, hidden = CONV_NETS[model]
-  height, channels = common.MODEL_DATA[model][1][0], common.MODEL_DATA[model][1][2]
+  blocks, padding, hidden = common.CONV_NETS[model]
+  convs = iter(common.conv_layers(model))
   layers = []
   for block in blocks:
-    for features in block:
-      layers += [nn.Conv2d(channels, features, 3, padding=padding), nn.ReLU()]
-      channels, height = features, height - 2 + 2 * padding
+    for _ in block:
+      height, channels, features = next(convs)
+      layers += [nn.Conv2d(channels, features, 3, padding=padding.lower()), nn.ReLU()]
     layers.append(nn.MaxPool2d(2))
-    height //= 2
-  return nn.Sequential(*layers, nn.Flatten(), nn.Linear(height * height * channels, hidden),
+  height = (height - (2 if padding == "VALID" else 0)) // 2
+  return nn.Sequential(*layers, nn.Flatten(), nn.Linear(height * height * features, hidden),
                        nn.ReLU(), nn.Linear(hidden, 10))
 
 

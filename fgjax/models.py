@@ -119,18 +119,23 @@ def _slice_contributions(head_input, kernel, slices: int):
   return jnp.einsum("bsi,sic->bsc", sliced, kernel)
 
 
+def add_bias(y, bias):
+  """`y + bias` over y's last axis, the bias added as the product of a column of ones and the
+  bias row. Autodiff then sums the bias's gradient over the other axes as that product's
+  transpose, a matrix product, where the broadcast's transpose is a reduction over every axis
+  but the last: on XLA:CPU several times slower for a conv layer's output (benchmarks/README.md,
+  "Conv nets on CPU"). Forward and jvp cost the same either way, and at the highest precision
+  the product is exact on every backend."""
+  ones = jnp.ones((y.size // y.shape[-1], 1), y.dtype)
+  return y + jnp.matmul(ones, bias[None], precision=jax.lax.Precision.HIGHEST).reshape(y.shape)
+
+
 def _conv(conv: nnx.Conv, x):
-  """`conv(x)` for the ConvNet's convolutions (stride 1, a padding name), the bias added as the
-  product of a column of ones and the bias row. Autodiff then sums the bias's gradient over
-  batch and positions as that product's transpose, a matrix product, where the broadcast's
-  transpose is a reduction over every axis but the last: on XLA:CPU about 17x slower (a
-  (64, 26, 26, 64) map: 8.9 ms against 0.5 ms). Forward and jvp cost the same either way, and
-  at the highest precision the product is exact on every backend."""
+  """`conv(x)` for the ConvNet's convolutions (stride 1, a padding name), its bias added by
+  `add_bias`."""
   y = jax.lax.conv_general_dilated(x, conv.kernel[...], (1, 1), conv.padding,
                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  ones = jnp.ones((y.size // y.shape[-1], 1), y.dtype)
-  bias = jnp.matmul(ones, conv.bias[...][None], precision=jax.lax.Precision.HIGHEST)
-  return y + bias.reshape(y.shape)
+  return add_bias(y, conv.bias[...])
 
 
 def _flatten(x):

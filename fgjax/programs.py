@@ -202,11 +202,12 @@ def make_train_chunk(train_step: Callable, batch_size: int, *, scan: bool = True
 
 def scans_well(model_name: str) -> bool:
   """Whether `make_train_chunk(scan=True)` suits `model_name` on the default backend: not for
-  convolutional models on CPU, where a backprop step costs more inside a `lax.scan` than in a
-  jitted call of its own (with XLA's own convolutions, whose kernel gradient XLA:CPU compiles
-  into a far slower kernel in a loop body, many times more), and where trials vmapped in one
-  program cost more than the same trials one call each (benchmarks/README.md, "Conv nets on
-  CPU")."""
+  convolutional models on CPU. In a loop body XLA:CPU keeps the convolutions of backprop's
+  kernel and input gradients in the dimension order autodiff gives them (the kernel gradient's
+  batch is the input channel) and compiles them into a naive loop, where a jitted step gets
+  them reordered into its fast convolution: a CNN backprop step runs about a hundred times
+  slower in a `lax.scan`. Trials vmapped in one program also cost more than the same trials one
+  call each (benchmarks/README.md, "Conv nets on CPU")."""
   return not (jax.default_backend() == "cpu" and model_name in ("cnn", "vgg"))
 
 

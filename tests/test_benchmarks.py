@@ -14,6 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BAD_COMMAND_LINES = {
     "communication": (["--model=mlp"], "needs several devices"),  # one CPU device
     "compile_options": (["--steps=x"], "--steps=x: invalid literal"),
+    "conv_parts": (["--model=mlp"], "--model=mlp: value should be one of"),
     "estimator_step_time": (["--only=forward K=1,nope"], "unknown variant(s) nope"),
     "host_memory": (["--model", "resnet"], "--model=resnet: value should be one of"),
     "row_time": ([], "--configs must have a value"),
@@ -78,7 +79,7 @@ def test_every_benchmark_has_a_bad_command_line():
 def test_a_bad_command_line_is_one_error_line_with_status_2():
   bad = dict(BAD_COMMAND_LINES)
   if importlib.util.find_spec("torch") is None:  # the optional dependency's own error
-    bad["torch_compare"] = ([], "needs PyTorch")
+    bad["torch_compare"] = bad["conv_parts"] = ([], "needs PyTorch")
   cases = json.dumps({name: arguments for name, (arguments, _) in bad.items()})
   driver = subprocess.run([sys.executable, "-c", _RUN_FORKED, cases], cwd=REPO,
                           env=_environment(), capture_output=True, text=True, check=True,
