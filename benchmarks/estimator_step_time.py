@@ -14,7 +14,8 @@ named local_groups in the results) or one classifier shared by the slices
 (config.local_heads.slice_head = "shared"), (the conv nets) with local losses per layer
 (config.local_heads.loss_per = "layer"), alone, with one shared head's slice per channel, and
 with heads reading 2 x 2 patches (config.local_heads.patches) and a slice per patch and
-channel (also with config.exact_heads), and local_backprop, the exact gradients of the local losses (the local heads' cost
+channel (also with config.exact_heads, and with exact heads and the estimate clipped to
+global norm 1), and local_backprop, the exact gradients of the local losses (the local heads' cost
 without the jvp), per block and (the MLP) per slice or (the conv nets) per layer,
 on the whole maps or on patches. The variants take turns over the repeats in one process
 (`common.time_interleaved`), so the ratio to
@@ -84,6 +85,11 @@ def variants(model: str) -> dict:
             f"{PATCH_SHARED_GROUPS} exact heads"] = _config(
                 model, "local_activity", loss_per="layer", patches=2,
                 slices=PATCH_SHARED_GROUPS, slice_head="shared", exact_heads=True)
+    configs[f"local_activity K=1 per layer 2x2 patches shared local_groups="
+            f"{PATCH_SHARED_GROUPS} exact heads clipped"] = _config(
+                model, "local_activity", loss_per="layer", patches=2,
+                slices=PATCH_SHARED_GROUPS, slice_head="shared", exact_heads=True,
+                grad_clip_norm=1.0)
   configs["local_backprop"] = _config(model, "local_backprop")
   if model == "mlp":
     configs["local_backprop local_groups=32"] = _config(model, "local_backprop", slices=32)
