@@ -16,8 +16,8 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
    shared head with 64 slices, one per channel (16 units of the dense layer), and the same with
    heads reading the conv maps' 2 x 2 patches (`local_heads.patches=2`) and 256 slices, one per
    patch and channel (4 dense units), also with `exact_heads` (`_xh`: the heads take their
-   loss's exact gradient), and with the estimate then clipped to global norm 1 (`_xh_c1`,
-   `grad_clip_norm`); and, for reference, `local_backprop`, `local_backprop_l32`,
+   loss's exact gradient), and with the estimate then clipped to global norm 1 or 3 (`_xh_c1`,
+   `_xh_c3`, `grad_clip_norm`); and, for reference, `local_backprop`, `local_backprop_l32`,
    `local_backprop_layer` and `local_backprop_layer_p2`, the exact gradients of the same local
    losses (greedy local learning), per block, per slice, per layer or per layer on patches:
    what the local-loss forward gradients estimate, without their noise) start from the backprop
@@ -99,6 +99,10 @@ ESTIMATORS = {
         "estimator": "local_activity", "num_directions": 1, "local_heads.loss_per": "layer",
         "local_heads.patches": 2, "local_heads.slices": 256, "local_heads.slice_head": "shared",
         "exact_heads": True, "grad_clip_norm": 1.0},
+    "local_activity_k1_layer_p2_s256_xh_c3": {
+        "estimator": "local_activity", "num_directions": 1, "local_heads.loss_per": "layer",
+        "local_heads.patches": 2, "local_heads.slices": 256, "local_heads.slice_head": "shared",
+        "exact_heads": True, "grad_clip_norm": 3.0},
     "local_backprop_layer_p2": {"estimator": "local_backprop", "num_directions": 1,
                                 "local_heads.loss_per": "layer", "local_heads.patches": 2}}
 # Learning rates tried per (model, optimizer), low:high:num. With SGD the CNN's activity
@@ -114,6 +118,7 @@ GRIDS = {("mlp", "sgd"): "1e-3:0.3:6", ("mlp", "adam"): "1e-5:3e-3:6",
          ("cnn", "sgd", "local_activity_k1_layer_p2_s256"): "1e-4:0.1:7",
          ("cnn", "sgd", "local_activity_k1_layer_p2_s256_xh"): "3e-3:0.1:4",
          ("cnn", "sgd", "local_activity_k1_layer_p2_s256_xh_c1"): "0.01:0.3:4",
+         ("cnn", "sgd", "local_activity_k1_layer_p2_s256_xh_c3"): "0.01:0.3:4",
          ("cnn", "sgd", "local_backprop_layer_p2"): "1e-3:0.3:6"}
 SIDES = ("forward", *ESTIMATORS, "backprop")  # the report's order, and the figure's colours
 COLOURS = plt.get_cmap("tab20")  # one of 20 per side (matplotlib's default cycle has 10)
@@ -138,6 +143,9 @@ STEP_TIME_NAMES = {"activity_k1": "activity K=1",
                        "local_activity K=1 per layer 2x2 patches shared local_groups=256 "
                        "exact heads",
                    "local_activity_k1_layer_p2_s256_xh_c1":
+                       "local_activity K=1 per layer 2x2 patches shared local_groups=256 "
+                       "exact heads clipped",
+                   "local_activity_k1_layer_p2_s256_xh_c3":  # a clip costs the same at any norm
                        "local_activity K=1 per layer 2x2 patches shared local_groups=256 "
                        "exact heads clipped",
                    "local_backprop_layer_p2": "local_backprop per layer 2x2 patches",
