@@ -61,15 +61,15 @@ def torch_network(model: str) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024),
                          nn.ReLU(), nn.Linear(1024, 10))
   blocks, padding, hidden = common.CONV_NETS[model]
-  convs = iter(common.conv_layers(model))
-  layers = []
+  convs, layers = common.conv_layers(model), []
   for block in blocks:
-    for _ in block:
-      height, channels, features = next(convs)
+    for _, channels, features in convs[:len(block)]:
       layers += [nn.Conv2d(channels, features, 3, padding=padding.lower()), nn.ReLU()]
     layers.append(nn.MaxPool2d(2))
-  height = (height - (2 if padding == "VALID" else 0)) // 2
-  return nn.Sequential(*layers, nn.Flatten(), nn.Linear(height * height * features, hidden),
+    convs = convs[len(block):]
+  height, _, features = common.conv_layers(model)[-1]
+  side = (height - (2 if padding == "VALID" else 0)) // 2  # after the last conv and its pooling
+  return nn.Sequential(*layers, nn.Flatten(), nn.Linear(side * side * features, hidden),
                        nn.ReLU(), nn.Linear(hidden, 10))
 
 
