@@ -77,19 +77,13 @@ def variants(model: str) -> dict:
     configs[f"local_activity K=1 per layer shared local_groups={LAYER_SHARED_GROUPS}"] = (
         _config(model, "local_activity", loss_per="layer",
                 slices=LAYER_SHARED_GROUPS, slice_head="shared"))
-    configs[f"local_activity K=1 per layer 2x2 patches shared local_groups="
-            f"{PATCH_SHARED_GROUPS}"] = _config(
-                model, "local_activity", loss_per="layer", patches=2,
-                slices=PATCH_SHARED_GROUPS, slice_head="shared")
-    configs[f"local_activity K=1 per layer 2x2 patches shared local_groups="
-            f"{PATCH_SHARED_GROUPS} exact heads"] = _config(
-                model, "local_activity", loss_per="layer", patches=2,
-                slices=PATCH_SHARED_GROUPS, slice_head="shared", exact_heads=True)
-    configs[f"local_activity K=1 per layer 2x2 patches shared local_groups="
-            f"{PATCH_SHARED_GROUPS} exact heads clipped"] = _config(
-                model, "local_activity", loss_per="layer", patches=2,
-                slices=PATCH_SHARED_GROUPS, slice_head="shared", exact_heads=True,
-                grad_clip_norm=1.0)
+    patch_heads = ("local_activity K=1 per layer 2x2 patches shared local_groups="
+                   f"{PATCH_SHARED_GROUPS}")
+    patch_fields = {"loss_per": "layer", "patches": 2, "slices": PATCH_SHARED_GROUPS,
+                    "slice_head": "shared"}
+    for suffix, fields in (("", {}), (" exact heads", {"exact_heads": True}),
+                           (" exact heads clipped", {"exact_heads": True, "grad_clip_norm": 1.0})):
+      configs[patch_heads + suffix] = _config(model, "local_activity", **patch_fields, **fields)
   configs["local_backprop"] = _config(model, "local_backprop")
   if model == "mlp":
     configs["local_backprop local_groups=32"] = _config(model, "local_backprop", slices=32)

@@ -67,6 +67,11 @@ from fgjax import workdir as workdir_files  # pylint: disable=g-import-not-at-to
 
 MODELS = ("mlp", "cnn")
 OPTIMIZERS = ("sgd", "adam")
+# The CNN's local estimate per layer with heads on 2 x 2 patches and one slice per (patch,
+# channel) under a shared head, which the `_xh` variants extend.
+PATCH_HEADS = {"estimator": "local_activity", "num_directions": 1,
+               "local_heads.loss_per": "layer", "local_heads.patches": 2,
+               "local_heads.slices": 256, "local_heads.slice_head": "shared"}
 # name -> the config overrides of the estimator (on the backprop row's config, by dotted name):
 # the estimator, one tangent per example, and its unit groups (`unit_groups`) or losses per slice
 # (`local_heads.slices`, `local_heads.slice_head`).
@@ -88,21 +93,12 @@ ESTIMATORS = {
                            "local_heads.slices": 32},
     "local_backprop_layer": {"estimator": "local_backprop", "num_directions": 1,
                              "local_heads.loss_per": "layer"},
-    "local_activity_k1_layer_p2_s256": {
-        "estimator": "local_activity", "num_directions": 1, "local_heads.loss_per": "layer",
-        "local_heads.patches": 2, "local_heads.slices": 256, "local_heads.slice_head": "shared"},
-    "local_activity_k1_layer_p2_s256_xh": {
-        "estimator": "local_activity", "num_directions": 1, "local_heads.loss_per": "layer",
-        "local_heads.patches": 2, "local_heads.slices": 256, "local_heads.slice_head": "shared",
-        "exact_heads": True},
-    "local_activity_k1_layer_p2_s256_xh_c1": {
-        "estimator": "local_activity", "num_directions": 1, "local_heads.loss_per": "layer",
-        "local_heads.patches": 2, "local_heads.slices": 256, "local_heads.slice_head": "shared",
-        "exact_heads": True, "grad_clip_norm": 1.0},
-    "local_activity_k1_layer_p2_s256_xh_c3": {
-        "estimator": "local_activity", "num_directions": 1, "local_heads.loss_per": "layer",
-        "local_heads.patches": 2, "local_heads.slices": 256, "local_heads.slice_head": "shared",
-        "exact_heads": True, "grad_clip_norm": 3.0},
+    "local_activity_k1_layer_p2_s256": PATCH_HEADS,
+    "local_activity_k1_layer_p2_s256_xh": {**PATCH_HEADS, "exact_heads": True},
+    "local_activity_k1_layer_p2_s256_xh_c1": {**PATCH_HEADS, "exact_heads": True,
+                                              "grad_clip_norm": 1.0},
+    "local_activity_k1_layer_p2_s256_xh_c3": {**PATCH_HEADS, "exact_heads": True,
+                                              "grad_clip_norm": 3.0},
     "local_backprop_layer_p2": {"estimator": "local_backprop", "num_directions": 1,
                                 "local_heads.loss_per": "layer", "local_heads.patches": 2}}
 # Learning rates tried per (model, optimizer), low:high:num. With SGD the CNN's activity
@@ -127,6 +123,7 @@ TARGETS = (0.5, 0.2, 0.1)  # validation losses for "steps to target"
 # the MLP's on the CPU, the CNN's on one H200 (on CPU a CNN run is days).
 STEP_TIME_FILES = {"mlp": "estimator_step_time_mlp.json",
                    "cnn": "estimator_step_time_cnn_h200.json"}
+PATCH_HEADS_STEP = "local_activity K=1 per layer 2x2 patches shared local_groups=256"
 STEP_TIME_NAMES = {"activity_k1": "activity K=1",
                    "local_activity_k1_g32": "local_activity K=1 G=32",
                    "local_activity_k1_l32": "local_activity K=1 local_groups=32",
@@ -137,17 +134,12 @@ STEP_TIME_NAMES = {"activity_k1": "activity K=1",
                        "local_activity K=1 per layer shared local_groups=64",
                    "local_backprop_l32": "local_backprop local_groups=32",
                    "local_backprop_layer": "local_backprop per layer",
-                   "local_activity_k1_layer_p2_s256":
-                       "local_activity K=1 per layer 2x2 patches shared local_groups=256",
-                   "local_activity_k1_layer_p2_s256_xh":
-                       "local_activity K=1 per layer 2x2 patches shared local_groups=256 "
-                       "exact heads",
+                   "local_activity_k1_layer_p2_s256": PATCH_HEADS_STEP,
+                   "local_activity_k1_layer_p2_s256_xh": f"{PATCH_HEADS_STEP} exact heads",
                    "local_activity_k1_layer_p2_s256_xh_c1":
-                       "local_activity K=1 per layer 2x2 patches shared local_groups=256 "
-                       "exact heads clipped",
+                       f"{PATCH_HEADS_STEP} exact heads clipped",
                    "local_activity_k1_layer_p2_s256_xh_c3":  # a clip costs the same at any norm
-                       "local_activity K=1 per layer 2x2 patches shared local_groups=256 "
-                       "exact heads clipped",
+                       f"{PATCH_HEADS_STEP} exact heads clipped",
                    "local_backprop_layer_p2": "local_backprop per layer 2x2 patches",
                    "forward": "forward K=1", "backprop": "backprop"}
 
