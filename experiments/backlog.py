@@ -19,8 +19,10 @@ Each call runs the items that are not done, in order, until `--budget_s` is spen
 would train past the budget checkpoints at a chunk's end and stops (`fgjax.train.stopping_by`),
 and a new item starts only while a quarter of the budget is left. Everything finished stays on
 disk, and sweeps and runs resume where they stopped, so the same command, run again on this or a
-copied workdir on any machine, goes on. Every call ends by printing one line per item: done,
-partial or to do, and its command.
+copied workdir on any machine, goes on. Every call starts by copying the published records of
+Table I's sweeps and runs (`experiments.records`) to the roots where they are looked for, so that
+a fresh clone skips what they hold, and ends by printing one line per item: done, partial or to
+do, and its command.
 """
 
 import dataclasses
@@ -33,6 +35,7 @@ from absl import flags
 from absl import logging
 
 from experiments import estimators_mnist
+from experiments import records
 from experiments import runs
 from experiments import table1
 from experiments import tune_table1
@@ -238,12 +241,22 @@ def run_backlog(args) -> list[str]:
   return status_lines(backlog)
 
 
+def restore_records(args) -> None:
+  """Copies the published records of Table I's sweeps and runs to the roots where the items look
+  for finished work (`experiments.records.import_records`), so that nothing they hold runs again."""
+  restored = records.import_records(args.sweep_records, args.runs_records, args.sweep_root,
+                                    args.workdir_root)
+  if restored:
+    logging.info("from the records: %s", ", ".join(restored))
+
+
 def main(argv):
   del argv  # cli.run refuses extra arguments
   if FLAGS.budget_s <= 0:
     raise cli.UserError(f"--budget_s={FLAGS.budget_s}: expected a positive number of seconds")
   for flag in ("factors", "refine_factors"):
     _factors(FLAGS, flag)  # a bad list stops here, before any training
+  restore_records(FLAGS)
   lines = status_lines(items(FLAGS)) if FLAGS.status_only else run_backlog(FLAGS)
   print("\n".join(lines))
 
@@ -264,6 +277,10 @@ def _define_flags():
   flags.DEFINE_string("study_workdir", ROOTS["study_workdir"],
                       "Where the estimator study's sweeps and runs go.")
   flags.DEFINE_string("study_out", ROOTS["study_out"], "The estimator study's report.")
+  flags.DEFINE_string("sweep_records", records.SWEEP_RECORDS,
+                      "The published sweeps' records, copied to --sweep_root first.")
+  flags.DEFINE_string("runs_records", records.RUNS_RECORDS,
+                      "The published runs' records, copied to --workdir_root first.")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ A run's record is what the report reads of it, laid out as the run itself (`expe
 and a sweep's record is its results.json and results.md as `experiments/results/sweeps/<sweep
 name>.json` and `.md`, which `runs.load_sweep` reads as it reads a sweep's workdir. Exporting
 copies, for every Table I row and variant, the run the report would show from the runs there
-are; records of runs not there stay, so records from several machines add up.
+are; records of runs not there stay, so records from several machines add up. Importing
+(`import_records`) copies the records back to the runs' places, so that the work they hold is not
+done again.
 """
 
 import json
@@ -97,3 +99,31 @@ def export_runs(root: str, sweep_root: str, records: str) -> list[str]:
         export_run(found, os.path.join(records, name))
         exported.append(name)
   return exported
+
+
+def import_records(sweep_records: str, runs_records: str, sweep_root: str,
+                   workdir_root: str) -> list[str]:
+  """The exports' inverse, for a fresh clone: each Table I sweep's record
+  `<sweep_records>/<name>.json` (and .md) becomes `<sweep_root>/<name>/results.json` (and
+  results.md), and each run record under `runs_records` a run under `workdir_root`, wherever that
+  place is free, so that the scripts that skip finished work (tune_table1, table1,
+  experiments.backlog) skip what the records hold. Returns the names written."""
+  written = []
+  for entry in sorted(os.listdir(sweep_records)) if os.path.isdir(sweep_records) else []:
+    name, extension = os.path.splitext(entry)
+    target = os.path.join(sweep_root, name)
+    table1_sweep = any(name.startswith(row + "_") for row in paper.TABLE_I_ROWS)
+    if extension == ".json" and table1_sweep and not os.path.exists(target):
+      os.makedirs(target)
+      shutil.copyfile(os.path.join(sweep_records, entry), os.path.join(target, sweep.RESULTS_FILE))
+      _copy_as(os.path.join(sweep_records, f"{name}.md"), os.path.join(target, "results.md"))
+      written.append(name)
+  for parent in ("", "tuned"):
+    source = os.path.join(runs_records, parent)
+    for entry in sorted(os.listdir(source)) if os.path.isdir(source) else []:
+      record, target = os.path.join(source, entry), os.path.join(workdir_root, parent, entry)
+      if (os.path.isfile(os.path.join(record, workdir_files.SUMMARY_FILE))
+          and not os.path.exists(target)):
+        shutil.copytree(record, target)
+        written.append(os.path.join(parent, entry))
+  return written

@@ -9,6 +9,7 @@ import types
 import pytest
 
 from experiments import backlog
+from experiments import records
 from experiments import runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,14 +38,16 @@ def tiny_backlog(monkeypatch, tmp_path, tiny_mnist):
       budget_s=600.0, data_source="npz", data_path=tiny_mnist, epochs=2, factors=["1"],
       refine_factors=["1"], sweep_root=str(tmp_path / "sweeps"),
       workdir_root=str(tmp_path / "table1"), study_workdir=str(tmp_path / "study"),
-      study_out=str(tmp_path / "study.md"))
+      study_out=str(tmp_path / "study.md"), sweep_records=str(tmp_path / "records" / "sweeps"),
+      runs_records=str(tmp_path / "records" / "runs"))
 
 
 def _states(lines):
   return [line.split("  ")[0].strip() for line in lines]
 
 
-def test_stops_at_its_budget_then_finishes_what_is_left(tiny_backlog, caplog):
+def test_stops_at_its_budget_then_finishes_what_is_left_and_records_spare_a_fresh_clone(
+    tiny_backlog, caplog, tmp_path):
   args = tiny_backlog
   args.budget_s = 1e-3  # past after the first chunk, which always runs
   lines = backlog.run_backlog(args)
@@ -71,6 +74,20 @@ def test_stops_at_its_budget_then_finishes_what_is_left(tiny_backlog, caplog):
   # Nothing is left: a third call trains nothing.
   args.budget_s = 1e-3
   assert backlog.run_backlog(args) == lines
+
+  # The records of the sweeps and runs (as experiments.table1 exports them), in a fresh clone
+  # whose roots are empty: its backlog starts with the study.
+  records.export_sweeps(args.sweep_root, args.sweep_records)
+  records.export_runs(args.workdir_root, args.sweep_root, args.runs_records)
+  args.sweep_root, args.workdir_root = str(tmp_path / "fresh_sweeps"), str(tmp_path / "fresh_t1")
+  args.study_out = str(tmp_path / "fresh_study.md")
+  args.budget_s = 600.0
+  backlog.restore_records(args)
+  assert _states(backlog.status_lines(backlog.items(args))) == ["done"] * 3 + ["to do"]
+  caplog.clear()
+  with caplog.at_level("INFO"):
+    assert _states(backlog.run_backlog(args)) == ["done"] * 4
+  assert "sweeping" not in caplog.text and "epoch 1/" not in caplog.text
 
 
 def test_a_status_line_per_item_and_a_bad_budget_in_one_line(tmp_path):

@@ -90,3 +90,30 @@ def test_exporting_again_replaces_a_record_and_keeps_the_others(tmp_path):
   assert sorted(os.listdir(record_root)) == ["mnist_mlp_sgd_bp", "mnist_mlp_sgd_fwd"]
   assert runs.load_run(str(record_root / "mnist_mlp_sgd_bp"))["summary"] == {"test_loss": 0.06}
   assert (record_root / "mnist_mlp_sgd_fwd" / "metrics.jsonl").read_text(encoding="utf-8") == ""
+
+
+def test_importing_fills_free_places_with_table1_records_only(tmp_path):
+  sweep_records, run_records = tmp_path / "records" / "sweeps", tmp_path / "records" / "runs"
+  _write_sweep(str(tmp_path / "made"), "mnist_mlp_sgd_bp", 0.1)
+  _write_sweep(str(tmp_path / "made"), "mnist_mlp_sgd_fwd", 0.001)
+  assert records.export_sweeps(str(tmp_path / "made"), str(sweep_records)) == [
+      "mnist_mlp_sgd_bp_1ep", "mnist_mlp_sgd_fwd_1ep"]
+  shutil.copyfile(sweep_records / "mnist_mlp_sgd_bp_1ep.json",
+                  sweep_records / "cnn_sgd_local_backprop_1ep.json")  # not a Table I sweep
+  for name in ("mnist_mlp_sgd_bp_2seeds", os.path.join("tuned", "mnist_mlp_sgd_fwd")):
+    (run_records / name).mkdir(parents=True)
+    (run_records / name / "summary.json").write_text('{"test_loss": 0.1}', encoding="utf-8")
+  sweep_root, workdir_root = tmp_path / "sweeps", tmp_path / "table1"
+  (sweep_root / "mnist_mlp_sgd_fwd_1ep").mkdir(parents=True)  # begun here: it stays as it is
+  assert records.import_records(str(sweep_records), str(run_records), str(sweep_root),
+                                str(workdir_root)) == [
+      "mnist_mlp_sgd_bp_1ep", "mnist_mlp_sgd_bp_2seeds", os.path.join("tuned", "mnist_mlp_sgd_fwd")]
+  assert sorted(os.listdir(sweep_root)) == ["mnist_mlp_sgd_bp_1ep", "mnist_mlp_sgd_fwd_1ep"]
+  assert not os.listdir(sweep_root / "mnist_mlp_sgd_fwd_1ep")
+  assert runs.best_setting(str(sweep_root), "mnist_mlp_sgd_bp") == {"learning_rate": 0.1}
+  assert (sweep_root / "mnist_mlp_sgd_bp_1ep" / "results.md").read_text(encoding="utf-8") == (
+      "# the sweep\n")
+  assert runs.find_run(str(workdir_root), "mnist_mlp_sgd_bp", "paper").endswith("_2seeds")
+  assert runs.find_run(str(workdir_root), "mnist_mlp_sgd_fwd", "tuned")
+  assert records.import_records(str(sweep_records), str(run_records), str(sweep_root),
+                                str(workdir_root)) == []
