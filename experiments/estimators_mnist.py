@@ -39,8 +39,9 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
 Reported (`--out`, a markdown table, and a figure beside it): test loss and accuracy, mean +- std
 over the seeds; the steps until the validation loss (evaluated at every epoch's end, 781 steps)
 first reaches each of TARGETS, the median over seeds ("-" if a seed never does); and the step time
-relative to backprop's from benchmarks/estimator_step_time.py's JSON in `--step_times_dir`
-(STEP_TIME_FILES; measured side by side in one process, on the machine it names). The figure
+relative to backprop's from the model's benchmarks/estimator_step_time.py JSON among
+`--step_times` (STEP_TIMES by default; measured side by side in one process, on the machine it
+names: pass the one of the machine the runs trained on). The figure
 draws the validation loss against steps, the mean over seeds and their range, a panel per model
 and optimizer. Finished sweeps and runs are read, not trained again; a killed run resumes.
 `--report_only` trains nothing and reports the finished runs there are. Neither output is
@@ -119,10 +120,10 @@ GRIDS = {("mlp", "sgd"): "1e-3:0.3:6", ("mlp", "adam"): "1e-5:3e-3:6",
 SIDES = ("forward", *ESTIMATORS, "backprop")  # the report's order, and the figure's colours
 COLOURS = plt.get_cmap("tab20")  # one of 20 per side (matplotlib's default cycle has 10)
 TARGETS = (0.5, 0.2, 0.1)  # validation losses for "steps to target"
-# benchmarks/estimator_step_time.py's report per model, from the kind of machine it trains on:
-# the MLP's on the CPU, the CNN's on one H200 (on CPU a CNN run is days).
-STEP_TIME_FILES = {"mlp": "estimator_step_time_mlp.json",
-                   "cnn": "estimator_step_time_cnn_h200.json"}
+# benchmarks/estimator_step_time.py's reports, one per model, from the kind of machine it trains
+# on by default: the MLP's on the CPU, the CNN's on one H200 (a 50-epoch CNN run on a CPU is hours).
+STEP_TIMES = tuple(os.path.join(runs.REPO, "benchmarks", "results", name) for name in (
+    "estimator_step_time_mlp.json", "estimator_step_time_cnn_h200.json"))
 PATCH_HEADS_STEP = "local_activity K=1 per layer 2x2 patches shared local_groups=256"
 STEP_TIME_NAMES = {"activity_k1": "activity K=1",
                    "local_activity_k1_g32": "local_activity K=1 G=32",
@@ -331,6 +332,21 @@ def why_not(model: str, name: str):
   return None
 
 
+def read_step_times(paths, models) -> tuple[dict, dict]:
+  """The path and the content of each of `paths` (estimator_step_time JSON reports) by the model
+  it times, for the models of `models`; a path that is not there is skipped. UserError if two
+  time one model."""
+  found, times = {}, {}
+  for path in paths:
+    report_json = workdir_files.read_json(path) if os.path.isfile(path) else None
+    model = report_json and report_json["model"]
+    if model in models and model in found:
+      raise cli.UserError(f"--step_times: {found[model]} and {path} both time the {model}")
+    if model in models:
+      found[model], times[model] = path, report_json
+  return found, times
+
+
 def run_all(args) -> str:
   """Steps 1-3 for every model of `args.models` and optimizer of `args.optimizers` (and the
   tuned estimators of `args.estimators`), then the report and its figure, written to `args.out`
@@ -347,10 +363,7 @@ def run_all(args) -> str:
   existing = [p for p in (args.out, figure_path) if os.path.exists(p)]
   if existing and not args.overwrite:
     raise cli.UserError(f"{', '.join(existing)}: already there; pass --overwrite to replace")
-  step_time_paths = {model: os.path.join(args.step_times_dir, STEP_TIME_FILES[model])
-                     for model in args.models}
-  step_times = {model: workdir_files.read_json(path) for model, path in step_time_paths.items()
-                if os.path.isfile(path)}
+  step_time_paths, step_times = read_step_times(args.step_times, args.models)
   setups = [(model, optimizer) for model in args.models for optimizer in args.optimizers]
   names = [name for name in SIDES if name in ("forward", *args.estimators, "backprop")]
   if args.report_only:
@@ -409,8 +422,8 @@ def _define_flags():
   flags.DEFINE_list("optimizers", list(OPTIMIZERS), "Optimizers to run, in this order.")
   flags.DEFINE_list("estimators", list(ESTIMATORS), "Tuned estimators to run, in this order; "
                     "forward and backprop are always in the report.")
-  flags.DEFINE_string("step_times_dir", os.path.join(runs.REPO, "benchmarks", "results"),
-                      "Where benchmarks/estimator_step_time.py's JSON reports are.")
+  flags.DEFINE_list("step_times", list(STEP_TIMES), "benchmarks/estimator_step_time.py's JSON "
+                    "reports to read the step times from, at most one per model.")
   flags.DEFINE_string("out", os.path.join(runs.REPO, "experiments", "results",
                                           "estimators_mnist.md"), "The markdown report.")
   flags.DEFINE_bool("report_only", False, "Train nothing: report the finished runs there are "

@@ -25,7 +25,7 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path, tiny
       data_source="npz", data_path=tiny_mnist, workdir=str(tmp_path / "runs"),
       table1_root=str(tmp_path / "table1"), num_seeds=2, tune_epochs=1, epochs=2,
       models=["mlp"], optimizers=["sgd"], estimators=list(estimators_mnist.ESTIMATORS),
-      step_times_dir=str(tmp_path), report_only=False,
+      step_times=[str(tmp_path / "none.json")], report_only=False,
       out=str(tmp_path / "out" / "report.md"), overwrite=False)
   text = estimators_mnist.run_all(args)
   rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| MLP | SGD |")]
@@ -122,3 +122,14 @@ def test_estimators_a_model_cannot_take_are_reported_with_the_reason():
                                   ("mlp", "sgd", "local_backprop_layer_p2"): []}, {})
   assert "| CNN | SGD | local_activity_k1_l32 | needs one-layer blocks | - |" in text
   assert "| MLP | SGD | local_backprop_layer_p2 | needs conv maps | - |" in text
+
+
+def test_step_times_come_one_per_model_from_the_reports_given(tmp_path):
+  for name, model in (("mlp.json", "mlp"), ("cnn_cpu.json", "cnn"), ("cnn_gpu.json", "cnn")):
+    workdir_files.write_json(str(tmp_path / name), {"model": model, "rows": []})
+  paths = [str(tmp_path / name) for name in ("absent.json", "mlp.json", "cnn_cpu.json")]
+  found, times = estimators_mnist.read_step_times(paths, ["mlp"])
+  assert found == {"mlp": paths[1]} and times == {"mlp": {"model": "mlp", "rows": []}}
+  assert set(estimators_mnist.read_step_times(paths, ["mlp", "cnn"])[0]) == {"mlp", "cnn"}
+  with pytest.raises(UserError, match="cnn_cpu.json and .*cnn_gpu.json both time the cnn"):
+    estimators_mnist.read_step_times(paths + [str(tmp_path / "cnn_gpu.json")], ["cnn"])
