@@ -183,7 +183,8 @@ def _study_args(args):
       models=list(STUDY_MODELS), optimizers=list(STUDY_OPTIMIZERS),
       estimators=list(STUDY_ESTIMATORS), epochs=args.epochs, data_source=args.data_source,
       data_path=args.data_path, workdir=args.study_workdir, table1_root=args.workdir_root,
-      step_times=estimators_mnist.STEP_TIMES, out=args.study_out,
+      step_times=estimators_mnist.STEP_TIMES, records=records.ESTIMATOR_RUNS_RECORDS,
+      out=args.study_out,
       report_only=False, overwrite=False, **STUDY_OPTIONS)
 
 

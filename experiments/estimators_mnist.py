@@ -44,8 +44,11 @@ relative to backprop's from the model's benchmarks/estimator_step_time.py JSON a
 names: pass the one of the machine the runs trained on). The figure
 draws the validation loss against steps, the mean over seeds and their range, a panel per model
 and optimizer. Finished sweeps and runs are read, not trained again; a killed run resumes.
-`--report_only` trains nothing and reports the finished runs there are. Neither output is
-replaced unless `--overwrite`.
+The report reads each run from its record (`experiments.records`: summaries, configs and epoch
+rows), which it first writes under `--records` (experiments/results/estimator_runs/), so that
+`--report_only`, which trains nothing and reports the finished runs there are in the workdir or
+else among the records, rebuilds a published report in a fresh clone. Neither output is replaced
+unless `--overwrite`.
 """
 
 import math
@@ -61,6 +64,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from experiments import records  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import runs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fgjax import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -192,9 +196,12 @@ def tuned_runs(model: str, optimizer: str, name: str, args) -> list[str]:
 
 
 def _table1_found(row: str, args):
-  """The row's finished run in --table1_root if it has at least --num_seeds seeds (and the run
-  is not shortened), else None."""
-  return None if args.epochs else runs.full_run_with_seeds(args.table1_root, row, args.num_seeds)
+  """The row's finished run in --table1_root, else among the records, if it has at least
+  --num_seeds seeds (and the run is not shortened), else None."""
+  if args.epochs:
+    return None
+  return (runs.full_run_with_seeds(args.table1_root, row, args.num_seeds)
+          or runs.full_run_with_seeds(args.records, row, args.num_seeds))
 
 
 def table1_run(model: str, optimizer: str, side: str, args) -> str:
@@ -214,22 +221,34 @@ def table1_run(model: str, optimizer: str, side: str, args) -> str:
 
 def finished_runs(model: str, optimizer: str, name: str, args) -> list[str]:
   """The finished runs of `name` for `model` and `optimizer` that steps 1-3 left, in the order
-  they trained (an estimator's tuned rate first, then its fallbacks, falling rates); none is
-  trained. [] if there is none."""
+  they trained (an estimator's tuned rate first, then its fallbacks, falling rates), from the
+  workdir or else the records; none is trained. [] if there is none."""
+  finished = lambda d: os.path.isfile(os.path.join(d, workdir_files.SUMMARY_FILE))
   if name in ("forward", "backprop"):
     row = f"mnist_{model}_{optimizer}_{'fwd' if name == 'forward' else 'bp'}"
     found = _table1_found(row, args)
-    if found:
-      return [found]
-    candidates = [os.path.join(args.workdir, f"{row}{_suffix(args)}")]
-  else:
-    pattern = re.compile(re.escape(f"{model}_{optimizer}_{name}") + r"(?:_lr([0-9.e+-]+))?"
-                         + re.escape(_suffix(args)))
-    matches = [(m, entry) for entry in sorted(os.listdir(args.workdir))
-               if (m := pattern.fullmatch(entry))] if os.path.isdir(args.workdir) else []
-    matches.sort(key=lambda item: -math.inf if item[0][1] is None else -float(item[0][1]))
-    candidates = [os.path.join(args.workdir, entry) for _, entry in matches]
-  return [d for d in candidates if os.path.isfile(os.path.join(d, workdir_files.SUMMARY_FILE))]
+    candidates = [found] if found else [os.path.join(root, f"{row}{_suffix(args)}")
+                                        for root in (args.workdir, args.records)]
+    return [d for d in candidates if finished(d)][:1]
+  pattern = re.compile(re.escape(f"{model}_{optimizer}_{name}") + r"(?:_lr([0-9.e+-]+))?"
+                       + re.escape(_suffix(args)))
+  matches = {}
+  for root in (args.records, args.workdir):  # a run in the workdir over its record
+    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+      match = pattern.fullmatch(entry)
+      if match and finished(os.path.join(root, entry)):
+        matches[entry] = (-math.inf if match[1] is None else -float(match[1]),
+                          os.path.join(root, entry))
+  return [path for _, path in sorted(matches.values())]
+
+
+def record(run_dir: str, args) -> str:
+  """The record of the finished run in `run_dir` under --records (experiments.records), written
+  there unless `run_dir` is that record."""
+  target = os.path.join(args.records, os.path.basename(run_dir))
+  if os.path.abspath(run_dir) != os.path.abspath(target):
+    records.export_run(run_dir, target, test_losses=False)
+  return target
 
 
 def validation_curves(run: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -375,7 +394,8 @@ def run_all(args) -> str:
     for setup in setups:
       dirs[(*setup, "forward")] = [table1_run(*setup, "fwd", args)]
       dirs[(*setup, "backprop")] = [table1_run(*setup, "bp", args)]
-  results = {(*setup, name): [runs.load_run(run_dir) for run_dir in dirs[(*setup, name)]]
+  results = {(*setup, name): [runs.load_run(record(run_dir, args))
+                              for run_dir in dirs[(*setup, name)]]
              for setup in setups for name in names}
   machines = sorted({workdir_files.format_machine(run["machine"])
                      for run_list in results.values() for run in run_list if run["machine"]})
@@ -422,6 +442,8 @@ def _define_flags():
   flags.DEFINE_list("optimizers", list(OPTIMIZERS), "Optimizers to run, in this order.")
   flags.DEFINE_list("estimators", list(ESTIMATORS), "Tuned estimators to run, in this order; "
                     "forward and backprop are always in the report.")
+  flags.DEFINE_string("records", records.ESTIMATOR_RUNS_RECORDS, "Where the reported runs' "
+                      "records go, from which a fresh clone's --report_only reads them.")
   flags.DEFINE_list("step_times", list(STEP_TIMES), "benchmarks/estimator_step_time.py's JSON "
                     "reports to read the step times from, at most one per model.")
   flags.DEFINE_string("out", os.path.join(runs.REPO, "experiments", "results",

@@ -14,7 +14,8 @@ name>.json` and `.md`, which `runs.load_sweep` reads as it reads a sweep's workd
 copies, for every Table I row and variant, the run the report would show from the runs there
 are; records of runs not there stay, so records from several machines add up. Importing
 (`import_records`) copies the records back to the runs' places, so that the work they hold is not
-done again.
+done again. The estimator reports (`experiments.estimators_mnist`) keep their runs' records the
+same way, without test losses, in experiments/results/estimator_runs/.
 """
 
 import json
@@ -29,6 +30,7 @@ from fgjax import sweep
 from fgjax import workdir as workdir_files
 
 RUNS_RECORDS = os.path.join(runs.REPO, "experiments", "results", "runs")
+ESTIMATOR_RUNS_RECORDS = os.path.join(runs.REPO, "experiments", "results", "estimator_runs")
 SWEEP_RECORDS = os.path.join(runs.REPO, "experiments", "results", "sweeps")
 _RUN_FILES = (workdir_files.SUMMARY_FILE, workdir_files.CONFIG_FILE, runs.MACHINE_FILE)
 
@@ -39,30 +41,33 @@ def _copy(source_dir: str, target_dir: str, names) -> None:
       shutil.copyfile(os.path.join(source_dir, name), os.path.join(target_dir, name))
 
 
-def _export_trial(trial_dir: str, target: str) -> None:
-  """A trial's summary and config as they are, its epoch rows and the test losses of its loss."""
+def _export_trial(trial_dir: str, target: str, test_losses: bool) -> None:
+  """A trial's summary and config as they are, its epoch rows and, with `test_losses`, the test
+  losses of its loss."""
   os.makedirs(target, exist_ok=True)
   _copy(trial_dir, target, _RUN_FILES[:2])
   epochs = [row for row in workdir_files.read_metrics(trial_dir) if "epoch" in row]
   with open(os.path.join(target, workdir_files.METRICS_FILE), "w", encoding="utf-8") as f:
     f.writelines(json.dumps(row) + "\n" for row in epochs)
-  losses = runs.read_test_losses(trial_dir)
+  losses = test_losses and runs.read_test_losses(trial_dir)
   if losses:
     loss = workdir_files.read_json(os.path.join(trial_dir, workdir_files.CONFIG_FILE)).get("loss")
     kept = {loss: losses[loss]} if loss in losses else losses
     np.savez_compressed(os.path.join(target, workdir_files.TEST_LOSSES_FILE), **kept)
 
 
-def export_run(workdir: str, record: str) -> None:
+def export_run(workdir: str, record: str, test_losses: bool = True) -> None:
   """Writes the record of the finished run in `workdir` to the directory `record`, replacing
-  the record there once the new one is whole."""
+  the record there once the new one is whole; without its per-example test losses unless
+  `test_losses`."""
   run = runs.load_run(workdir)
   partial = record + ".partial"
   shutil.rmtree(partial, ignore_errors=True)
   os.makedirs(partial)
   _copy(workdir, partial, _RUN_FILES)
   for trial_dir in runs.trial_dirs(run).values():
-    _export_trial(trial_dir, os.path.join(partial, os.path.relpath(trial_dir, workdir)))
+    _export_trial(trial_dir, os.path.join(partial, os.path.relpath(trial_dir, workdir)),
+                  test_losses)
   shutil.rmtree(record, ignore_errors=True)
   os.replace(partial, record)
 

@@ -25,7 +25,8 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path, tiny
       data_source="npz", data_path=tiny_mnist, workdir=str(tmp_path / "runs"),
       table1_root=str(tmp_path / "table1"), num_seeds=2, tune_epochs=1, epochs=2,
       models=["mlp"], optimizers=["sgd"], estimators=list(estimators_mnist.ESTIMATORS),
-      step_times=[str(tmp_path / "none.json")], report_only=False,
+      step_times=[str(tmp_path / "none.json")], records=str(tmp_path / "records"),
+      report_only=False,
       out=str(tmp_path / "out" / "report.md"), overwrite=False)
   text = estimators_mnist.run_all(args)
   rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| MLP | SGD |")]
@@ -72,12 +73,18 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path, tiny
   assert os.path.getmtime(metrics) == stamp
   # Reporting only: the same rows from the runs there are, and a row "not run" for a missing one.
   shutil.rmtree(tuned)
+  shutil.rmtree(os.path.join(args.records, os.path.basename(tuned)))  # and its record
   args.report_only = True
   only = estimators_mnist.run_all(args)
   assert "| MLP | SGD | local_activity_k1_g32 | not run | - |" in only
   kept = lambda report: [line for line in report.splitlines() if "local_activity" not in line
                          and not line.startswith("Made by")]
   assert kept(only) == kept(text)
+  # A fresh clone, whose runs/ is empty, rebuilds the report from the records alone.
+  shutil.rmtree(args.workdir)
+  assert estimators_mnist.run_all(args) == only
+  assert not os.path.exists(os.path.join(
+      args.records, "mnist_mlp_sgd_bp_2ep_2seeds", "seed_0", workdir_files.TEST_LOSSES_FILE))
 
 
 def test_a_diverged_full_run_falls_back_to_the_next_smaller_rate(tmp_path, monkeypatch,
@@ -95,7 +102,7 @@ def test_a_diverged_full_run_falls_back_to_the_next_smaller_rate(tmp_path, monke
   monkeypatch.setattr(estimators_mnist.runs, "train_run", diverging_first)
   args = types.SimpleNamespace(
       data_source="npz", data_path=tiny_mnist, workdir=str(tmp_path / "runs"),
-      num_seeds=1, tune_epochs=1, epochs=1)
+      num_seeds=1, tune_epochs=1, epochs=1, records=str(tmp_path / "records"))
   run_dirs = estimators_mnist.tuned_runs("mlp", "sgd", "activity_k1", args)
   assert len(trained) == 2 and trained[1] < trained[0]
   assert [os.path.basename(d) for d in run_dirs] == [
