@@ -403,6 +403,9 @@ def run_all(args) -> str:
              f"--estimators={','.join(args.estimators)} "
              f"--num_seeds={args.num_seeds} --tune_epochs={args.tune_epochs}"
              + (f" --epochs={args.epochs}" if args.epochs else "")
+             + ("" if [os.path.abspath(path) for path in args.step_times] == list(STEP_TIMES)
+                else " --step_times=" + ",".join(os.path.relpath(os.path.abspath(path), runs.REPO)
+                                                 for path in args.step_times))
              + (" --report_only" if args.report_only else ""))
   text = ["# Gradient estimators on MNIST against backprop", "",
           f"Made by `python -m experiments.estimators_mnist {options}`; the module's docstring "

@@ -36,9 +36,18 @@ _RUN_FILES = (workdir_files.SUMMARY_FILE, workdir_files.CONFIG_FILE, runs.MACHIN
 
 
 def _copy(source_dir: str, target_dir: str, names) -> None:
+  """Copies the files `names` that are there, a config with its data file's place on the machine
+  that trained it replaced by `<data dir>/<file name>` (a record is read on other machines)."""
   for name in names:
-    if os.path.isfile(os.path.join(source_dir, name)):
-      shutil.copyfile(os.path.join(source_dir, name), os.path.join(target_dir, name))
+    source, target = os.path.join(source_dir, name), os.path.join(target_dir, name)
+    if name == workdir_files.CONFIG_FILE and os.path.isfile(source):
+      config = workdir_files.read_json(source)
+      data = config.get("data") or {}
+      if data.get("path"):
+        data["path"] = os.path.join("<data dir>", os.path.basename(data["path"]))
+      workdir_files.write_json(target, config)
+    elif os.path.isfile(source):
+      shutil.copyfile(source, target)
 
 
 def _export_trial(trial_dir: str, target: str, test_losses: bool) -> None:

@@ -1,6 +1,7 @@
 """experiments/estimators_mnist.py: tunes, trains with seeds and reports every estimator."""
 
 import os
+import re
 import shutil
 import types
 
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 
 from experiments import estimators_mnist
+from experiments import records
+from experiments import runs
 from fgjax import workdir as workdir_files
 from fgjax.errors import UserError
 
@@ -83,8 +86,11 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path, tiny
   # A fresh clone, whose runs/ is empty, rebuilds the report from the records alone.
   shutil.rmtree(args.workdir)
   assert estimators_mnist.run_all(args) == only
-  assert not os.path.exists(os.path.join(
-      args.records, "mnist_mlp_sgd_bp_2ep_2seeds", "seed_0", workdir_files.TEST_LOSSES_FILE))
+  bp_record = os.path.join(args.records, "mnist_mlp_sgd_bp_2ep_2seeds")
+  assert not os.path.exists(os.path.join(bp_record, "seed_0", workdir_files.TEST_LOSSES_FILE))
+  for config_dir in (bp_record, os.path.join(bp_record, "seed_0")):  # no path of this machine
+    config = workdir_files.read_json(os.path.join(config_dir, workdir_files.CONFIG_FILE))
+    assert config["data"]["path"] == f"<data dir>/{os.path.basename(tiny_mnist)}"
 
 
 def test_a_diverged_full_run_falls_back_to_the_next_smaller_rate(tmp_path, monkeypatch,
@@ -140,3 +146,23 @@ def test_step_times_come_one_per_model_from_the_reports_given(tmp_path):
   assert set(estimators_mnist.read_step_times(paths, ["mlp", "cnn"])[0]) == {"mlp", "cnn"}
   with pytest.raises(UserError, match="cnn_cpu.json and .*cnn_gpu.json both time the cnn"):
     estimators_mnist.read_step_times(paths + [str(tmp_path / "cnn_gpu.json")], ["cnn"])
+
+
+def test_a_published_report_is_rebuilt_from_its_records_by_its_own_command(tmp_path):
+  published = os.path.join(runs.REPO, "experiments", "results",
+                           "estimators_mnist_cnn_exact_heads_2ep.md")
+  with open(published, encoding="utf-8") as f:
+    text = f.read()
+  command = re.search(r"Made by `python -m experiments.estimators_mnist ([^`]*)`", text)[1]
+  given = dict(flag[2:].split("=", 1) for flag in command.split() if "=" in flag)
+  lists = lambda name: given[name].split(",")
+  args = types.SimpleNamespace(
+      models=lists("models"), optimizers=lists("optimizers"), estimators=lists("estimators"),
+      num_seeds=int(given["num_seeds"]), tune_epochs=int(given["tune_epochs"]),
+      epochs=int(given["epochs"]), step_times=[os.path.join(runs.REPO, given["step_times"])],
+      report_only="--report_only" in command.split(), data_source=None, data_path=None,
+      workdir=str(tmp_path / "runs"), table1_root=str(tmp_path / "table1"),
+      records=records.ESTIMATOR_RUNS_RECORDS,
+      out=str(tmp_path / "report.md"), overwrite=False)
+  assert args.report_only
+  assert estimators_mnist.run_all(args) == text
