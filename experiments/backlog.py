@@ -184,8 +184,7 @@ def _study_args(args):
       estimators=list(STUDY_ESTIMATORS), epochs=args.epochs, data_source=args.data_source,
       data_path=args.data_path, workdir=args.study_workdir, table1_root=args.workdir_root,
       step_times=estimators_mnist.STEP_TIMES, records=records.ESTIMATOR_RUNS_RECORDS,
-      out=args.study_out,
-      report_only=False, overwrite=False, **STUDY_OPTIONS)
+      out=args.study_out, report_only=False, overwrite=False, **STUDY_OPTIONS)
 
 
 def study_item(args) -> Item:

@@ -9,7 +9,8 @@ A run's record is what the report reads of it, laid out as the run itself (`expe
                                                   epoch rows only), test_losses.npz (the row's
                                                   own loss, compressed)
 
-and a sweep's record is its results.json and results.md as `experiments/results/sweeps/<sweep
+(a config naming its data file as `<data dir>/<file name>`, not its place on the machine that
+trained it), and a sweep's record is its results.json and results.md as `experiments/results/sweeps/<sweep
 name>.json` and `.md`, which `runs.load_sweep` reads as it reads a sweep's workdir. Exporting
 copies, for every Table I row and variant, the run the report would show from the runs there
 are; records of runs not there stay, so records from several machines add up. Importing
@@ -51,7 +52,7 @@ def _copy(source_dir: str, target_dir: str, names) -> None:
 
 
 def _export_trial(trial_dir: str, target: str, test_losses: bool) -> None:
-  """A trial's summary and config as they are, its epoch rows and, with `test_losses`, the test
+  """A trial's summary and config (`_copy`), its epoch rows and, with `test_losses`, the test
   losses of its loss."""
   os.makedirs(target, exist_ok=True)
   _copy(trial_dir, target, _RUN_FILES[:2])
