@@ -61,12 +61,11 @@ def torch_network(model: str) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024),
                          nn.ReLU(), nn.Linear(1024, 10))
   blocks, padding, hidden = common.CONV_NETS[model]
-  convs, layers = common.conv_layers(model), []
+  convs, layers = iter(common.conv_layers(model)), []
   for block in blocks:
-    for _, channels, features in convs[:len(block)]:
+    for _, channels, features in (next(convs) for _ in block):
       layers += [nn.Conv2d(channels, features, 3, padding=padding.lower()), nn.ReLU()]
     layers.append(nn.MaxPool2d(2))
-    convs = convs[len(block):]
   height, _, features = common.conv_layers(model)[-1]
   side = (height - (2 if padding == "VALID" else 0)) // 2  # after the last conv and its pooling
   return nn.Sequential(*layers, nn.Flatten(), nn.Linear(side * side * features, hidden),
