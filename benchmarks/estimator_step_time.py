@@ -15,9 +15,10 @@ named local_groups in the results) or one classifier shared by the slices
 (config.local_heads.loss_per = "layer"), alone, with one shared head's slice per channel, and
 with heads reading 2 x 2 patches (config.local_heads.patches) and a slice per patch and
 channel (also with config.exact_heads, and with exact heads and the estimate clipped to
-global norm 1), and local_backprop, the exact gradients of the local losses (the local heads' cost
-without the jvp), per block and (the MLP) per slice or (the conv nets) per layer,
-on the whole maps or on patches. The variants take turns over the repeats in one process
+global norm 1), and with heads reading every position of the maps (patches 0) and a slice per
+unit they read (slices 0; with exact heads, also clipped), and local_backprop, the exact
+gradients of the local losses (the local heads' cost without the jvp), per block and (the MLP)
+per slice or (the conv nets) per layer, on the whole maps, on patches or on every position. The variants take turns over the repeats in one process
 (`common.time_interleaved`), so the ratio to
 backprop, the median of the per-round ratios, is what this measures; absolute times depend on
 the machine and its load, printed with the table. Modes as in step_time.py.
@@ -84,6 +85,11 @@ def variants(model: str) -> dict:
     for suffix, fields in (("", {}), (" exact heads", {"exact_heads": True}),
                            (" exact heads clipped", {"exact_heads": True, "grad_clip_norm": 1.0})):
       configs[patch_heads + suffix] = _config(model, "local_activity", **patch_fields, **fields)
+    unit_heads = "local_activity K=1 per layer every position shared per unit"
+    unit_fields = {"loss_per": "layer", "patches": 0, "slices": 0, "slice_head": "shared"}
+    for suffix, fields in ((" exact heads", {"exact_heads": True}),
+                           (" exact heads clipped", {"exact_heads": True, "grad_clip_norm": 1.0})):
+      configs[unit_heads + suffix] = _config(model, "local_activity", **unit_fields, **fields)
   configs["local_backprop"] = _config(model, "local_backprop")
   if model == "mlp":
     configs["local_backprop local_groups=32"] = _config(model, "local_backprop", slices=32)
@@ -92,6 +98,8 @@ def variants(model: str) -> dict:
                                                   loss_per="layer")
     configs["local_backprop per layer 2x2 patches"] = _config(
         model, "local_backprop", loss_per="layer", patches=2)
+    configs["local_backprop per layer every position"] = _config(
+        model, "local_backprop", loss_per="layer", patches=0)
   return configs
 
 

@@ -17,9 +17,13 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
    heads reading the conv maps' 2 x 2 patches (`local_heads.patches=2`) and 256 slices, one per
    patch and channel (4 dense units), also with `exact_heads` (`_xh`: the heads take their
    loss's exact gradient), and with the estimate then clipped to global norm 1 or 3 (`_xh_c1`,
-   `_xh_c3`, `grad_clip_norm`); and, for reference, `local_backprop`, `local_backprop_l32`,
-   `local_backprop_layer` and `local_backprop_layer_p2`, the exact gradients of the same local
-   losses (greedy local learning), per block, per slice, per layer or per layer on patches:
+   `_xh_c3`, `grad_clip_norm`); and with exact heads reading every position of the map they
+   close on (`local_heads.patches=0`, the pooled map where pooling follows) and a slice per unit
+   they read (`local_heads.slices=0`: one conv unit each, or the 2 x 2 units of one pooling
+   window), `local_activity_k1_layer_units_xh`; and, for reference, `local_backprop`, `local_backprop_l32`,
+   `local_backprop_layer`, `local_backprop_layer_p2` and `local_backprop_layer_units`, the
+   exact gradients of the same local losses (greedy local learning), per block, per slice, per
+   layer or per layer on patches or on every position:
    what the local-loss forward gradients estimate, without their noise) start from the backprop
    row's
    config (`configs/mnist_<model>_<optimizer>_bp.py`: PyTorch initialisation, the plain
@@ -77,6 +81,9 @@ OPTIMIZERS = ("sgd", "adam")
 PATCH_HEADS = {"estimator": "local_activity", "num_directions": 1,
                "local_heads.loss_per": "layer", "local_heads.patches": 2,
                "local_heads.slices": 256, "local_heads.slice_head": "shared"}
+# ... and with heads reading every position of the maps, a slice per unit they read: each
+# derivative then covers one unit (a conv unit, or one pooling window's).
+UNIT_HEADS = {**PATCH_HEADS, "local_heads.patches": 0, "local_heads.slices": 0}
 # name -> the config overrides of the estimator (on the backprop row's config, by dotted name):
 # the estimator, one tangent per example, and its unit groups (`unit_groups`) or losses per slice
 # (`local_heads.slices`, `local_heads.slice_head`).
@@ -105,7 +112,10 @@ ESTIMATORS = {
     "local_activity_k1_layer_p2_s256_xh_c3": {**PATCH_HEADS, "exact_heads": True,
                                               "grad_clip_norm": 3.0},
     "local_backprop_layer_p2": {"estimator": "local_backprop", "num_directions": 1,
-                                "local_heads.loss_per": "layer", "local_heads.patches": 2}}
+                                "local_heads.loss_per": "layer", "local_heads.patches": 2},
+    "local_activity_k1_layer_units_xh": {**UNIT_HEADS, "exact_heads": True},
+    "local_backprop_layer_units": {"estimator": "local_backprop", "num_directions": 1,
+                                   "local_heads.loss_per": "layer", "local_heads.patches": 0}}
 # Learning rates tried per (model, optimizer), low:high:num. With SGD the CNN's activity
 # perturbation diverged within 200 steps at every rate from 1e-3 to 0.3 (each of its conv layers
 # perturbs about 40,000 units per example, the MLP's layers 1,024), so its grid lies lower. An
@@ -120,7 +130,10 @@ GRIDS = {("mlp", "sgd"): "1e-3:0.3:6", ("mlp", "adam"): "1e-5:3e-3:6",
          ("cnn", "sgd", "local_activity_k1_layer_p2_s256_xh"): "3e-3:0.1:4",
          ("cnn", "sgd", "local_activity_k1_layer_p2_s256_xh_c1"): "0.01:0.3:4",
          ("cnn", "sgd", "local_activity_k1_layer_p2_s256_xh_c3"): "0.01:0.3:4",
-         ("cnn", "sgd", "local_backprop_layer_p2"): "1e-3:0.3:6"}
+         ("cnn", "sgd", "local_backprop_layer_p2"): "1e-3:0.3:6",
+         ("cnn", "sgd", "local_activity_k1_layer_units_xh"): "0.01:0.3:4",
+         ("cnn", "adam", "local_activity_k1_layer_units_xh"): "3e-5:1e-3:4",
+         ("cnn", "sgd", "local_backprop_layer_units"): "0.01:0.3:4"}
 SIDES = ("forward", *ESTIMATORS, "backprop")  # the report's order, and the figure's colours
 COLOURS = plt.get_cmap("tab20")  # one of 20 per side (matplotlib's default cycle has 10)
 TARGETS = (0.5, 0.2, 0.1)  # validation losses for "steps to target"
@@ -146,6 +159,9 @@ STEP_TIME_NAMES = {"activity_k1": "activity K=1",
                    "local_activity_k1_layer_p2_s256_xh_c3":  # a clip costs the same at any norm
                        f"{PATCH_HEADS_STEP} exact heads clipped",
                    "local_backprop_layer_p2": "local_backprop per layer 2x2 patches",
+                   "local_activity_k1_layer_units_xh":
+                       "local_activity K=1 per layer every position shared per unit exact heads",
+                   "local_backprop_layer_units": "local_backprop per layer every position",
                    "forward": "forward K=1", "backprop": "backprop"}
 
 def _with_data(config, args):
@@ -343,9 +359,9 @@ def why_not(model: str, name: str):
   losses per layer (the CNN's blocks are two convolutions); heads reading patches need conv
   maps, which the MLP lacks."""
   options = ESTIMATORS[name]
-  if options.get("local_heads.patches", 1) > 1 and model == "mlp":
+  if options.get("local_heads.patches", 1) != 1 and model == "mlp":
     return "needs conv maps"
-  if (options.get("local_heads.slices", 1) > 1 and model != "mlp"
+  if (options.get("local_heads.slices", 1) != 1 and model != "mlp"
       and options.get("local_heads.loss_per") != "layer"):
     return "needs one-layer blocks"
   return None

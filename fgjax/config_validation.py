@@ -43,7 +43,7 @@ _CHOICES = {
 # Integer fields and their smallest allowed value.
 _INTEGERS = {
     "batch_size": 1, "num_epochs": 1, "num_directions": 1, "unit_groups": 1,
-    "local_heads.slices": 1, "local_heads.patches": 1, "eval_batch_size": 1,
+    "local_heads.slices": 0, "local_heads.patches": 0, "eval_batch_size": 1,
     "log_every_steps": 1, "checkpoint_every_steps": 1, "keep_checkpoints": 1,
     "seed": None, "data.validation_size": 1, "data.split_seed": 0,
     "diagnostics_every_steps": 1, "sharding.num_devices": 1,
@@ -121,9 +121,9 @@ def _estimator_problems(config) -> list[str]:
        f"exact_heads needs estimator {taking('exact_heads')}"),
       (_get(config, "local_heads.slices") not in (1, _MISSING)
        and (not estimator.local_heads or not mean or grouped),
-       f"local_heads.slices > 1 needs estimator {local}, combine 'mean' and unit_groups 1"),
+       f"local_heads.slices other than 1 needs estimator {local}, combine 'mean' and unit_groups 1"),
       (_get(config, "local_heads.patches") not in (1, _MISSING) and not estimator.local_heads,
-       f"local_heads.patches > 1 needs estimator {local}"),
+       f"local_heads.patches other than 1 needs estimator {local}"),
   ]
   return [message for broken, message in rules if broken]
 

@@ -24,7 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
   # block trained on its own loss (models.LocalHeads).
   config.local_heads = ml_collections.ConfigDict()
   # S > 1: each of S equal slices of a block's units gets a loss of its own, all derivatives
-  # from one jvp; blocks of one layer only.
+  # from one jvp; blocks of one layer only. S = 0: a slice per unit a local head reads.
   config.local_heads.slices = 1
   # Whose loss a slice takes: "separate" (S classifiers, each reading its own slice) or "shared"
   # (one classifier of all the block's units, each slice's loss moved by that slice alone).
@@ -33,7 +33,8 @@ def base_config() -> ml_collections.ConfigDict:
   # two conv layers, the MLP's one).
   config.local_heads.loss_per = "block"
   # Conv nets: a conv block's head reads its output averaged over each of P x P equal patches
-  # (1: the whole map); its slices are then (patch, channel) slices.
+  # (1: the whole map; 0: a patch per position of the map it reads, which it then reads whole);
+  # its slices are then (patch, channel) slices.
   config.local_heads.patches = 1
   config.tangent = "normal"  # forward gradient: tangent law, a name in fgjax.tangents.SAMPLERS
   config.init = "flax"  # parameter initialisation: "flax" (lecun normal, zero bias) or "torch"

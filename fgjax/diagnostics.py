@@ -35,7 +35,9 @@ def make_diagnostics(loss_fn: Callable, config, num_draws: int = 8) -> Callable:
   - "cosine/<layer>": the same over each layer's parameters (see `layer_names`); NaN for a layer
     whose true gradient is zero;
   - "relative_variance": |ĝ - g|^2 / |g|^2, whose mean is the estimator's relative variance plus
-    its squared relative bias (a clip that binds, the projection's scale of about K / n).
+    its squared relative bias (a clip that binds, the projection's scale of about K / n);
+  - "relative_variance/<layer>": the same over each layer's parameters, NaN where its true
+    gradient is zero: which layers' estimates carry the noise.
 
   `loss_fn` is `programs.make_loss_fn`'s, with `per_block` for the activity estimators. The
   draws run one after another, each reduced to its sums at once: in a `lax.map`, so memory holds
@@ -68,19 +70,21 @@ def make_diagnostics(loss_fn: Callable, config, num_draws: int = 8) -> Callable:
       estimate = jax.tree.leaves(gradient(objective, params, draw_key)[1])
       products = per_layer([dot(e, g) for e, g in zip(estimate, truth)])
       estimate_sq = per_layer([dot(e, e) for e in estimate])
-      error_sq = sum(dot(e - g, e - g) for e, g in zip(estimate, truth))
+      error_sq = per_layer([dot(e - g, e - g) for e, g in zip(estimate, truth)])
       return (products / jnp.sqrt(estimate_sq * truth_sq),
               products.sum() / jnp.sqrt(estimate_sq.sum() * truth_sq.sum()),
-              error_sq / truth_sq.sum())
+              error_sq / truth_sq, error_sq.sum() / truth_sq.sum())
 
     keys = jax.random.split(key, num_draws)
     if programs.scans_well(config.model):
       draws = jax.lax.map(one_draw, keys)
     else:
       draws = jax.tree.map(lambda *values: jnp.stack(values), *[one_draw(k) for k in keys])
-    layer_cosines, cosines, variances = draws
+    layer_cosines, cosines, layer_variances, variances = draws
     return {"cosine": cosines.mean(),
             **{f"cosine/{name}": c for name, c in zip(layers, layer_cosines.mean(axis=0))},
-            "relative_variance": variances.mean()}
+            "relative_variance": variances.mean(),
+            **{f"relative_variance/{name}": v
+               for name, v in zip(layers, layer_variances.mean(axis=0))}}
 
   return diagnose

@@ -50,26 +50,29 @@ def per_example_loss(name: str) -> Callable:
   return _BY_NAME[name]
 
 
-def per_slice_losses(per_example: Callable, logits, contributions, labels):
+def per_slice_losses(per_example: Callable, logits, inputs, kernel, labels):
   """The loss of a classifier shared by S slices of its inputs, once per slice: (B, S), each
   equal to `per_example(logits, labels)` and differentiable only through the slice's own
-  contribution to the logits, `contributions` (B, S, C).
+  inputs, `inputs` (B, S, I) (I units each), read by the rows `kernel` (S, I, C) of the
+  classifier's kernel, held fixed.
 
-  The derivative along a tangent is then <dl/dlogits, the tangent of the slice's contribution>
-  per slice: the loss's first-order term, with dl/dlogits taken once by forward mode
-  (`jax.jacfwd`, C jvps of the per-example loss) instead of evaluating the loss S times."""
+  The derivative along a tangent is then <dl/dlogits, the tangent of the slice's share of the
+  logits> per slice: the loss's first-order term, with dl/dlogits taken once by forward mode
+  (`jax.jacfwd`, C jvps of the per-example loss) instead of evaluating the loss S times, and
+  carried back to each input unit once (B, S, I), so that no (B, S, C) shares are formed."""
   logits = jax.lax.stop_gradient(logits)  # so the value and the slope are constants
   slope = jax.vmap(jax.jacfwd(lambda row, label: per_example(row[None], label[None])[0]))(
       logits, labels)  # (B, C)
-  moved = contributions - jax.lax.stop_gradient(contributions)  # zero, with the tangents
-  return per_example(logits, labels)[:, None] + jnp.einsum("bc,bgc->bg", slope, moved)
+  unit_slope = jnp.einsum("bc,sic->bsi", slope, jax.lax.stop_gradient(kernel))
+  moved = inputs - jax.lax.stop_gradient(inputs)  # zero, with the tangents
+  return per_example(logits, labels)[:, None] + jnp.einsum("bsi,bsi->bs", unit_slope, moved)
 
 
 class Kind(enum.Enum):
   """What a loss block's logits are: all but PLAIN give a loss per slice of its units, (B, S)."""
   PLAIN = "plain"  # (B, C) logits of one classifier: (B,) losses
   SLICE_CLASSIFIERS = "separate"  # (B, S, C): S classifiers, one per slice of units
-  SHARED_HEAD = "shared"  # (logits, each slice's share (B, S, C)): per_slice_losses
+  SHARED_HEAD = "shared"  # (logits, inputs (B, S, I), kernel (S, I, C)): per_slice_losses
 
 
 @flax.struct.dataclass

@@ -8,6 +8,7 @@ after each block but the last (`LocalHeads`), for local losses.
 """
 
 import dataclasses
+import itertools
 import math
 from typing import Callable
 
@@ -89,34 +90,39 @@ class LocalHeads:
       if value not in choices:
         raise ValueError(f"unknown local_heads.{name} {value!r}; choose one of {choices}")
     for name, value in (("slices", self.slices), ("patches", self.patches)):
-      if not isinstance(value, int) or value < 1:
-        raise ValueError(f"local_heads.{name} must be a positive integer, got {value!r}")
+      if not isinstance(value, int) or value < 0:
+        raise ValueError(f"local_heads.{name} must be an integer >= 0, got {value!r}")
 
   @property
   def kind(self) -> losses.Kind:
-    """The kind of the loss block each local head closes (named by slice_head, if S > 1)."""
-    return losses.Kind(self.slice_head) if self.slices > 1 else losses.Kind.PLAIN
+    """The kind of the loss block each local head closes (named by slice_head, if S != 1)."""
+    return losses.Kind(self.slice_head) if self.slices != 1 else losses.Kind.PLAIN
+
+  def slices_of(self, features: int) -> int:
+    """How many slices a head reading `features` units splits them into: S, or with S = 0 one
+    per unit."""
+    return self.slices or features
 
 
 def _local_head(features: int, num_classes: int, local_heads: LocalHeads, rngs: nnx.Rngs,
                 init: str):
   """A block's local classifier: one linear layer (shared by the S slices, if any), or S side by
   side (SlicedLinear)."""
-  if features % local_heads.slices:
-    raise ValueError(f"local_heads.slices={local_heads.slices} must divide the {features} "
+  slices = local_heads.slices_of(features)
+  if features % slices:
+    raise ValueError(f"local_heads.slices={slices} must divide the {features} "
                      "units a local head reads")
   if local_heads.kind is losses.Kind.SLICE_CLASSIFIERS:
-    return SlicedLinear(features, num_classes, local_heads.slices, rngs=rngs, init=init)
+    return SlicedLinear(features, num_classes, slices, rngs=rngs, init=init)
   return _linear(features, num_classes, rngs, init)
 
 
-def _slice_contributions(head_input, kernel, slices: int):
-  """(B, S, C): each of S contiguous, equal slices of a shared head's (B, D) input times its
-  rows of the (D, C) kernel, the kernel held fixed: slice s's share of the logits, which moves
-  with the slice's units alone (the losses of `losses.per_slice_losses`)."""
+def _slice_inputs(head_input, kernel, slices: int):
+  """A shared head's (B, D) input cut into S contiguous, equal slices, (B, S, D / S), and its
+  (D, C) kernel's rows by slice, (S, D / S, C), held fixed: what `losses.per_slice_losses`
+  reads, each slice's loss moved by its units alone."""
   sliced = head_input.reshape(head_input.shape[0], slices, -1)
-  kernel = jax.lax.stop_gradient(kernel).reshape(slices, -1, kernel.shape[-1])
-  return jnp.einsum("bsi,sic->bsc", sliced, kernel)
+  return sliced, jax.lax.stop_gradient(kernel).reshape(slices, -1, kernel.shape[-1])
 
 
 def add_bias(y, bias):
@@ -151,46 +157,52 @@ def _pool(x):
   return x.reshape(batch, height // 2, 2, width // 2, 2, channels).max(axis=(2, 4))
 
 
-def _patch_grid(x, patches: int):
-  """A feature map (B, H, W, C) viewed as (B, patch row, H / P, patch column, W / P, C)."""
+def _patch_grid(x, grid):
+  """A feature map (B, H, W, C) cut into a grid of (rows, columns) equal patches, viewed as
+  (B, patch row, H / rows, patch column, W / columns, C)."""
   batch, height, width, channels = x.shape
-  return x.reshape(batch, patches, height // patches, patches, width // patches, channels)
+  rows, columns = grid
+  return x.reshape(batch, rows, height // rows, columns, width // columns, channels)
 
 
-def _local_head_input(x, patches: int):
+def _local_head_input(x, grid):
   """What a block's local classifier reads: a dense block's output, or a conv block's output
-  averaged over each of patches x patches equal spatial patches (a classifier per block stays
-  small), (B, P * P * C) in (patch row, patch column, channel) order."""
+  averaged over each patch of its patch grid (a classifier per block stays small),
+  (B, rows * columns * C) in (patch row, patch column, channel) order."""
   if x.ndim == 2:
     return x
-  return _patch_grid(x, patches).mean(axis=(2, 4)).reshape(x.shape[0], -1)
+  return _patch_grid(x, grid).mean(axis=(2, 4)).reshape(x.shape[0], -1)
 
 
-def _to_patch_major(z, patches: int):
-  """A conv output (B, H, W, C) as (B, H / P, W / P, P * P * C): position (i, j) of patch
-  (r, c) at [i, j, (r P + c) C + channel], so that the last axis orders its units as
-  `_local_head_input` orders what it reads, and a slice of it is a slice of a head's input."""
-  if patches == 1 or z.ndim != 4:
+def _to_patch_major(z, grid):
+  """A conv output (B, H, W, C) as (B, H / rows, W / columns, rows * columns * C): position
+  (i, j) of patch (r, c) at [i, j, (r columns + c) C + channel], so that the last axis orders
+  its units as `_local_head_input` orders what it reads, and a slice of it is a slice of a
+  head's input."""
+  if grid == (1, 1) or z.ndim != 4:
     return z
   batch, height, width, _ = z.shape
-  return _patch_grid(z, patches).transpose(0, 2, 4, 1, 3, 5).reshape(
-      batch, height // patches, width // patches, -1)
+  rows, columns = grid
+  return _patch_grid(z, grid).transpose(0, 2, 4, 1, 3, 5).reshape(
+      batch, height // rows, width // columns, -1)
 
 
-def _from_patch_major(z, patches: int):
+def _from_patch_major(z, grid):
   """The inverse of `_to_patch_major`."""
-  if patches == 1 or z.ndim != 4:
+  if grid == (1, 1) or z.ndim != 4:
     return z
-  batch, rows, columns, units = z.shape
-  grid = z.reshape(batch, rows, columns, patches, patches, units // (patches * patches))
-  return grid.transpose(0, 3, 1, 4, 2, 5).reshape(batch, patches * rows, patches * columns, -1)
+  batch, height, width, units = z.shape
+  rows, columns = grid
+  z = z.reshape(batch, height, width, rows, columns, units // (rows * columns))
+  return z.transpose(0, 3, 1, 4, 2, 5).reshape(batch, rows * height, columns * width, -1)
 
 
 class _Network(nnx.Module):
   """A classifier made of blocks, each a list of steps: a layer (nnx.Linear or nnx.Conv, whose
   output z is a perturbation point) or a parameter-free function (ReLU, pooling, flattening).
   The last block ends with the model's head. Subclasses set `self.local` (their LocalHeads, or
-  None), `self.patches` (its patches, 1 without) and `self.local_heads` (an nnx.List of local
+  None), `self.patch_grids` (each conv layer's patch grid, `ConvNet`; none in an MLP) and
+  `self.local_heads` (an nnx.List of local
   classifiers, one per block but the last, or None), and list their blocks in `_blocks()`.
 
   Perturbations are an explicit argument of `perturbed` rather than flax's `Module.perturb`:
@@ -212,44 +224,47 @@ class _Network(nnx.Module):
     the model's own last. Without `local`: one loss block, all layers. With `local`: one per
     block, its input stop-gradiented, closed by its local head (the last by the model's head).
     A head shared by S slices is a loss block of its own, after its block's, whose logits are
-    (head logits, each slice's share of them, `_slice_contributions`). Every other loss block's
+    (head logits, its input and kernel by slice, `_slice_inputs`). Every other loss block's
     last pre-activations are the logits of its loss (what `exact_heads` reads). `stop_inputs`
     stop-gradients every layer's input, so that a layer's z depends on the parameters through
-    that layer alone. With heads reading P x P patches (P > 1), a conv layer's z is listed
-    patch-major (`_to_patch_major`), so that the slices of its last axis are (patch, channel).
+    that layer alone. With heads reading patches, a conv layer's z is listed patch-major
+    (`_to_patch_major`), so that the slices of its last axis are (patch, channel).
     """
     if local and self.local_heads is None:
       raise ValueError("local losses need a model created with local heads")
     given = iter(jax.tree.leaves(perturbations))  # in layer order
-    blocks, logits, activations = self._blocks(), [], []
+    grids = iter(self.patch_grids)  # in conv layer order
+    blocks, logits, activations, grid = self._blocks(), [], [], (1, 1)
 
-    def layer(module, x):
+    def layer(module, x, grid):
       inputs = jax.lax.stop_gradient(x) if stop_inputs else x
       z = _conv(module, inputs) if isinstance(module, nnx.Conv) else module(inputs)
-      z = _to_patch_major(z, self.patches)
+      z = _to_patch_major(z, grid)
       if perturbations is not None:
         z = z + next(given)
       activations[-1].append(z)
-      return _from_patch_major(z, self.patches)
+      return _from_patch_major(z, grid)
 
     for b, steps in enumerate(blocks):
       activations.append([])
       if local:
         x = jax.lax.stop_gradient(x)
       for step in steps:
-        x = layer(step, x) if isinstance(step, (nnx.Linear, nnx.Conv)) else step(x)
+        if isinstance(step, nnx.Conv):
+          grid = next(grids)
+        x = layer(step, x, grid) if isinstance(step, (nnx.Linear, nnx.Conv)) else step(x)
       if local and b < len(blocks) - 1:
-        head, head_input = self.local_heads[b], _local_head_input(x, self.patches)
+        head, head_input = self.local_heads[b], _local_head_input(x, grid)
         if self.local.kind is losses.Kind.SHARED_HEAD:
           activations.append([])  # the head's own loss block: its loss alone moves it
-          out = layer(head, jax.lax.stop_gradient(head_input))
-          logits += [losses.Block(losses.Kind.SHARED_HEAD, (out, _slice_contributions(
-              head_input, head.kernel[...], self.local.slices))),
+          out = layer(head, jax.lax.stop_gradient(head_input), grid)
+          logits += [losses.Block(losses.Kind.SHARED_HEAD, (out, *_slice_inputs(
+              head_input, head.kernel[...], self.local.slices_of(head_input.shape[-1])))),
                      losses.Block(losses.Kind.PLAIN, out)]
         else:
-          out = layer(head, head_input)
+          out = layer(head, head_input, grid)
           if self.local.kind is losses.Kind.SLICE_CLASSIFIERS:
-            out = out.reshape(out.shape[0], self.local.slices, -1)
+            out = out.reshape(out.shape[0], head.slices, -1)
           logits.append(losses.Block(self.local.kind, out))
     if not local:
       activations = [[z for block in activations for z in block]]
@@ -270,7 +285,7 @@ class MLP(_Network):
     sizes = [math.prod(input_shape), *hidden]
     self.hidden = nnx.List([_linear(a, b, rngs, init) for a, b in zip(sizes[:-1], sizes[1:])])
     self.head = _linear(sizes[-1], num_classes, rngs, init)
-    self.local, self.patches = local_heads, 1
+    self.local, self.patch_grids = local_heads, ()
     self.local_heads = nnx.List([_local_head(size, num_classes, local_heads, rngs, init)
                                  for size in hidden]) if local_heads else None
 
@@ -287,14 +302,15 @@ class ConvNet(_Network):
   With local losses per layer (`LocalHeads.loss_per="layer"`), every conv layer (its ReLU, and
   the pooling that closes its block) and the dense layer (its ReLU) are blocks of their own,
   each with a local head, and the head is the last block alone. A conv block's local head reads
-  its output averaged over P x P patches (`LocalHeads.patches`, `_local_head_input`), so that it
-  sees where features are and losses per slice can give each (patch, channel) its derivative.
+  its output averaged over P x P patches (`LocalHeads.patches`, `_local_head_input`; P = 0: a
+  patch per position of the map it reads), so that it sees where features are and losses per
+  slice can give each (patch, channel) its derivative.
   """
 
   def __init__(self, input_shape, num_classes, *, rngs: nnx.Rngs, blocks, padding, hidden=1024,
                init="flax", local_heads: LocalHeads | None = None):
     self.per_layer = bool(local_heads) and local_heads.loss_per == "layer"
-    if (local_heads and local_heads.slices > 1 and not self.per_layer
+    if (local_heads and local_heads.slices != 1 and not self.per_layer
         and any(len(block) > 1 for block in blocks)):
       raise ValueError(f"local_heads.slices={local_heads.slices} needs blocks of one layer: a "
                        "block's earlier layers would feed every slice's loss; this network's "
@@ -315,16 +331,17 @@ class ConvNet(_Network):
       raise ValueError(
           f"input shape {tuple(input_shape)} is too small for {len(blocks)} conv blocks "
           f"with {padding} padding")
-    if local_heads:
-      _check_patches(local_heads.patches, maps)
-    self.local, self.patches = local_heads, local_heads.patches if local_heads else 1
+    self.local = local_heads
+    self.patch_grids = _patch_grids(local_heads.patches if local_heads else 1, maps)
     self.block_sizes = tuple(len(block) for block in blocks)
     self.convs = nnx.List(convs)
     self.dense = _linear(height * width * channels, hidden, rngs, init)
     self.head = _linear(hidden, num_classes, rngs, init)
-    area = self.patches ** 2
-    head_features = ([area * features for block in blocks for features in block] + [hidden]
-                     if self.per_layer else [area * block[-1] for block in blocks])
+    area = [rows * columns for rows, columns in self.patch_grids]
+    features = [features for block in blocks for features in block]
+    last = list(itertools.accumulate(len(block) for block in blocks))  # each block's last conv
+    head_features = ([a * f for a, f in zip(area, features)] + [hidden] if self.per_layer
+                     else [area[i - 1] * features[i - 1] for i in last])
     self.local_heads = nnx.List([_local_head(features, num_classes, local_heads, rngs, init)
                                  for features in head_features]) if local_heads else None
 
@@ -339,16 +356,24 @@ class ConvNet(_Network):
     return blocks + ([dense, [self.head]] if self.per_layer else [dense + [self.head]])
 
 
-def _check_patches(patches: int, maps) -> None:
-  """Raises unless P x P equal patches tile every conv output map of `maps` ((H, W, pooled)
-  each) and, where 2x2 pooling follows, the pooled map along the same lines: each unit then
-  reaches only its own patch's part of a local head's input."""
-  tiled = lambda size, pooled: size % (2 * patches if pooled else patches) == 0
-  if not all(tiled(height, pooled) and tiled(width, pooled) for height, width, pooled in maps):
+def _patch_grids(patches: int, maps) -> list[tuple[int, int]]:
+  """Each conv output map's patch grid, (rows, columns), for `maps` ((H, W, pooled) each): P x P
+  patches, or with P = 0 one patch per position of the map a local head reads (the pooled map
+  where 2x2 pooling follows). Raises unless the patches tile every map and, where pooling
+  follows, the pooled map along the same lines: each unit then reaches only its own patch's
+  part of a local head's input."""
+  factor = lambda pooled: 2 if pooled else 1
+  grids = [(height // factor(pooled), width // factor(pooled)) if patches == 0
+           else (patches, patches) for height, width, pooled in maps]
+  tiled = lambda size, parts, pooled: size % (factor(pooled) * parts) == 0
+  if not all(tiled(height, rows, pooled) and tiled(width, columns, pooled)
+             for (height, width, pooled), (rows, columns) in zip(maps, grids)):
     raise ValueError(
         f"local_heads.patches={patches} does not split this network's conv output maps "
         f"{[(height, width) for height, width, _ in maps]} into equal patches (pooled maps "
-        "too); choose a divisor of every size")
+        "too); choose a divisor of every size" + (" (0: maps of even size where pooled)"
+                                                   if patches == 0 else ""))
+  return grids
 
 
 def MnistCNN(input_shape, num_classes, *, rngs, **options):

@@ -48,15 +48,15 @@ BAD_FIELDS = [
      "combine 'mean'"),
     ("exact_heads", 1, "exact_heads must be True or False, got 1"),
     ("exact_heads", True, "exact_heads needs estimator 'activity' or 'local_activity'"),
-    ("local_heads.slices", 0, "local_heads.slices must be >= 1, got 0"),
-    ("local_heads.slices", 4, "local_heads.slices > 1 needs estimator 'local_activity' or "
+    ("local_heads.slices", -1, "local_heads.slices must be >= 0, got -1"),
+    ("local_heads.slices", 4, "local_heads.slices other than 1 needs estimator 'local_activity' or "
      "'local_backprop', combine 'mean' and unit_groups 1"),
     ("local_heads.slice_head", "joint", "local_heads.slice_head 'joint' is unknown; choose one "
      "of ['separate', 'shared']"),
     ("local_heads.loss_per", "unit", "local_heads.loss_per 'unit' is unknown; choose one of "
      "['block', 'layer']"),
-    ("local_heads.patches", 0, "local_heads.patches must be >= 1, got 0"),
-    ("local_heads.patches", 2, "local_heads.patches > 1 needs estimator 'local_activity' or "
+    ("local_heads.patches", -1, "local_heads.patches must be >= 0, got -1"),
+    ("local_heads.patches", 2, "local_heads.patches other than 1 needs estimator 'local_activity' or "
      "'local_backprop'"),
     ("eval_batch_size", -5, "eval_batch_size must be >= 1, got -5"),
     ("log_every_steps", 0, "log_every_steps must be >= 1, got 0"),

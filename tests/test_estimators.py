@@ -341,7 +341,8 @@ def test_losses_per_slice_are_unbiased_from_one_jvp():
 def _shared_head_problem(slices, network="mlp"):
   """(forward, params) of a tiny network whose local heads are shared by `slices` slices:
   the MLP (hidden 6 and 4 units) or a ConvNet with local losses per layer (two convs of 2
-  channels, dense 4 units; with "conv_patches", heads reading 2 x 2 patches, dense 8 units)."""
+  channels, dense 4 units; with "conv_patches", heads reading 2 x 2 patches, dense 8 units;
+  with "conv_units", heads reading every position, dense 8 units)."""
   local = dict(slices=slices, slice_head="shared")
   options = dict(rngs=nnx.Rngs(0), init="torch")
   if network == "mlp":
@@ -354,7 +355,8 @@ def _shared_head_problem(slices, network="mlp"):
   else:
     shape, module = (4, 4, 1), models.ConvNet(
         (4, 4, 1), 3, blocks=((2, 2),), padding="SAME", hidden=8, **options,
-        local_heads=models.LocalHeads(loss_per="layer", patches=2, **local))
+        local_heads=models.LocalHeads(loss_per="layer", patches=2 if network == "conv_patches"
+                                      else 0, **local))
   model = models.split(module)
   loss_fn = programs.make_loss_fn(model.apply, [127.5], [64.0], perturbed=model.perturbed)
   images = np.random.default_rng(0).integers(0, 256, (3, *shape)).astype(np.uint8)
@@ -365,13 +367,14 @@ def _shared_head_problem(slices, network="mlp"):
 
 
 @pytest.mark.parametrize("network, many", [("mlp", 2), ("conv_per_layer", 2),
-                                            ("conv_patches", 8)])
+                                            ("conv_patches", 8), ("conv_units", 0)])
 def test_a_shared_local_head_gives_each_slice_its_derivative_from_one_jvp(network, many):
   """Slices of one shared head: the exact gradient of all the slices' losses is that of the
   plain local losses (each block's units, its head and the model's head moved once), and the
   estimate is unbiased for it, with less variance the more slices (S = 2: slices of 3 and 2
   units in the MLP; of one channel, and of 2 dense units, in the ConvNet; S = 8 under heads
-  reading 2 x 2 patches: a slice per patch and channel, and per dense unit)."""
+  reading 2 x 2 patches: a slice per patch and channel, and per dense unit; S = 0 under heads
+  reading every position: a slice per unit a head reads)."""
   forward, params = _shared_head_problem(1, network)
   exact = np.asarray(_flat(estimators.local_backprop(forward, params)[1]))
   num_keys = 20000

@@ -88,19 +88,23 @@ def test_clamped_matches_the_authors_formula_on_random_logits():
 
 
 @pytest.mark.parametrize("name", losses.LOSSES)
-def test_per_slice_losses_move_with_each_slices_share_alone(name):
+def test_per_slice_losses_move_with_each_slices_inputs_alone(name):
   """Each slice's loss equals the loss of the logits, and its derivative along a tangent of the
-  shares is that of the loss of the logits along the tangent of that slice's share alone."""
+  inputs is that of the loss of the logits along the tangent of that slice's share of them
+  alone (its inputs' tangent times its rows of the kernel)."""
   per_example = losses.per_example_loss(name)
-  keys = jax.random.split(jax.random.PRNGKey(0), 3)
-  shares = jax.random.normal(keys[0], (4, 3, 5))  # B = 4 examples, S = 3 slices, C = 5 classes
-  logits = shares.sum(1)
+  keys = jax.random.split(jax.random.PRNGKey(0), 4)
+  inputs = jax.random.normal(keys[0], (4, 3, 2))  # B = 4 examples, S = 3 slices of 2 units
+  kernel = jax.random.normal(keys[2], (3, 2, 5))  # C = 5 classes
+  logits = jnp.einsum("bsi,sic->bc", inputs, kernel)
   labels = jnp.array([0, 4, 2, 1])
-  tangent = jax.random.normal(keys[1], shares.shape)
+  tangent = jax.random.normal(keys[1], inputs.shape)
   value, derivative = jax.jvp(
-      lambda s: losses.per_slice_losses(per_example, logits, s, labels), (shares,), (tangent,))
+      lambda x: losses.per_slice_losses(per_example, logits, x, kernel, labels), (inputs,),
+      (tangent,))
   np.testing.assert_allclose(value, np.repeat(per_example(logits, labels)[:, None], 3, 1),
                              rtol=1e-6)
   for s in range(3):
-    _, expected = jax.jvp(lambda l: per_example(l, labels), (logits,), (tangent[:, s],))
+    _, expected = jax.jvp(lambda l: per_example(l, labels), (logits,),
+                          (tangent[:, s] @ kernel[s],))
     np.testing.assert_allclose(derivative[:, s], expected, rtol=1e-5, atol=1e-6)

@@ -173,22 +173,31 @@ def test_local_losses_per_layer_make_every_layer_a_block():
     _small("conv", models.LocalHeads(loss_per="unit"))
 
 
-def test_local_heads_can_read_patches_of_the_conv_maps():
-  """patches=2: a conv layer's local head reads its output averaged over each of
-  2 x 2 patches (4 x channels inputs; the other parameters those of the same seed), its
-  activation comes patch-major (a unit of patch (r, c) at [i, j, (2 r + c) C + channel]), and
-  the model computes what it did."""
+def _on_patches(patches, head_inputs):
+  """The small conv net with local heads per layer reading `patches`: checks that its heads
+  read `head_inputs` units each, that its other parameters are those of the same seed without
+  patches and that it computes what that one does; returns its heads' parameters, its local
+  outputs and activations, and that one's activations."""
   whole, images, _ = _small("conv", models.LocalHeads(loss_per="layer"))
-  patched = _small("conv", models.LocalHeads(loss_per="layer", patches=2))[0]
+  patched = _small("conv", models.LocalHeads(loss_per="layer", patches=patches))[0]
   heads = patched.params["local_heads"]
-  assert [heads[i]["kernel"].shape[0] for i in range(len(heads))] == [12, 12, 16, 5]
+  assert [heads[i]["kernel"].shape[0] for i in range(len(heads))] == head_inputs
   for part in ("convs", "dense", "head"):
     assert jax.tree.all(jax.tree.map(jnp.array_equal, whole.params[part], patched.params[part]))
   logits = whole.apply(whole.params, images)
   np.testing.assert_allclose(patched.apply(patched.params, images), logits, rtol=1e-6)
   outputs, activations = patched.perturbed(patched.params, images, None, False, True)
   np.testing.assert_allclose(outputs[-1].value, logits, rtol=1e-6)
-  z = whole.perturbed(whole.params, images, None, False, True)[1][0][0]  # (4, 8, 8, 3)
+  return heads, outputs, activations, whole.perturbed(whole.params, images, None, False, True)[1]
+
+
+def test_local_heads_can_read_patches_of_the_conv_maps():
+  """patches=2: a conv layer's local head reads its output averaged over each of
+  2 x 2 patches (4 x channels inputs; the other parameters those of the same seed), its
+  activation comes patch-major (a unit of patch (r, c) at [i, j, (2 r + c) C + channel]), and
+  the model computes what it did."""
+  heads, outputs, activations, z = _on_patches(2, [12, 12, 16, 5])
+  z = z[0][0]  # (4, 8, 8, 3)
   patch_major = activations[0][0]
   assert patch_major.shape == (4, 4, 4, 12)
   np.testing.assert_array_equal(patch_major[:, 1, 2, (2 * 1 + 0) * 3 + 2], z[:, 4 + 1, 2, 2])
@@ -201,6 +210,30 @@ def test_local_heads_can_read_patches_of_the_conv_maps():
     _small("mlp", models.LocalHeads(patches=2))
 
 
+def test_local_heads_can_read_every_position_of_the_conv_maps():
+  """patches=0: a conv layer's local head reads the whole map it closes on (the pooled map where
+  pooling follows), a patch per position; its activation comes patch-major on that grid (a
+  unit of pooled position (r, c) at [i, j, (4 r + c) C + channel]); with slices=0 a shared
+  head's slices are one per unit it reads."""
+  heads, outputs, activations, z = _on_patches(0, [192, 48, 16, 5])
+  images = _small("conv")[1]
+  assert [block[0].shape for block in activations[:3]] == [
+      (4, 1, 1, 192), (4, 2, 2, 48), (4, 2, 2, 16)]
+  np.testing.assert_array_equal(activations[1][0][:, 1, 0, (4 * 3 + 2) * 3 + 1],
+                                z[1][0][:, 2 * 3 + 1, 2 * 2 + 0, 1])
+  np.testing.assert_allclose(
+      outputs[0].value, jax.nn.relu(z[0][0]).reshape(4, -1) @ heads[0]["kernel"]
+      + heads[0]["bias"], rtol=1e-5, atol=1e-6)
+  shared = _small("conv", models.LocalHeads(loss_per="layer", patches=0, slices=0,
+                                            slice_head="shared"))[0]
+  logits = shared.perturbed(shared.params, images, None, False, True)[0]
+  assert [out.value[1].shape for out in logits[:-1:2]] == [
+      (4, 192, 1), (4, 48, 1), (4, 16, 1), (4, 5, 1)]
+  with pytest.raises(ValueError, match=r"patches=0 does not split .* \(0: maps of even size"):
+    models.ConvNet((7, 7, 1), 4, rngs=nnx.Rngs(0), blocks=((2,),), padding="SAME", hidden=3,
+                   local_heads=models.LocalHeads(patches=0))
+
+
 def test_local_losses_per_layer_let_a_conv_net_share_a_head_by_slices():
   """Losses per slice need blocks of one layer: per layer, the CNN takes them (a shared head's
   slice per channel), per block it refuses them, saying why."""
@@ -209,8 +242,10 @@ def test_local_losses_per_layer_let_a_conv_net_share_a_head_by_slices():
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 28, 28, 1))
   logits, activations = model.perturbed(model.params, images, None, False, True)
   assert [(out.kind, jax.tree.map(jnp.shape, out.value)) for out in logits] == [
-      (losses.Kind.SHARED_HEAD, ((2, 10), (2, 64, 10))),
-      (losses.Kind.PLAIN, (2, 10))] * 5 + [(losses.Kind.PLAIN, (2, 10))]  # 4 convs, the dense
+      (losses.Kind.SHARED_HEAD, ((2, 10), (2, 64, 1), (64, 1, 10))),
+      (losses.Kind.PLAIN, (2, 10))] * 4 + [  # 4 convs, then the dense
+      (losses.Kind.SHARED_HEAD, ((2, 10), (2, 64, 16), (64, 16, 10))),
+      (losses.Kind.PLAIN, (2, 10)), (losses.Kind.PLAIN, (2, 10))]
   assert [len(block) for block in activations] == [1] * 11
   with pytest.raises(ValueError, match="local_heads.loss_per='layer' gives every layer"):
     models.create_model("cnn", (28, 28, 1), 10, seed=0,
@@ -337,10 +372,11 @@ def test_local_heads_per_slice_give_a_loss_per_slice():
     models.create_model("cnn", (28, 28, 1), 10, seed=0, local_heads=models.LocalHeads(slices=4))
 
 
-def test_a_shared_local_head_gives_each_slice_its_share_of_the_logits():
+def test_a_shared_local_head_gives_each_slice_its_inputs_and_rows_of_the_head():
   """With slice_head="shared" a block's S slices share one classifier (the parameters of the
-  same seed with one slice); the block's logits are the head's with each slice's share of
-  them, which the slice's units alone move; the head is a loss block of its own."""
+  same seed with one slice); the block's logits are the head's with its input and kernel cut
+  into the slices' parts (a slice's units alone move its input); the head is a loss block of
+  its own. slices=0 gives a slice per unit."""
   shared = models.create_model("mlp", (8, 8, 1), 10, seed=0,
                                local_heads=models.LocalHeads(slices=4, slice_head="shared"))
   plain = models.create_model("mlp", (8, 8, 1), 10, seed=0, local_heads=LOCAL)
@@ -349,28 +385,33 @@ def test_a_shared_local_head_gives_each_slice_its_share_of_the_logits():
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 1))
   logits, activations = shared.perturbed(shared.params, images, None, False, True)
   assert [jax.tree.map(jnp.shape, out.value) for out in logits] == [
-      ((2, 10), (2, 4, 10)), (2, 10), ((2, 10), (2, 4, 10)), (2, 10), (2, 10)]
+      ((2, 10), (2, 4, 256), (4, 256, 10)), (2, 10)] * 2 + [(2, 10)]
   assert [out.kind for out in logits] == [losses.Kind.SHARED_HEAD, losses.Kind.PLAIN] * 2 + [
       losses.Kind.PLAIN]
   assert [[z.shape for z in block] for block in activations] == [
       [(2, 1024)], [(2, 10)], [(2, 1024)], [(2, 10)], [(2, 10)]]
   plain_logits = plain.perturbed(plain.params, images, None, False, True)[0]
-  head_logits, shares = logits[0].value
+  head_logits, inputs, kernel = logits[0].value
   np.testing.assert_allclose(head_logits, plain_logits[0].value, rtol=1e-5, atol=1e-5)
   bias = shared.params["local_heads"][0]["bias"]
-  np.testing.assert_allclose(shares.sum(1) + bias, head_logits, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jnp.einsum("bsi,sic->bc", inputs, kernel) + bias, head_logits,
+                             rtol=1e-5, atol=1e-5)
 
-  def first_shares(z):  # the first block's slice shares as a function of its z
+  def first_inputs(z):  # the first block's head input by slice as a function of its z
     return shared.perturbed(shared.params, images, [[z], [0.0], [0.0], [0.0], [0.0]], False,
                             True)[0][0].value[1]
 
   slice_1 = jnp.zeros((2, 1024)).at[:, 256:512].set(1.0)  # the units of slice 1
-  _, moved = jax.jvp(first_shares, (jnp.zeros((2, 1024)),), (slice_1,))
+  _, moved = jax.jvp(first_inputs, (jnp.zeros((2, 1024)),), (slice_1,))
   assert np.any(moved[:, 1]) and not np.any(moved[:, [0, 2, 3]])
+  per_unit = models.create_model("mlp", (8, 8, 1), 10, seed=0,
+                                 local_heads=models.LocalHeads(slices=0, slice_head="shared"))
+  assert per_unit.perturbed(per_unit.params, images, None, False, True)[0][0].value[1].shape == (
+      2, 1024, 1)
   with pytest.raises(ValueError, match="unknown local_heads.slice_head 'joint'"):
     models.LocalHeads(slices=4, slice_head="joint")
-  with pytest.raises(ValueError, match="local_heads.slices must be a positive integer, got 0"):
-    models.LocalHeads(slices=0)
+  with pytest.raises(ValueError, match="local_heads.slices must be an integer >= 0, got -1"):
+    models.LocalHeads(slices=-1)
   with pytest.raises(ValueError, match="local_heads.slices=3 must divide the 1024 units"):
     models.create_model("mlp", (8, 8, 1), 10, seed=0,
                         local_heads=models.LocalHeads(slices=3, slice_head="shared"))

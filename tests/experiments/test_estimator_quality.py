@@ -30,10 +30,14 @@ def test_every_estimator_is_measured_and_fewer_units_per_derivative_is_less_nois
   assert [name for _, name in rows] == list(estimator_quality.ESTIMATORS)
   mean = lambda name, column: float(rows["MLP", name][column].split(" +- ")[0])
   for name in estimator_quality.ESTIMATORS:
-    if estimator_quality.ESTIMATORS[name].get("local_heads.patches", 1) > 1:  # conv maps only
-      assert rows["MLP", name][0].startswith("does not apply: local_heads.patches=2 splits conv")
+    patches = estimator_quality.ESTIMATORS[name].get("local_heads.patches", 1)
+    if patches != 1:  # conv maps only
+      assert rows["MLP", name][0].startswith(
+          f"does not apply: local_heads.patches={patches} splits conv")
       continue
     assert -1 <= mean(name, 0) <= 1 and -1 <= mean(name, 1) <= 1 and mean(name, 2) > 0, name
+    # The whole estimate's relative variance is its layers' weighted by their gradients' norms.
+    assert mean(name, 3) >= mean(name, 2) * (1 - 1e-3), name
   # Weight perturbation of 1.1M parameters is almost orthogonal to the gradient; one derivative
   # per unit under a shared local head is far closer to it.
   assert mean("forward_k1", 0) < 0.01 < 0.2 < mean("local_activity_k1_s1024", 0)

@@ -38,7 +38,8 @@ def test_tunes_trains_and_reports_each_estimator_against_backprop(tmp_path, tiny
   assert [row[2] for row in rows if row not in trained] == [
       "local_activity_k1_layer_p2_s256", "local_activity_k1_layer_p2_s256_xh",
       "local_activity_k1_layer_p2_s256_xh_c1", "local_activity_k1_layer_p2_s256_xh_c3",
-      "local_backprop_layer_p2"]
+      "local_backprop_layer_p2", "local_activity_k1_layer_units_xh",
+      "local_backprop_layer_units"]
   assert all(row[4] == "2" and "+-" in row[5] and row[-1] == "- |" for row in trained)
   tuned = os.path.join(args.workdir, "mlp_sgd_local_activity_k1_g32_2ep_2seeds")
   config = workdir_files.read_json(os.path.join(tuned, "seed_0", workdir_files.CONFIG_FILE))
