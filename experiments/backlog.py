@@ -52,9 +52,11 @@ REFINE_ROWS = CNN_ROWS + ("mnist_mlp_adam_bp",)
 TUNED_ROWS = CNN_ROWS
 TUNED_SEEDS = 5
 # The per-layer estimators of the 2-epoch CNN studies (experiments/results/
-# estimators_mnist_cnn_2ep.md, and the best forward-mode one of
-# estimators_mnist_cnn_exact_heads_2ep.md), here at the full 50 epochs with the study's defaults.
-STUDY_ESTIMATORS = ("local_activity_k1_layer_s64", "local_backprop_layer",
+# estimators_mnist_cnn_2ep.md, and estimators_mnist_cnn_exact_heads_2ep.md's best forward-mode
+# one, a derivative per unit, first, with its exact local gradients), here at the full 50 epochs
+# with the study's defaults.
+STUDY_ESTIMATORS = ("local_activity_k1_layer_units_xh", "local_backprop_layer_units",
+                    "local_activity_k1_layer_s64", "local_backprop_layer",
                     "local_activity_k1_layer_p2_s256", "local_backprop_layer_p2",
                     "local_activity_k1_layer_p2_s256_xh_c1")
 STUDY_MODELS = ("cnn",)
