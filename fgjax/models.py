@@ -356,7 +356,7 @@ class ConvNet(_Network):
     return blocks + ([dense, [self.head]] if self.per_layer else [dense + [self.head]])
 
 
-def _patch_grids(patches: int, maps) -> list[tuple[int, int]]:
+def _patch_grids(patches: int, maps) -> tuple[tuple[int, int], ...]:
   """Each conv output map's patch grid, (rows, columns), for `maps` ((H, W, pooled) each): P x P
   patches, or with P = 0 one patch per position of the map a local head reads (the pooled map
   where 2x2 pooling follows). Raises unless the patches tile every map and, where pooling
@@ -373,7 +373,7 @@ def _patch_grids(patches: int, maps) -> list[tuple[int, int]]:
         f"{[(height, width) for height, width, _ in maps]} into equal patches (pooled maps "
         "too); choose a divisor of every size" + (" (0: maps of even size where pooled)"
                                                    if patches == 0 else ""))
-  return grids
+  return tuple(grids)
 
 
 def MnistCNN(input_shape, num_classes, *, rngs, **options):
