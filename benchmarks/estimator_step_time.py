@@ -16,11 +16,11 @@ named local_groups in the results) or one classifier shared by the slices
 with heads reading 2 x 2 patches (config.local_heads.patches) and a slice per patch and
 channel (also with config.exact_heads, and with exact heads and the estimate clipped to
 global norm 1), and with heads reading every position of the maps (patches 0) and a slice per
-unit they read (slices 0; with exact heads, also clipped), and local_backprop, the exact
-gradients of the local losses (the local heads' cost without the jvp), per block and (the MLP)
-per slice or (the conv nets) per layer, on the whole maps, on patches or on every position. The variants take turns over the repeats in one process
-(`common.time_interleaved`), so the ratio to
-backprop, the median of the per-round ratios, is what this measures; absolute times depend on
+unit they read (slices 0; with exact heads, also clipped), and local_backprop, the exact gradients
+of the local losses (the local heads' cost without the jvp), per block and (the MLP) per slice or
+(the conv nets) per layer, on the whole maps, on patches or on every position. The variants take
+turns over the repeats in one process (`common.time_interleaved`), so the ratio to backprop, the
+median of the per-round ratios, is what this measures; absolute times depend on
 the machine and its load, printed with the table. Modes as in step_time.py.
 """
 

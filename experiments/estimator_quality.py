@@ -13,8 +13,9 @@ gradient (of the model's loss, or of the local losses for the local-loss estimat
 and its lowest over the layers, and the relative variance E|ĝ - g|² / |g|², overall and its
 highest over the layers (a layer whose estimate is noisier than its share of the whole shows
 here: an estimate with relative variance v is about as noisy as an exact gradient on a batch
-v + 1 times smaller); the means over the batches and seeds, with their spread (std). An estimator a model cannot take (group-wise local
-heads on blocks of two layers) is a row that says so. The exact estimators (backprop,
+v + 1 times smaller); the means over the batches and seeds, with their spread (std). An
+estimator a model cannot take (group-wise local heads on blocks of two layers) is a row that
+says so. The exact estimators (backprop,
 local_backprop) have cosine 1 and variance 0, and are not listed.
 
 These are numbers at initialisation: they rank the estimators' noise, and how it falls with the
@@ -74,8 +75,9 @@ def batches(dataset, num_batches: int, seed: int) -> list[tuple[np.ndarray, np.n
 
 def measure(config, dataset, args) -> dict:
   """`{name: (mean, std)}` of the diagnostics' cosine, lowest layer cosine, relative variance
-  and highest layer relative variance over `args.num_inits` initialisations x `args.num_batches` batches, each the mean of
-  `args.draws` estimates; raises ValueError if the model cannot take the estimator."""
+  and highest layer relative variance (COLUMNS) over `args.num_inits` initialisations x
+  `args.num_batches` batches, each the mean of `args.draws` estimates; raises ValueError if the
+  model cannot take the estimator."""
   samples = []
   diagnose = None
   for seed in range(args.num_inits):

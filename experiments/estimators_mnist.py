@@ -17,13 +17,13 @@ epochs) and each optimizer of `--optimizers` (SGD, Adam):
    heads reading the conv maps' 2 x 2 patches (`local_heads.patches=2`) and 256 slices, one per
    patch and channel (4 dense units), also with `exact_heads` (`_xh`: the heads take their
    loss's exact gradient), and with the estimate then clipped to global norm 1 or 3 (`_xh_c1`,
-   `_xh_c3`, `grad_clip_norm`); and with exact heads reading every position of the map they
-   close on (`local_heads.patches=0`, the pooled map where pooling follows) and a slice per unit
-   they read (`local_heads.slices=0`: one conv unit each, or the 2 x 2 units of one pooling
-   window), `local_activity_k1_layer_units_xh`; and, for reference, `local_backprop`, `local_backprop_l32`,
-   `local_backprop_layer`, `local_backprop_layer_p2` and `local_backprop_layer_units`, the
-   exact gradients of the same local losses (greedy local learning), per block, per slice, per
-   layer or per layer on patches or on every position:
+   `_xh_c3`, `grad_clip_norm`); and with exact heads reading every position of the map they close on
+   (`local_heads.patches=0`, the pooled map where pooling follows) and a slice per unit they read
+   (`local_heads.slices=0`: one conv unit each, or the 2 x 2 units of one pooling window),
+   `local_activity_k1_layer_units_xh`; and, for reference, `local_backprop`, `local_backprop_l32`,
+   `local_backprop_layer`, `local_backprop_layer_p2` and `local_backprop_layer_units`, the exact
+   gradients of the same local losses (greedy local learning), per block, per slice, per layer or
+   per layer on patches or on every position:
    what the local-loss forward gradients estimate, without their noise) start from the backprop
    row's
    config (`configs/mnist_<model>_<optimizer>_bp.py`: PyTorch initialisation, the plain
