@@ -82,13 +82,13 @@ def variants(model: str) -> dict:
                    f"{PATCH_SHARED_GROUPS}")
     patch_fields = {"loss_per": "layer", "patches": 2, "slices": PATCH_SHARED_GROUPS,
                     "slice_head": "shared"}
-    for suffix, fields in (("", {}), (" exact heads", {"exact_heads": True}),
-                           (" exact heads clipped", {"exact_heads": True, "grad_clip_norm": 1.0})):
+    exact_heads = ((" exact heads", {"exact_heads": True}),
+                   (" exact heads clipped", {"exact_heads": True, "grad_clip_norm": 1.0}))
+    for suffix, fields in (("", {}), *exact_heads):
       configs[patch_heads + suffix] = _config(model, "local_activity", **patch_fields, **fields)
     unit_heads = "local_activity K=1 per layer every position shared per unit"
     unit_fields = {"loss_per": "layer", "patches": 0, "slices": 0, "slice_head": "shared"}
-    for suffix, fields in ((" exact heads", {"exact_heads": True}),
-                           (" exact heads clipped", {"exact_heads": True, "grad_clip_norm": 1.0})):
+    for suffix, fields in exact_heads:
       configs[unit_heads + suffix] = _config(model, "local_activity", **unit_fields, **fields)
   configs["local_backprop"] = _config(model, "local_backprop")
   if model == "mlp":

@@ -8,7 +8,6 @@ after each block but the last (`LocalHeads`), for local losses.
 """
 
 import dataclasses
-import itertools
 import math
 from typing import Callable
 
@@ -202,8 +201,8 @@ class _Network(nnx.Module):
   output z is a perturbation point) or a parameter-free function (ReLU, pooling, flattening).
   The last block ends with the model's head. Subclasses set `self.local` (their LocalHeads, or
   None), `self.patch_grids` (each conv layer's patch grid, `ConvNet`; none in an MLP) and
-  `self.local_heads` (an nnx.List of local
-  classifiers, one per block but the last, or None), and list their blocks in `_blocks()`.
+  `self.local_heads` (an nnx.List of local classifiers, one per block but the last, or None),
+  and list their blocks in `_blocks()`.
 
   Perturbations are an explicit argument of `perturbed` rather than flax's `Module.perturb`:
   that one works through variables a capturing call creates inside the module's state, shaped by
@@ -337,11 +336,11 @@ class ConvNet(_Network):
     self.convs = nnx.List(convs)
     self.dense = _linear(height * width * channels, hidden, rngs, init)
     self.head = _linear(hidden, num_classes, rngs, init)
-    area = [rows * columns for rows, columns in self.patch_grids]
-    features = [features for block in blocks for features in block]
-    last = list(itertools.accumulate(len(block) for block in blocks))  # each block's last conv
-    head_features = ([a * f for a, f in zip(area, features)] + [hidden] if self.per_layer
-                     else [area[i - 1] * features[i - 1] for i in last])
+    # What a head after each conv would read: its patch grid's cells times its channels.
+    read = [rows * columns * conv.out_features
+            for (rows, columns), conv in zip(self.patch_grids, convs)]
+    head_features = (read + [hidden] if self.per_layer  # else after each block's last conv
+                     else [n for n, (_, _, closes_block) in zip(read, maps) if closes_block])
     self.local_heads = nnx.List([_local_head(features, num_classes, local_heads, rngs, init)
                                  for features in head_features]) if local_heads else None
 
