@@ -14,6 +14,10 @@ turns over `--repeats` rounds in one process, each part compiled on its own by
 - input gradient and kernel gradient: `jax.vjp` of the convolution in that argument alone,
   against `torch.ops.aten.convolution_backward` asked for that gradient alone (the first layer's
   input gradient is left out: training never computes it);
+- kernel gradient, patch product: the same gradient as one matrix product, the transpose of the
+  layer's image patches (its input's 3 x 3 shifted views side by side on the channel axis, the
+  im2col matrix) times the output gradient (checked equal to the first), against PyTorch's kernel
+  gradient again;
 - bias gradient: the output gradient summed over batch and positions, as autodiff gives it for
   fgjax's conv layers (the transpose of `add_bias`'s product) and for a bias added by
   broadcasting (a reduction over every axis but the last: nnx.Conv's own call), against the
@@ -49,6 +53,18 @@ flags.DEFINE_integer("repeats", 7, "Interleaved rounds.")
 flags.DEFINE_integer("calls", 5, "Calls of each part per round.")
 
 
+def _patch_product_kernel_gradient(x, grad, padding: str, kernel_shape):
+  """A 3x3 convolution's kernel gradient as the patches' transpose times the output gradient."""
+  if padding == "SAME":
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  height, width = grad.shape[1:3]
+  patches = jnp.concatenate([x[:, i:i + height, j:j + width] for i in range(3) for j in range(3)],
+                            axis=-1)
+  features = grad.shape[-1]
+  return jnp.dot(patches.reshape(-1, patches.shape[-1]).T,
+                 grad.reshape(-1, features)).reshape(kernel_shape)
+
+
 def _fgjax_parts(x, kernel, bias, padding: str, first: bool) -> dict:
   """`{part: call()}` of one convolution in fgjax, each blocking until done."""
   conv = lambda x, kernel: jax.lax.conv_general_dilated(
@@ -61,12 +77,19 @@ def _fgjax_parts(x, kernel, bias, padding: str, first: bool) -> dict:
                          x, kernel, grad),
       "kernel gradient": (lambda x, kernel, g: jax.vjp(lambda k: conv(x, k), kernel)[1](g)[0],
                           x, kernel, grad),
+      "kernel gradient, patch product": (
+          lambda x, kernel, g: _patch_product_kernel_gradient(x, g, padding, kernel.shape),
+          x, kernel, grad),
       "bias gradient": (lambda y, bias, g: jax.vjp(
           lambda b: models.add_bias(y, b), bias)[1](g)[0], y, bias, grad),
       "bias gradient, broadcast": (lambda y, bias, g: jax.vjp(lambda b: y + b, bias)[1](g)[0],
                                    y, bias, grad)}
   if first:
     del parts["input gradient"]
+  kernel_gradients = [compilation.jit(parts[name][0])(*parts[name][1:])
+                      for name in ("kernel gradient", "kernel gradient, patch product")]
+  np.testing.assert_allclose(*kernel_gradients, rtol=1e-4,
+                             atol=1e-5 * float(jnp.abs(kernel_gradients[0]).max()))
   calls = {}
   for part, (function, *args) in parts.items():
     compiled = compilation.jit(function)
@@ -115,7 +138,8 @@ def measure(model: str, repeats: int, calls_per_round: int) -> dict:
     if side != "fgjax":
       continue
     height, channels, features = layers[index]
-    torch_part = "bias gradient" if part.startswith("bias gradient") else part
+    torch_part = next((name for name in ("bias gradient", "kernel gradient")
+                       if part.startswith(name)), part)
     torch_ms = ms[index, torch_part, "torch"]
     rows.append({"layer": index + 1, "shape": f"{height}x{height}x{channels} -> {features}",
                  "part": part, "fgjax_ms": statistics.median(values),
