@@ -152,7 +152,8 @@ class Checkpoints(contextlib.AbstractContextManager):
     self.close()
 
   def close(self) -> None:
-    """Waits for the last save (see `wait`) and closes orbax's manager."""
+    """Waits for the last save (see `wait`) and closes orbax's manager; a save that failed is a
+    WorkdirError."""
     failed = None
     try:
       self.wait()
@@ -163,10 +164,11 @@ class Checkpoints(contextlib.AbstractContextManager):
     except Exception as error:  # pylint: disable=broad-except
       # orbax may raise a failed save's error again here, from another of its threads
       failed = failed or WorkdirError(self._failure(error))
-    finally:
-      std_logging.getLogger("absl").removeFilter(self._filter)
     if failed is not None:
+      # orbax's threads may still log the failed save after this (with a traceback, after the
+      # caller's one-line error): their records stay off the terminal for the rest of the process
       raise failed
+    std_logging.getLogger("absl").removeFilter(self._filter)
 
   def wait(self) -> None:
     """Waits for the save in flight; one that failed is a WorkdirError (see `_failure`)."""

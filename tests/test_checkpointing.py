@@ -141,7 +141,8 @@ def test_no_valid_checkpoint_is_a_clear_error_and_deletes_nothing(tmp_path):
 def test_a_save_that_fails_in_the_background_is_one_error_however_orbax_raises_it(
     tmp_path, monkeypatch):
   """orbax reports a failed background save from wait_until_finished, and again from close (as
-  a raw OSError): the caller sees one WorkdirError in plain words."""
+  a raw OSError): the caller sees one WorkdirError in plain words, and nothing of orbax's after
+  it."""
   def disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -155,6 +156,10 @@ def test_a_save_that_fails_in_the_background_is_one_error_however_orbax_raises_i
       r"^no space left on device while saving checkpoint 8 in .*; checkpoints up to step 4 "
       r"are kept$")):
     checkpoints.close()
+  # What orbax's threads log of the failed save after that stays off the terminal.
+  late = logging.LogRecord("absl", logging.ERROR, os.path.join("site-packages", "orbax", "x.py"),
+                           1, "RESOURCE_EXHAUSTED", None, None)
+  assert not logging.getLogger("absl").filter(late)
 
 
 def test_processes_that_see_different_checkpoints_stop(tmp_path, monkeypatch):
