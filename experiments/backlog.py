@@ -1,4 +1,4 @@
-"""The CNN work still to run for Table I and the estimator study, as one resumable command.
+"""The work still to run for Table I and the CNN estimator study, as one resumable command.
 
   MNIST="--data_source=npz --data_path=<data dir>/mnist.npz"
   python -m experiments.backlog --budget_s=540 $MNIST   # the next pieces, within 9 minutes
@@ -6,23 +6,30 @@
 
 The items, in the order they run (each one the command it prints):
 
-1. the 50-epoch learning-rate sweeps the Table I tuning still lacks (LR_SWEEP_ROWS;
+1. Table I's MNIST rows with the paper's settings and 5 seeds (TABLE_ROWS; `experiments.table1`),
+   the MLP's first, where no run or record of them is there: the published table shows them,
+   and its records are what let a fresh clone rebuild and audit it;
+2. the 50-epoch learning-rate sweeps the Table I tuning still lacks (LR_SWEEP_ROWS;
    `experiments.tune_table1`);
-2. the refining sweeps (`tune_table1 --refine`: the learning rate crossed with the other
+3. the refining sweeps (`tune_table1 --refine`: the learning rate crossed with the other
    hyperparameters the paper tuned) of the six CNN rows and of MLP + Adam backprop
    (REFINE_ROWS), each after its row's learning-rate sweep;
-3. the tuned CNN rows with 5 seeds (TUNED_ROWS; `experiments.table1 --tuned`);
-4. the CNN estimator study (STUDY_ESTIMATORS against Table I's CNN rows;
+4. the tuned MNIST rows with 5 seeds (TABLE_ROWS; `experiments.table1 --tuned`), each after its
+   refining sweep;
+5. the CNN estimator study (STUDY_ESTIMATORS against Table I's CNN rows;
    `experiments.estimators_mnist`), reported in `--study_out`.
 
 Each call runs the items that are not done, in order, until `--budget_s` is spent: a piece that
-would train past the budget checkpoints at a chunk's end and stops (`fgjax.train.stopping_by`),
-and a new item starts only while a quarter of the budget is left. Everything finished stays on
-disk, and sweeps and runs resume where they stopped, so the same command, run again on this or a
-copied workdir on any machine, goes on. Every call starts by copying the published records of
-Table I's sweeps and runs (`experiments.records`) to the roots where they are looked for, so that
-a fresh clone skips what they hold, and ends by printing one line per item: done, partial or to
-do, and its command.
+would train past the budget checkpoints at a chunk's end and stops (`fgjax.train.stopping_by`), and
+a new item starts only while a quarter of the budget is left (the call's first always starts).
+Everything finished stays on disk, and sweeps and runs resume where they stopped, so the same
+command, run again on this or a copied workdir on any machine, goes on. Every call starts by
+copying the published records of Table I's sweeps and runs (`experiments.records`) to the roots
+where they are looked for, so that a fresh clone skips what they hold, and ends by printing one
+line per item: done, partial or to do, and its command. A call that trained anything exports Table
+I's runs and sweeps to the records (as `experiments.table1` does), so that a workdir that is not
+kept loses nothing; once items 1-4 are done, `python -m experiments.table1 --report_only` writes
+the table from them.
 """
 
 import dataclasses
@@ -40,17 +47,17 @@ from experiments import runs
 from experiments import table1
 from experiments import tune_table1
 from fgjax import cli
+from fgjax import paper
 from fgjax import sweep
 from fgjax import train
 
 FLAGS = flags.FLAGS
 
-CNN_ROWS = ("mnist_cnn_sgd_fwd", "mnist_cnn_sgd_bp", "mnist_cnn_nesterov_fwd",
-            "mnist_cnn_nesterov_bp", "mnist_cnn_adam_fwd", "mnist_cnn_adam_bp")
+TABLE_ROWS = tuple(row for row in paper.TABLE_I_ROWS if row.startswith("mnist_"))
+CNN_ROWS = tuple(row for row in TABLE_ROWS if row.startswith("mnist_cnn_"))
 LR_SWEEP_ROWS = ("mnist_cnn_nesterov_bp", "mnist_cnn_adam_fwd", "mnist_cnn_adam_bp")
 REFINE_ROWS = CNN_ROWS + ("mnist_mlp_adam_bp",)
-TUNED_ROWS = CNN_ROWS
-TUNED_SEEDS = 5
+TABLE_SEEDS = 5
 # The per-layer estimators of the 2-epoch CNN studies (experiments/results/
 # estimators_mnist_cnn_2ep.md, and estimators_mnist_cnn_exact_heads_2ep.md's best forward-mode
 # one, a derivative per unit, first, with its exact local gradients), here at the full 50 epochs
@@ -157,8 +164,30 @@ def _table1_args(args, num_seeds: int):
       data_path=args.data_path, tfds_data_dir=None, epochs=args.epochs, num_seeds=num_seeds)
 
 
+def _row_state(row: str, variant: str, args) -> str:
+  """Whether the row's `variant` run with TABLE_SEEDS seeds is finished, under way or not begun
+  (`experiments.runs.find_variant_run`: a tuned row whose sweep chose the paper's setting is
+  its paper run)."""
+  found = runs.find_variant_run(args.workdir_root, args.sweep_root, row, variant)
+  seeds = found and (runs.load_run(found)["aggregate"] or {}).get("num_seeds", 1)
+  if found and seeds >= TABLE_SEEDS:
+    return "done"
+  if variant == "tuned" and runs.tuned_is_paper(args.sweep_root, row):
+    variant = "paper"
+  config, workdir = table1.configure(row, variant, _table1_args(args, TABLE_SEEDS))
+  return "partial" if config is not None and os.path.isdir(workdir) else "to do"
+
+
+def paper_item(row: str, args) -> Item:
+  """The row with the paper's setting and TABLE_SEEDS seeds."""
+  return Item(f"{row}: the paper's setting, {TABLE_SEEDS} seeds",
+              f"python -m experiments.table1 --rows={row} --num_seeds={TABLE_SEEDS} "
+              + _flags(args, "workdir_root", *DATA), lambda: _row_state(row, "paper", args),
+              lambda: table1.run_rows([row], "paper", _table1_args(args, TABLE_SEEDS)))
+
+
 def tuned_item(row: str, args) -> Item:
-  """The row with its refining sweep's best setting and TUNED_SEEDS seeds (the paper's run
+  """The row with its refining sweep's best setting and TABLE_SEEDS seeds (the paper's run
   with as many seeds, where the sweep chose the paper's setting)."""
   def variant():
     return "paper" if runs.tuned_is_paper(args.sweep_root, row) else "tuned"
@@ -166,17 +195,12 @@ def tuned_item(row: str, args) -> Item:
   def state():
     if _sweep_state(_refine_dir(row, args)) != "done":
       return "to do"
-    found = runs.find_variant_run(args.workdir_root, args.sweep_root, row, variant())
-    seeds = found and (runs.load_run(found)["aggregate"] or {}).get("num_seeds", 1)
-    if found and seeds >= TUNED_SEEDS:
-      return "done"
-    config, workdir = table1.configure(row, variant(), _table1_args(args, TUNED_SEEDS))
-    return "partial" if config is not None and os.path.isdir(workdir) else "to do"
+    return _row_state(row, "tuned", args)
 
-  return Item(f"{row}: tuned, {TUNED_SEEDS} seeds (after its refining sweep)",
-              f"python -m experiments.table1 --tuned --rows={row} --num_seeds={TUNED_SEEDS} "
+  return Item(f"{row}: tuned, {TABLE_SEEDS} seeds (after its refining sweep)",
+              f"python -m experiments.table1 --tuned --rows={row} --num_seeds={TABLE_SEEDS} "
               + _flags(args, "sweep_root", "workdir_root", *DATA), state,
-              lambda: table1.run_rows([row], variant(), _table1_args(args, TUNED_SEEDS)))
+              lambda: table1.run_rows([row], variant(), _table1_args(args, TABLE_SEEDS)))
 
 
 def _study_args(args):
@@ -209,9 +233,10 @@ def study_item(args) -> Item:
 
 def items(args) -> list[Item]:
   """The backlog in the order it runs."""
-  return ([lr_sweep_item(row, args) for row in LR_SWEEP_ROWS]
+  return ([paper_item(row, args) for row in TABLE_ROWS]
+          + [lr_sweep_item(row, args) for row in LR_SWEEP_ROWS]
           + [refine_item(row, args) for row in REFINE_ROWS]
-          + [tuned_item(row, args) for row in TUNED_ROWS] + [study_item(args)])
+          + [tuned_item(row, args) for row in TABLE_ROWS] + [study_item(args)])
 
 
 def status_lines(backlog: list[Item]) -> list[str]:
@@ -226,21 +251,33 @@ def run_backlog(args) -> list[str]:
   item's own command logged) is left for a later call, and the next one goes on."""
   backlog = items(args)
   deadline = time.time() + args.budget_s
+  trained = False
   for item in backlog:
     if item.state() == "done":
       continue
     left = deadline - time.time()
-    if left < START_SHARE * args.budget_s:
+    if trained and left < START_SHARE * args.budget_s:
       logging.info("%.0f s of the budget left: %s waits for the next call", left, item.name)
       break
     logging.info("backlog: %s (%.0f s left)", item.name, left)
+    trained = True
     try:
       with train.stopping_by(deadline):
         item.run()
     except train.Stopped:
       logging.info("backlog: %s stopped at the budget; the same command goes on", item.name)
       break
+  if trained:
+    export_records(args)
   return status_lines(backlog)
+
+
+def export_records(args) -> None:
+  """Exports Table I's finished sweeps and runs to the records (`experiments.records`)."""
+  records.export_sweeps(args.sweep_root, args.sweep_records)
+  exported = records.export_runs(args.workdir_root, args.sweep_root, args.runs_records)
+  logging.info("records of Table I's runs in %s: %s", args.runs_records,
+               ", ".join(exported) or "none yet")
 
 
 def restore_records(args) -> None:
@@ -280,9 +317,11 @@ def _define_flags():
                       "Where the estimator study's sweeps and runs go.")
   flags.DEFINE_string("study_out", ROOTS["study_out"], "The estimator study's report.")
   flags.DEFINE_string("sweep_records", records.SWEEP_RECORDS,
-                      "The published sweeps' records, copied to --sweep_root first.")
+                      "The sweeps' records: copied to --sweep_root first, and where the finished "
+                      "sweeps go.")
   flags.DEFINE_string("runs_records", records.RUNS_RECORDS,
-                      "The published runs' records, copied to --workdir_root first.")
+                      "The runs' records: copied to --workdir_root first, and where the finished "
+                      "runs go.")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@ A run's record is what the report reads of it, laid out as the run itself (`expe
                                                   own loss, compressed)
 
 (a config naming its data file as `<data dir>/<file name>`, not its place on the machine that
-trained it), and a sweep's record is its results.json and results.md as `experiments/results/sweeps/<sweep
-name>.json` and `.md`, which `runs.load_sweep` reads as it reads a sweep's workdir. Exporting
-copies, for every Table I row and variant, the run the report would show from the runs there
-are; records of runs not there stay, so records from several machines add up. Importing
-(`import_records`) copies the records back to the runs' places, so that the work they hold is not
-done again. The estimator reports (`experiments.estimators_mnist`) keep their runs' records the
-same way, without test losses, in experiments/results/estimator_runs/.
+trained it), and a sweep's record is its results.json and results.md as
+`experiments/results/sweeps/<sweep name>.json` and `.md`, which `runs.load_sweep` reads as it reads
+a sweep's workdir (its own workdir named as `runs/sweeps/<sweep name>`, its data file's folder as
+`<data dir>`). Exporting copies, for every Table I row and variant, the run the report would show
+from the runs there are; records of runs not there stay, so records from several machines add up.
+Importing (`import_records`) copies the records back to the runs' places, so that the work they
+hold is not done again. The estimator reports (`experiments.estimators_mnist`) keep their runs'
+records the same way, without test losses, in experiments/results/estimator_runs/.
 """
 
 import json
@@ -87,17 +88,35 @@ def _copy_as(source: str, target: str) -> None:
     shutil.copyfile(source, target)
 
 
+def _portable(text: str, sweep_dir: str, data_path) -> str:
+  """A sweep's results as read on other machines: its own workdir as `runs/sweeps/<name>` (where
+  `import_records` puts it) and its data file's folder as `<data dir>`, not their places on the
+  machine that ran it."""
+  text = text.replace(os.path.abspath(sweep_dir),
+                      os.path.join("runs", "sweeps", os.path.basename(sweep_dir)))
+  if data_path and os.path.dirname(data_path):
+    text = text.replace(os.path.dirname(data_path) + os.sep, "<data dir>" + os.sep)
+  return text
+
+
 def export_sweeps(sweep_root: str, records: str) -> list[str]:
   """Copies each finished sweep's results.json and results.md under `sweep_root` to
-  `<records>/<sweep name>.json` and `.md`; returns the names."""
+  `<records>/<sweep name>.json` and `.md` (`_portable`); returns the names."""
   names = []
   for entry in sorted(os.listdir(sweep_root)) if os.path.isdir(sweep_root) else []:
-    results = os.path.join(sweep_root, entry, sweep.RESULTS_FILE)
-    if os.path.isfile(results):
-      os.makedirs(records, exist_ok=True)
-      shutil.copyfile(results, os.path.join(records, f"{entry}.json"))
-      _copy_as(os.path.join(sweep_root, entry, "results.md"), os.path.join(records, f"{entry}.md"))
-      names.append(entry)
+    sweep_dir = os.path.join(sweep_root, entry)
+    results = os.path.join(sweep_dir, sweep.RESULTS_FILE)
+    if not os.path.isfile(results):
+      continue
+    data_path = (workdir_files.read_json(results).get("config_overrides") or {}).get("data.path")
+    os.makedirs(records, exist_ok=True)
+    for source, name in ((results, f"{entry}.json"), (os.path.join(sweep_dir, "results.md"),
+                                                      f"{entry}.md")):
+      if os.path.isfile(source):
+        with open(source, encoding="utf-8") as f:
+          text = _portable(f.read(), sweep_dir, data_path)
+        workdir_files.write_text(os.path.join(records, name), text)
+    names.append(entry)
   return names
 
 

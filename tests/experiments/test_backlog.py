@@ -26,10 +26,10 @@ def tiny_backlog(monkeypatch, tmp_path, tiny_mnist):
       f.write(repr(sorted(vars(args).items())))
 
   monkeypatch.setattr(backlog.estimators_mnist, "run_all", study)
+  monkeypatch.setattr(backlog, "TABLE_ROWS", (ROW,))
   monkeypatch.setattr(backlog, "LR_SWEEP_ROWS", (ROW,))
   monkeypatch.setattr(backlog, "REFINE_ROWS", (ROW,))
-  monkeypatch.setattr(backlog, "TUNED_ROWS", (ROW,))
-  monkeypatch.setattr(backlog, "TUNED_SEEDS", 2)
+  monkeypatch.setattr(backlog, "TABLE_SEEDS", 2)
   monkeypatch.setattr(backlog, "STUDY_MODELS", ("mlp",))
   monkeypatch.setattr(backlog, "STUDY_OPTIMIZERS", ("sgd",))
   monkeypatch.setattr(backlog, "STUDY_ESTIMATORS", ("activity_k1",))
@@ -51,18 +51,22 @@ def test_stops_at_its_budget_then_finishes_what_is_left_and_records_spare_a_fres
   args = tiny_backlog
   args.budget_s = 1e-3  # past after the first chunk, which always runs
   lines = backlog.run_backlog(args)
-  assert _states(lines) == ["partial", "to do", "to do", "to do"]
-  assert lines[0].endswith(f"python -m experiments.tune_table1 --rows={ROW} "
+  assert _states(lines) == ["partial", "to do", "to do", "to do", "to do"]
+  assert lines[0].endswith(f"python -m experiments.table1 --rows={ROW} --num_seeds=2 "
+                           f"--workdir_root={args.workdir_root} --data_source=npz "
+                           f"--data_path={args.data_path} --epochs=2")
+  assert lines[1].endswith(f"python -m experiments.tune_table1 --rows={ROW} "
                            f"--sweep_root={args.sweep_root} --data_source=npz "
                            f"--data_path={args.data_path} --epochs=2")
-  sweep_dir = os.path.join(args.sweep_root, f"{ROW}_2ep")
-  assert os.listdir(os.path.join(sweep_dir, "checkpoints"))  # kept for the next call
+  paper_run = runs.run_dir(args.workdir_root, ROW, "paper", 2, 2)
+  assert os.listdir(os.path.join(paper_run, "checkpoints"))  # kept for the next call
+  assert not os.path.exists(args.runs_records)  # nothing finished to record yet
 
   args.budget_s = 600.0
   with caplog.at_level("INFO"):
     lines = backlog.run_backlog(args)
   assert "resuming" in caplog.text and "from step 1 of 2" in caplog.text
-  assert _states(lines) == ["done"] * 4
+  assert _states(lines) == ["done"] * 5
   assert runs.load_sweep(args.sweep_root, ROW)["space"].keys() == {"learning_rate", "decay"}
   tuned = runs.find_variant_run(args.workdir_root, args.sweep_root, ROW,
                                 "paper" if runs.tuned_is_paper(args.sweep_root, ROW) else "tuned")
@@ -71,22 +75,23 @@ def test_stops_at_its_budget_then_finishes_what_is_left_and_records_spare_a_fres
     study = f.read()
   assert ("('estimators', ['activity_k1'])" in study and "('models', ['mlp'])" in study
           and f"('table1_root', '{args.workdir_root}')" in study)
+  # The call exported what it finished to the records, as experiments.table1 does.
+  assert sorted(os.listdir(args.sweep_records)) == [
+      f"{ROW}_2ep{suffix}" for suffix in (".json", ".md", "_decay.json", "_decay.md")]
+  assert os.path.basename(paper_run) in os.listdir(args.runs_records)
   # Nothing is left: a third call trains nothing.
   args.budget_s = 1e-3
   assert backlog.run_backlog(args) == lines
 
-  # The records of the sweeps and runs (as experiments.table1 exports them), in a fresh clone
-  # whose roots are empty: its backlog starts with the study.
-  records.export_sweeps(args.sweep_root, args.sweep_records)
-  records.export_runs(args.workdir_root, args.sweep_root, args.runs_records)
+  # A fresh clone, whose roots are empty, with the records: its backlog starts with the study.
   args.sweep_root, args.workdir_root = str(tmp_path / "fresh_sweeps"), str(tmp_path / "fresh_t1")
   args.study_out = str(tmp_path / "fresh_study.md")
   args.budget_s = 600.0
   backlog.restore_records(args)
-  assert _states(backlog.status_lines(backlog.items(args))) == ["done"] * 3 + ["to do"]
+  assert _states(backlog.status_lines(backlog.items(args))) == ["done"] * 4 + ["to do"]
   caplog.clear()
   with caplog.at_level("INFO"):
-    assert _states(backlog.run_backlog(args)) == ["done"] * 4
+    assert _states(backlog.run_backlog(args)) == ["done"] * 5
   assert "sweeping" not in caplog.text and "epoch 1/" not in caplog.text
 
 
@@ -95,8 +100,11 @@ def test_a_status_line_per_item_and_a_bad_budget_in_one_line(tmp_path):
                                sweep_root=str(tmp_path / "s"), workdir_root=str(tmp_path / "t"),
                                study_workdir=str(tmp_path / "e"), study_out=str(tmp_path / "e.md"))
   lines = backlog.status_lines(backlog.items(args))
-  assert len(lines) == 3 + 7 + 6 + 1 and all(line.startswith("to do  ") for line in lines)
-  assert lines[3] == (f"to do    mnist_cnn_sgd_fwd: refining sweep: python -m "
+  assert len(lines) == 12 + 3 + 7 + 12 + 1 and all(line.startswith("to do  ") for line in lines)
+  assert lines[0] == (f"to do    mnist_mlp_sgd_fwd: the paper's setting, 5 seeds: python -m "
+                      f"experiments.table1 --rows=mnist_mlp_sgd_fwd --num_seeds=5 "
+                      f"--workdir_root={args.workdir_root}")
+  assert lines[15] == (f"to do    mnist_cnn_sgd_fwd: refining sweep: python -m "
                       f"experiments.tune_table1 --refine --rows=mnist_cnn_sgd_fwd "
                       f"--sweep_root={args.sweep_root}")
   done = subprocess.run([sys.executable, "-m", "experiments.backlog", "--budget_s=0",

@@ -117,3 +117,26 @@ def test_importing_fills_free_places_with_table1_records_only(tmp_path):
   assert runs.find_run(str(workdir_root), "mnist_mlp_sgd_fwd", "tuned")
   assert records.import_records(str(sweep_records), str(run_records), str(sweep_root),
                                 str(workdir_root)) == []
+
+
+def test_a_sweeps_record_names_neither_its_data_folder_nor_its_workdir(tmp_path):
+  made = tmp_path / "made"
+  _write_sweep(str(made), "mnist_mlp_sgd_bp", 0.1)
+  sweep_dir = made / "mnist_mlp_sgd_bp_1ep"
+  data_path = str(tmp_path / "data" / "mnist.npz")
+  results = json.loads((sweep_dir / "results.json").read_text(encoding="utf-8"))
+  results["config_overrides"] = {"data.path": data_path}
+  results["best"]["config_file"] = str(sweep_dir / "best_config.py")
+  (sweep_dir / "results.json").write_text(json.dumps(results), encoding="utf-8")
+  (sweep_dir / "results.md").write_text(
+      f"--config.data.path={data_path}; the config file `{sweep_dir}/best_config.py`\n",
+      encoding="utf-8")
+  records.export_sweeps(str(made), str(tmp_path / "records"))
+  record = json.loads((tmp_path / "records" / "mnist_mlp_sgd_bp_1ep.json").read_text(
+      encoding="utf-8"))
+  assert record["config_overrides"] == {"data.path": "<data dir>/mnist.npz"}
+  assert record["best"]["config_file"] == "runs/sweeps/mnist_mlp_sgd_bp_1ep/best_config.py"
+  assert record["settings"] == results["settings"]
+  assert (tmp_path / "records" / "mnist_mlp_sgd_bp_1ep.md").read_text(encoding="utf-8") == (
+      "--config.data.path=<data dir>/mnist.npz; the config file "
+      "`runs/sweeps/mnist_mlp_sgd_bp_1ep/best_config.py`\n")

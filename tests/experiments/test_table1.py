@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from experiments import records
 from experiments import runs
 from experiments import table1
 from fgjax import workdir as workdir_files
@@ -243,10 +244,14 @@ def test_report_only_on_a_fresh_clone_keeps_the_published_table(tmp_path):
   command = [sys.executable, "-m", "experiments.table1", "--report_only", f"--out={out}",
              f"--workdir_root={tmp_path / 'runs'}", f"--sweep_root={tmp_path / 'sweeps'}"]
   result = subprocess.run(command, cwd=runs.REPO, capture_output=True, text=True, check=False)
+  # The records hold fewer of the table's runs than it shows.
+  recorded = table1.rows_run(table1.report(types.SimpleNamespace(
+      workdir_root=records.RUNS_RECORDS, sweep_root=records.SWEEP_RECORDS)))
+  assert recorded < table1.rows_run(published)
   assert result.returncode != 0
   assert result.stderr.strip().splitlines() == [
-      f"not replacing {out} ({table1.rows_run(published)} rows run) with 0 rows run: pass "
-      "--overwrite to replace it, or write elsewhere"]
+      f"not replacing {out} ({table1.rows_run(published)} rows run) with {recorded} rows run: "
+      "pass --overwrite to replace it, or write elsewhere"]
   assert out.read_text(encoding="utf-8") == published
 
 
