@@ -165,12 +165,13 @@ def _table1_args(args, num_seeds: int):
 
 
 def _row_state(row: str, variant: str, args) -> str:
-  """Whether the row's `variant` run with TABLE_SEEDS seeds is finished, under way or not begun
-  (`experiments.runs.find_variant_run`: a tuned row whose sweep chose the paper's setting is
-  its paper run)."""
+  """Whether the row's `variant` run of its length (`_epochs`) with TABLE_SEEDS seeds is
+  finished, under way or not begun (`experiments.runs.find_variant_run`: a tuned row whose sweep
+  chose the paper's setting is its paper run)."""
   found = runs.find_variant_run(args.workdir_root, args.sweep_root, row, variant)
-  seeds = found and (runs.load_run(found)["aggregate"] or {}).get("num_seeds", 1)
-  if found and seeds >= TABLE_SEEDS:
+  run = found and runs.load_run(found)
+  if (run and run["config"]["num_epochs"] == _epochs(row, args)
+      and (run["aggregate"] or {}).get("num_seeds", 1) >= TABLE_SEEDS):
     return "done"
   if variant == "tuned" and runs.tuned_is_paper(args.sweep_root, row):
     variant = "paper"

@@ -11,6 +11,7 @@ import pytest
 from experiments import backlog
 from experiments import records
 from experiments import runs
+from test_table1 import write_seeds  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROW = "mnist_mlp_sgd_bp"
@@ -112,3 +113,9 @@ def test_a_status_line_per_item_and_a_bad_budget_in_one_line(tmp_path):
                         check=False)
   assert done.returncode == 2 and "error: --budget_s=0" in done.stderr
   assert "Traceback" not in done.stderr and not os.listdir(tmp_path)
+  # A full-length run of 5 seeds is a done item; a shortened one (a smoke test's) is not.
+  write_seeds(os.path.join(args.workdir_root, "mnist_mlp_sgd_fwd_5seeds"), "mnist_mlp_sgd_fwd",
+              [0.47] * 5, [0.86] * 5)
+  write_seeds(os.path.join(args.workdir_root, "mnist_mlp_sgd_bp_2ep_5seeds"), "mnist_mlp_sgd_bp",
+              [0.07] * 5, [0.98] * 5, epochs=2)
+  assert _states(backlog.status_lines(backlog.items(args)))[:2] == ["done", "to do"]

@@ -57,12 +57,13 @@ def example_losses(plain, clamped, n=10_000):
           "clamped_cross_entropy": np.full(n, clamped, np.float32)}
 
 
-def write_seeds(workdir, row, test_losses, test_accuracies, example_losses_by_seed=None):
-  """A finished run of several seeds (config.num_seeds > 1), written by hand: each seed's files
-  in seed_<s>/ (with the test_losses.npz of `example_losses_by_seed[s]`, if given and not None)
-  and their aggregate in the workdir's summary.json."""
+def write_seeds(workdir, row, test_losses, test_accuracies, example_losses_by_seed=None,
+                epochs=50):
+  """A finished run of several seeds (config.num_seeds > 1) of `epochs`, written by hand: each
+  seed's files in seed_<s>/ (with the test_losses.npz of `example_losses_by_seed[s]`, if given
+  and not None) and their aggregate in the workdir's summary.json."""
   per_example = example_losses_by_seed or [None] * len(test_losses)
-  per_seed = {str(seed): write_run(os.path.join(workdir, f"seed_{seed}"), row, epochs=50,
+  per_seed = {str(seed): write_run(os.path.join(workdir, f"seed_{seed}"), row, epochs=epochs,
                                    test_loss=loss, test_accuracy=accuracy,
                                    val_losses=[0.5, 0.3], seed=seed,
                                    test_losses=per_example[seed])
