@@ -9,7 +9,6 @@ import types
 import pytest
 
 from experiments import backlog
-from experiments import records
 from experiments import runs
 from test_table1 import write_seeds  # pylint: disable=g-bad-import-order
 
