@@ -35,8 +35,10 @@ _EXIT_STATUS = {signal.SIGTERM: EXIT_PREEMPTED, signal.SIGINT: EXIT_INTERRUPTED}
 _received: Optional[int] = None  # the first signal received while handle_signals() is active
 
 
-class Stopped(Exception):
-  """A run that a signal stopped after saving its checkpoint; the same command resumes it."""
+class Stopped(BaseException):
+  """A run that a signal stopped after saving its checkpoint; the same command resumes it. A
+  BaseException, like KeyboardInterrupt, so that handlers of a failed run (a script that logs it
+  and goes on with the next) let it through: the signal stops the whole command."""
 
   def __init__(self, signum: int, step: Optional[int], directory: str):
     self.exit_status = _EXIT_STATUS[signum]

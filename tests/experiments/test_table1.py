@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import types
@@ -14,6 +15,7 @@ from scipy import stats
 from experiments import records
 from experiments import runs
 from experiments import table1
+from fgjax import preemption
 from fgjax import workdir as workdir_files
 
 
@@ -183,6 +185,27 @@ def test_run_rows_trains_resumes_and_runs_the_tuned_variant(tmp_path, tiny_mnist
             encoding="utf-8") as f:
     assert json.load(f)["learning_rate"] == 0.01
   assert "γ 0.01," in table1.write_report(args).split("## Tuned")[1]
+
+
+def test_a_failed_row_is_logged_and_the_next_goes_on_but_a_signal_stops_them_all(
+    tmp_path, monkeypatch):
+  args = args_for(tmp_path, epochs=1)
+  trained = []
+
+  def train_run(config, workdir, restart=False):
+    trained.append(os.path.basename(workdir))
+    raise failure
+
+  monkeypatch.setattr(table1.runs, "train_run", train_run)
+  rows = ["mnist_mlp_sgd_bp", "mnist_mlp_sgd_fwd"]
+  failure = RuntimeError("a bad row")
+  table1.run_rows(rows, "paper", args)
+  assert trained == ["mnist_mlp_sgd_bp_1ep", "mnist_mlp_sgd_fwd_1ep"]
+  trained.clear()
+  failure = preemption.Stopped(signal.SIGTERM, 5, "checkpoints")
+  with pytest.raises(preemption.Stopped):
+    table1.run_rows(rows, "paper", args)
+  assert trained == ["mnist_mlp_sgd_bp_1ep"]
 
 
 def test_measurements_compare_full_length_tuned_runs_with_the_paper_setting(tmp_path):
