@@ -166,15 +166,12 @@ def _table1_args(args, num_seeds: int):
 
 def _row_state(row: str, variant: str, args) -> str:
   """Whether the row's `variant` run of its length (`_epochs`) with TABLE_SEEDS seeds is
-  finished, under way or not begun (`experiments.runs.find_variant_run`: a tuned row whose sweep
-  chose the paper's setting is its paper run)."""
+  finished, under way or not begun."""
   found = runs.find_variant_run(args.workdir_root, args.sweep_root, row, variant)
   run = found and runs.load_run(found)
   if (run and run["config"]["num_epochs"] == _epochs(row, args)
       and (run["aggregate"] or {}).get("num_seeds", 1) >= TABLE_SEEDS):
     return "done"
-  if variant == "tuned" and runs.tuned_is_paper(args.sweep_root, row):
-    variant = "paper"
   config, workdir = table1.configure(row, variant, _table1_args(args, TABLE_SEEDS))
   return "partial" if config is not None and os.path.isdir(workdir) else "to do"
 
@@ -196,7 +193,7 @@ def tuned_item(row: str, args) -> Item:
   def state():
     if _sweep_state(_refine_dir(row, args)) != "done":
       return "to do"
-    return _row_state(row, "tuned", args)
+    return _row_state(row, variant(), args)
 
   return Item(f"{row}: tuned, {TABLE_SEEDS} seeds (after its refining sweep)",
               f"python -m experiments.table1 --tuned --rows={row} --num_seeds={TABLE_SEEDS} "
